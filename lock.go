@@ -1,0 +1,364 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Lock is the handle of a held lock, returned by Manager.Lock and friends.
+// It is safe for concurrent use: the auto-extension may run while the owner
+// calls Extend or Unlock. Once unlocked or lost a handle stays invalid; lock
+// again for a new one.
+type Lock struct {
+	m        *Manager
+	resource string
+	key      string
+	token    string
+	auto     bool          // extended automatically
+	lost     chan struct{} // closed once the lock is no longer held
+
+	acquired *round // the acquisition round, whose stragglers Unlock waits for
+
+	mu       sync.Mutex
+	ttl      time.Duration
+	until    time.Time
+	released bool        // Unlock was called
+	gone     bool        // lost is closed
+	expiry   *time.Timer // closes lost at until
+	refresh  *time.Timer // auto-extension
+	onLost   []func()
+}
+
+func (m *Manager) newLock(req request, until time.Time, acquired *round) *Lock {
+	l := &Lock{
+		m: m, resource: req.resource, key: req.key, token: req.token, auto: req.auto,
+		lost: make(chan struct{}), acquired: acquired, ttl: req.ttl, until: until,
+	}
+	l.mu.Lock()
+	l.expiry = time.AfterFunc(until.Sub(m.now()), l.expire)
+	if l.auto {
+		l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
+	}
+	l.mu.Unlock()
+	m.mu.Lock()
+	m.locks[l] = struct{}{}
+	m.mu.Unlock()
+	return l
+}
+
+// Resource returns the name of the locked resource.
+func (l *Lock) Resource() string { return l.resource }
+
+// Token returns the random value that proves ownership of the lock. Another
+// process can use it with Manager.Attach.
+func (l *Lock) Token() string { return l.token }
+
+// Valid reports whether the lock is still held as far as this process can
+// tell: not unlocked, not lost, and its validity deadline (Until) has not
+// passed. Unlike aioredlock's lock.valid it turns false when the time runs
+// out.
+func (l *Lock) Valid() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.released && !l.gone && l.m.now().Before(l.until)
+}
+
+// Until returns the validity deadline: the time until which the lock is
+// safe to assume held (acquisition start + TTL − drift allowance). It moves
+// forward with each extension.
+func (l *Lock) Until() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.until
+}
+
+// Lost returns a channel that is closed once the lock is no longer held:
+// it was unlocked, an extension found it held by another token or gone on
+// too many instances, or its validity deadline passed.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// onLoss registers f to run (once, on its own) when the lock is lost; at
+// once if it already is.
+func (l *Lock) onLoss(f func()) {
+	l.mu.Lock()
+	if l.gone {
+		l.mu.Unlock()
+		f()
+		return
+	}
+	l.onLost = append(l.onLost, f)
+	l.mu.Unlock()
+}
+
+// markLost closes lost and stops the timers. Callers hold l.mu.
+func (l *Lock) markLostLocked() []func() {
+	if l.gone {
+		return nil
+	}
+	l.gone = true
+	close(l.lost)
+	l.expiry.Stop()
+	if l.refresh != nil {
+		l.refresh.Stop()
+	}
+	fs := l.onLost
+	l.onLost = nil
+	return fs
+}
+
+func (l *Lock) lose(reason string) {
+	l.mu.Lock()
+	fs := l.markLostLocked()
+	l.mu.Unlock()
+	if fs == nil {
+		return
+	}
+	l.m.mu.Lock()
+	delete(l.m.locks, l)
+	l.m.mu.Unlock()
+	if reason != "" {
+		l.m.log.Warn("redlock: lock lost", "resource", quoteResource(l.resource), "reason", reason)
+	}
+	for _, f := range fs {
+		f()
+	}
+}
+
+// expire runs at the validity deadline.
+func (l *Lock) expire() {
+	l.mu.Lock()
+	if l.gone || l.m.now().Before(l.until) {
+		// Extended meanwhile: the timer was reset, or will be.
+		if !l.gone {
+			l.expiry.Reset(l.until.Sub(l.m.now()))
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	l.lose("validity deadline passed")
+}
+
+func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
+
+// autoExtend is the watchdog: it extends the lock by its TTL, and again
+// every 0.6×TTL. When an extension fails because too few instances
+// answered, it tries again until the deadline passes; when the lock is held
+// by another token or gone on too many instances, the lock is lost.
+func (l *Lock) autoExtend() {
+	if !l.m.enter() {
+		return
+	}
+	defer l.m.leave()
+	l.mu.Lock()
+	if l.released || l.gone {
+		l.mu.Unlock()
+		return
+	}
+	ttl := l.ttl
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.NodeTimeout)
+	err := l.extend(ctx, ttl, true)
+	cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released || l.gone {
+		return
+	}
+	if err == nil {
+		l.refresh.Reset(l.refreshDelay())
+		return
+	}
+	// Unavailable: try again soon, while the lock is still valid.
+	left := l.until.Sub(l.m.now())
+	l.m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "err", err)
+	l.refresh.Reset(min(l.m.cfg.RetryDelayMin, max(left/4, time.Millisecond)))
+}
+
+// Extend resets the lock's lease to ttl (0 means the lock's own TTL) on
+// every instance where it still holds the token; it never re-creates a key
+// that expired. It succeeds when a quorum extends in time; the validity
+// deadline then moves to the start of the call + ttl − drift. Errors:
+// ErrNotHeld when the lock is no longer held (the lock is then lost),
+// ErrUnavailable when too few instances answered (the lock stays valid until
+// its current deadline), ErrInvalid for a bad ttl. ctx bounds the call.
+func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
+	if ttl == 0 {
+		l.mu.Lock()
+		ttl = l.ttl
+		l.mu.Unlock()
+	} else {
+		if err := l.m.cfg.checkTTL(ttl); err != nil {
+			return err
+		}
+		ttl = ttl.Truncate(time.Millisecond)
+		if err := l.m.cfg.checkTTL(ttl); err != nil {
+			return err
+		}
+	}
+	if !l.m.enter() {
+		return ErrClosed
+	}
+	defer l.m.leave()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.extend(ctx, ttl, false)
+}
+
+func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
+	m := l.m
+	if !l.Valid() {
+		return &QuorumError{Op: "extend", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+	}
+	start := m.now()
+	timeout := min(m.cfg.NodeTimeout, ttl)
+	r := m.fanout(ctx, timeout, nil, scriptExtend, []string{l.key}, []string{l.token, fmtMillis(ttl)})
+	o := m.collect(ctx, r, timeout, m.quorum, false, classifyExtend)
+	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.released || l.gone {
+			return &QuorumError{Op: "extend", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+		}
+		if until := start.Add(ttl - m.cfg.drift(ttl)); until.After(l.until) || !auto {
+			l.until = until
+			l.expiry.Reset(until.Sub(m.now()))
+		}
+		if !auto {
+			l.ttl = ttl
+		}
+		return nil
+	}
+	e := m.quorumError("extend", l.resource, o, 1, true)
+	if e.Err == ErrNotHeld && len(m.inst)-o.refused < m.quorum {
+		// Too many instances lost the key or gave it to another token: the
+		// lock cannot be held any more.
+		l.lose("extension refused by a quorum")
+	}
+	return e
+}
+
+func classifyExtend(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	switch n, _ := toInt(v); n {
+	case 1:
+		return voteYes, nil
+	case 0:
+		return voteRefused, errKeyMissing
+	case -1:
+		return voteRefused, ErrHeldByOther
+	}
+	return voteFailed, errBadReply
+}
+
+// Unlock releases the lock on every instance where it holds the token. The
+// handle is invalid afterwards whatever the outcome. It returns nil when a
+// quorum confirmed (the key was deleted or already gone) and the lock was
+// still valid; ErrNotHeld when the lock had already been released, lost or
+// expired, or another token holds it; ErrUnavailable when too few instances
+// answered (the keys then expire with their TTL). ctx bounds the call.
+func (l *Lock) Unlock(ctx context.Context) error {
+	if !l.m.enter() {
+		return ErrClosed
+	}
+	defer l.m.leave()
+	return l.unlock(ctx)
+}
+
+func (l *Lock) unlock(ctx context.Context) error {
+	m := l.m
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		return &QuorumError{Op: "unlock", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+	}
+	wasValid := !l.gone && m.now().Before(l.until)
+	l.released = true
+	fs := l.markLostLocked()
+	l.mu.Unlock()
+	m.mu.Lock()
+	delete(m.locks, l)
+	m.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+	if l.acquired != nil {
+		// An instance that answered after the quorum was reached may still
+		// be setting the key: let it finish so the release reaches it.
+		l.acquired.settle(m.cfg.NodeTimeout)
+	}
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptRelease, []string{l.key}, []string{l.token})
+	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyRelease)
+	if o.yes >= m.quorum {
+		if !wasValid {
+			return &QuorumError{Op: "unlock", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+		}
+		return nil
+	}
+	return m.quorumError("unlock", l.resource, o, 1, true)
+}
+
+func classifyRelease(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	switch n, _ := toInt(v); n {
+	case 1, 0:
+		return voteYes, nil
+	case -1:
+		return voteRefused, ErrHeldByOther
+	}
+	return voteFailed, errBadReply
+}
+
+// IsLocked reports whether a quorum of the instances hold the lock's key
+// under its token (aioredlock's lock.is_locked asks whether anyone holds
+// the resource; Manager.IsLocked does that). ErrUnavailable when too few
+// instances answered to tell.
+func (l *Lock) IsLocked(ctx context.Context) (bool, error) {
+	if !l.m.enter() {
+		return false, ErrClosed
+	}
+	defer l.m.leave()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	_, o, err := l.m.remaining(ctx, "is-locked", l.resource, l.key, l.token)
+	if err == nil {
+		return true, nil
+	}
+	if o.refused > len(l.m.inst)-l.m.quorum {
+		return false, nil
+	}
+	return false, err
+}
+
+// TTL returns the remaining time to live of the lock's key as Redis reports
+// it (millisecond precision): the smallest among a quorum of instances that
+// hold the key under the token. ErrNotHeld when no quorum holds it.
+func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
+	if !l.m.enter() {
+		return 0, ErrClosed
+	}
+	defer l.m.leave()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	d, _, err := l.m.remaining(ctx, "ttl", l.resource, l.key, l.token)
+	return d, err
+}
+
+// String describes the lock without its token.
+func (l *Lock) String() string {
+	return "redlock.Lock(" + quoteResource(l.resource) + ")"
+}
+
+var _ = errors.New

@@ -1,0 +1,602 @@
+package redlock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Manager takes, extends and releases locks on a set of independent Redis
+// instances with the Redlock algorithm: a lock is held when a quorum
+// (N/2+1) of the instances hold its key under its token.
+//
+// A Manager is safe for concurrent use. It owns the clients that New dialed
+// (Close closes them), not those passed to NewFromClients. It owns the
+// background work of its locks (auto-extension, expiry timers); Close stops
+// it and waits for it.
+type Manager struct {
+	cfg     Config
+	inst    []*instance
+	quorum  int
+	closers []io.Closer // clients that New dialed
+	log     *slog.Logger
+	now     func() time.Time // the clock; tests may replace it
+
+	ops sync.WaitGroup // in-flight calls and background work
+
+	mu     sync.Mutex
+	closed bool
+	locks  map[*Lock]struct{} // held locks, for Locks and Close
+}
+
+// New returns a Manager over the instances named by endpoints, dialing a
+// client for each. See ParseEndpoint for the accepted forms; every instance
+// must appear once. The Manager owns the clients and closes them in Close.
+// New does not contact the instances: an instance that is down makes calls
+// fail later, not New.
+func New(endpoints []string, cfg Config) (*Manager, error) {
+	if len(endpoints) == 0 {
+		return nil, invalidf("no endpoints")
+	}
+	eps := make([]Endpoint, len(endpoints))
+	for i, s := range endpoints {
+		ep, err := ParseEndpoint(s)
+		if err != nil {
+			return nil, err
+		}
+		eps[i] = ep
+	}
+	return NewFromEndpoints(eps, cfg)
+}
+
+// NewFromEndpoints is New for endpoints given as structs.
+func NewFromEndpoints(endpoints []Endpoint, cfg Config) (*Manager, error) {
+	if len(endpoints) == 0 {
+		return nil, invalidf("no endpoints")
+	}
+	if err := checkDuplicates(endpoints); err != nil {
+		return nil, err
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	inst := make([]*instance, len(endpoints))
+	closers := make([]io.Closer, 0, len(endpoints))
+	for i, ep := range endpoints {
+		c, closer, err := dial(ep, cfg)
+		if err != nil {
+			for _, c := range closers {
+				_ = c.Close()
+			}
+			return nil, err
+		}
+		closers = append(closers, closer)
+		inst[i] = &instance{client: c, name: ep.String()}
+	}
+	return newManager(inst, closers, cfg), nil
+}
+
+// NewFromClients returns a Manager over clients the caller already has, one
+// per independent instance. The Manager does not close them. Each client
+// must be non-nil and appear once.
+func NewFromClients(clients []Client, cfg Config) (*Manager, error) {
+	if len(clients) == 0 {
+		return nil, invalidf("no clients")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	inst := make([]*instance, len(clients))
+	seen := make(map[Client]int, len(clients))
+	for i, c := range clients {
+		if c == nil || isNilPointer(c) {
+			return nil, invalidf("client[%d] is nil", i)
+		}
+		if j, dup := comparableSeen(seen, c, i); dup {
+			return nil, invalidf("client[%d] is client[%d] again: one instance would vote twice", i, j)
+		}
+		name := fmt.Sprintf("client[%d]", i)
+		if s, ok := c.(fmt.Stringer); ok {
+			name = fmt.Sprintf("client[%d] %s", i, s.String())
+		}
+		inst[i] = &instance{client: c, name: name}
+	}
+	return newManager(inst, nil, cfg), nil
+}
+
+func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
+	return &Manager{
+		cfg:     cfg,
+		inst:    inst,
+		quorum:  len(inst)/2 + 1,
+		closers: closers,
+		log:     cfg.Logger,
+		now:     time.Now,
+		locks:   make(map[*Lock]struct{}),
+	}
+}
+
+// Config returns the configuration in force, with defaults applied.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Quorum returns the number of instances that must agree: N/2+1.
+func (m *Manager) Quorum() int { return m.quorum }
+
+// Endpoints returns the names of the instances (passwords redacted).
+func (m *Manager) Endpoints() []string {
+	out := make([]string, len(m.inst))
+	for i, in := range m.inst {
+		out[i] = in.name
+	}
+	return out
+}
+
+// enter registers an operation; false after Close.
+func (m *Manager) enter() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.ops.Add(1)
+	return true
+}
+
+func (m *Manager) leave() { m.ops.Done() }
+
+// LockOption is a per-call choice for Lock, TryLock, LockWait and Do.
+type LockOption func(*lockOptions)
+
+type lockOptions struct {
+	ttl      time.Duration
+	ttlSet   bool
+	token    string
+	tokenSet bool
+}
+
+// TTL gives the lock a fixed lease of d, with no auto-extension
+// (aioredlock's lock_timeout). d is truncated to whole milliseconds and must
+// be within [MinTTL, MaxTTL] and larger than twice the drift allowance.
+// Without TTL a lock gets Config.DefaultTTL and is extended automatically
+// until it is unlocked.
+func TTL(d time.Duration) LockOption {
+	return func(o *lockOptions) { o.ttl, o.ttlSet = d, true }
+}
+
+// Token makes the lock use token instead of a random one (aioredlock's
+// lock_identifier). Locking again with the token of a lock that is held
+// refreshes its lease. The token must be non-empty and at most MaxTokenLen
+// bytes; whoever knows it can extend and release the lock.
+func Token(token string) LockOption {
+	return func(o *lockOptions) { o.token, o.tokenSet = token, true }
+}
+
+// request is a validated lock request.
+type request struct {
+	resource string
+	key      string
+	token    string
+	ttl      time.Duration
+	auto     bool
+}
+
+func (m *Manager) newRequest(resource string, opts []LockOption) (request, error) {
+	var o lockOptions
+	for _, opt := range opts {
+		if opt == nil {
+			return request{}, invalidf("nil LockOption")
+		}
+		opt(&o)
+	}
+	if err := checkResource(resource); err != nil {
+		return request{}, err
+	}
+	r := request{resource: resource, key: m.cfg.KeyPrefix + resource, ttl: m.cfg.DefaultTTL, auto: true}
+	if o.ttlSet {
+		if err := m.cfg.checkTTL(o.ttl); err != nil {
+			return request{}, err
+		}
+		r.ttl, r.auto = o.ttl.Truncate(time.Millisecond), false
+		if err := m.cfg.checkTTL(r.ttl); err != nil {
+			return request{}, err
+		}
+	}
+	if o.tokenSet {
+		if o.token == "" {
+			return request{}, invalidf("empty token")
+		}
+		if len(o.token) > MaxTokenLen {
+			return request{}, invalidf("token is %d bytes, over %d", len(o.token), MaxTokenLen)
+		}
+		r.token = o.token
+	} else {
+		r.token = newToken()
+	}
+	return r, nil
+}
+
+func checkResource(resource string) error {
+	if resource == "" {
+		return invalidf("empty resource")
+	}
+	if len(resource) > MaxResourceLen {
+		return invalidf("resource is %d bytes, over %d", len(resource), MaxResourceLen)
+	}
+	return nil
+}
+
+// newToken returns 128 random bits from crypto/rand as UUIDv4 text.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+// Lock acquires resource, making up to Config.RetryCount attempts with a
+// random delay in [RetryDelayMin, RetryDelayMax] between them. It returns a
+// held lock, or an error that satisfies errors.Is with ErrNotAcquired (held
+// by another token), ErrUnavailable (too few instances answered), ErrInvalid
+// or ErrClosed; if ctx ended first, also with ctx.Err(). ctx bounds the
+// whole call; nothing is sent once ctx has ended. A failed attempt releases
+// whatever it may have set before the call returns.
+//
+// Without the TTL option the lock gets Config.DefaultTTL and is extended
+// automatically until Unlock, Close, or loss (see Lock.Lost).
+func (m *Manager) Lock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	return m.acquire(ctx, resource, opts, m.cfg.RetryCount)
+}
+
+// TryLock is Lock with a single attempt.
+func (m *Manager) TryLock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	return m.acquire(ctx, resource, opts, 1)
+}
+
+// LockWait acquires resource like Lock, but retries until it succeeds or
+// ctx ends (like sync.Mutex.Lock, bounded by ctx). Errors other than
+// contention and unavailability (ErrInvalid, ErrClosed) return at once.
+func (m *Manager) LockWait(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	return m.acquire(ctx, resource, opts, -1)
+}
+
+// acquire makes up to attempts attempts (forever when attempts < 0).
+func (m *Manager) acquire(ctx context.Context, resource string, opts []LockOption, attempts int) (*Lock, error) {
+	req, err := m.newRequest(resource, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !m.enter() {
+		return nil, ErrClosed
+	}
+	defer m.leave()
+	var last *QuorumError
+	for i := 0; attempts < 0 || i < attempts; i++ {
+		if i > 0 {
+			if err := m.sleep(ctx, m.retryDelay()); err != nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		l, o, ok := m.attempt(ctx, req)
+		if ok {
+			return l, nil
+		}
+		last = m.quorumError("lock", resource, o, i+1, false)
+		if o.ctxErr != nil {
+			break
+		}
+	}
+	if last == nil {
+		last = &QuorumError{Op: "lock", Resource: resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
+	}
+	if err := ctx.Err(); err != nil && last.Ctx == nil {
+		last.Ctx = err
+	}
+	return nil, last
+}
+
+// attempt is one round of the Redlock algorithm.
+func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bool) {
+	start := m.now()
+	timeout := min(m.cfg.NodeTimeout, req.ttl)
+	ttlArg := fmtMillis(req.ttl)
+	keys, args := []string{req.key}, []string{req.token, ttlArg}
+	r := m.fanout(ctx, timeout, nil, scriptAcquire, keys, args)
+	o := m.collect(ctx, r, timeout, m.quorum, false, classifyAcquire)
+	if o.yes >= m.quorum && o.ctxErr == nil {
+		elapsed := m.now().Sub(start)
+		if m.cfg.validity(req.ttl, elapsed) > 0 {
+			until := start.Add(req.ttl - m.cfg.drift(req.ttl))
+			return m.newLock(req, until, r), o, true
+		}
+		o.errs = append(o.errs[:0:0], make([]error, len(m.inst))...)
+		for i := range o.errs {
+			if o.votes[i] == voteYes {
+				o.errs[i] = errValidityPassed
+			}
+		}
+		o.yes, o.failed = 0, o.failed+o.yes
+	}
+	m.cleanup(r, o, req.key, req.token)
+	return nil, o, false
+}
+
+var errValidityPassed = errors.New("acquisition took longer than the TTL allows")
+
+func classifyAcquire(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	switch n, _ := toInt(v); n {
+	case 1:
+		return voteYes, nil
+	case 0:
+		return voteRefused, ErrHeldByOther
+	}
+	return voteFailed, errBadReply
+}
+
+// cleanup releases, after a failed attempt, the key on every instance that
+// may have set it (voted yes, failed, or had not answered), waiting first
+// for the stragglers of the attempt. It uses a fresh bounded context, so it
+// runs even when the caller's ctx ended.
+func (m *Manager) cleanup(r *round, o *outcome, key, token string) {
+	only := make([]bool, len(m.inst))
+	any := false
+	for i, v := range o.votes {
+		if r.sent[i] && v != voteRefused {
+			only[i], any = true, true
+		}
+	}
+	if !any {
+		return
+	}
+	r.settle(m.cfg.NodeTimeout)
+	ctx := context.Background()
+	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, scriptRelease, []string{key}, []string{token})
+	ro := m.collect(ctx, rr, m.cfg.NodeTimeout, 0, true, classifyRelease)
+	if ro.failed > 0 {
+		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
+			"key", quoteResource(key), "failed", ro.failed)
+	}
+}
+
+func (m *Manager) retryDelay() time.Duration {
+	lo, hi := m.cfg.RetryDelayMin, m.cfg.RetryDelayMax
+	if hi <= lo {
+		return lo
+	}
+	return lo + mrand.N(hi-lo+1)
+}
+
+// sleep waits d or until ctx ends.
+func (m *Manager) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IsLocked reports whether resource is locked by anyone: a quorum of the
+// instances hold its key, under any token. It returns ErrUnavailable when
+// too few instances answer to tell.
+func (m *Manager) IsLocked(ctx context.Context, resource string) (bool, error) {
+	if err := checkResource(resource); err != nil {
+		return false, err
+	}
+	if !m.enter() {
+		return false, ErrClosed
+	}
+	defer m.leave()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	key := m.cfg.KeyPrefix + resource
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptInspect, []string{key}, nil)
+	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyInspect)
+	switch {
+	case o.yes >= m.quorum:
+		return true, nil
+	case o.refused > len(m.inst)-m.quorum:
+		return false, nil
+	}
+	e := m.quorumError("is-locked", resource, o, 1, false)
+	e.Err = ErrUnavailable
+	return false, e
+}
+
+var errNotLocked = errors.New("not locked")
+
+func classifyInspect(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return voteFailed, errBadReply
+	}
+	if tok, _ := a[0].(string); tok != "" {
+		return voteYes, nil
+	}
+	return voteRefused, errNotLocked
+}
+
+// Attach returns a handle for the lock held on resource under token, for
+// example one taken by another process that passed the token on
+// (aioredlock's get_lock). It fails with ErrNotHeld unless a quorum of the
+// instances hold the key under token. The handle's validity is the smallest
+// remaining TTL among that quorum, less the drift allowance; it is not
+// extended automatically, and Extend(ctx, 0) extends it by
+// Config.DefaultTTL. The Manager then owns the handle: Close releases it.
+func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, error) {
+	req, err := m.newRequest(resource, []LockOption{Token(token)})
+	if err != nil {
+		return nil, err
+	}
+	if !m.enter() {
+		return nil, ErrClosed
+	}
+	defer m.leave()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	req.auto = false
+	start := m.now()
+	ttl, o, err := m.remaining(ctx, "attach", req.resource, req.key, req.token)
+	if err != nil {
+		return nil, err
+	}
+	_ = o
+	if m.cfg.validity(ttl, m.now().Sub(start)) <= 0 {
+		return nil, &QuorumError{Op: "attach", Resource: resource, Votes: 0, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+	}
+	return m.newLock(req, start.Add(ttl-m.cfg.drift(ttl)), nil), nil
+}
+
+// remaining asks every instance for the PTTL of key under token and returns
+// the smallest among the quorum that holds it.
+func (m *Manager) remaining(ctx context.Context, op, resource, key, token string) (time.Duration, *outcome, error) {
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptPTTL, []string{key}, []string{token})
+	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyPTTL)
+	if o.yes < m.quorum {
+		return 0, o, m.quorumError(op, resource, o, 1, true)
+	}
+	var least int64 = -1
+	for i, v := range o.vals {
+		if o.votes[i] != voteYes {
+			continue
+		}
+		if n, _ := toInt(v); least < 0 || n < least {
+			least = n
+		}
+	}
+	return time.Duration(least) * time.Millisecond, o, nil
+}
+
+var errNoTTL = errors.New("lock key has no TTL")
+
+func classifyPTTL(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	n, ok := toInt(v)
+	switch {
+	case !ok:
+		return voteFailed, errBadReply
+	case n >= 0:
+		return voteYes, nil
+	case n == -1:
+		return voteRefused, errNoTTL
+	case n == -2:
+		return voteRefused, errKeyMissing
+	}
+	return voteRefused, ErrHeldByOther
+}
+
+// Locks returns the locks this Manager holds that are still valid
+// (aioredlock's get_active_locks), in no particular order. It does not
+// contact the instances.
+func (m *Manager) Locks() []*Lock {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Lock, 0, len(m.locks))
+	for l := range m.locks {
+		if l.Valid() {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Do runs fn while holding resource (aioredlock's `async with`): it locks
+// as Lock does, runs fn with a context that is cancelled with cause ErrLost
+// if the lock is lost (see context.Cause), keeps the lock extended
+// meanwhile (unless the TTL option fixes its lease), and unlocks afterwards,
+// even if fn panics (the panic then continues). It returns the lock error,
+// or fn's error joined with the unlock error.
+func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.Context) error, opts ...LockOption) (err error) {
+	if fn == nil {
+		return invalidf("nil function")
+	}
+	l, err := m.Lock(ctx, resource, opts...)
+	if err != nil {
+		return err
+	}
+	fctx, cancel := context.WithCancelCause(ctx)
+	l.onLoss(func() { cancel(ErrLost) })
+	defer func() {
+		cancel(nil)
+		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.NodeTimeout+time.Second)
+		uerr := l.Unlock(uctx)
+		ucancel()
+		if p := recover(); p != nil {
+			panic(p)
+		}
+		err = errors.Join(err, uerr)
+	}()
+	return fn(fctx)
+}
+
+// Close releases every lock the Manager holds (errors are logged and
+// returned), stops their auto-extension, waits for background work and
+// in-flight calls, and closes the clients that New dialed. ctx bounds the
+// releases. Every method called afterwards returns ErrClosed; a second
+// Close returns ErrClosed too.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	m.closed = true
+	held := make([]*Lock, 0, len(m.locks))
+	for l := range m.locks {
+		held = append(held, l)
+	}
+	m.mu.Unlock()
+
+	var errs []error
+	for _, l := range held {
+		if err := l.unlock(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+			m.log.Warn("redlock: release on close failed", "resource", quoteResource(l.resource), "err", err)
+			errs = append(errs, err)
+		}
+	}
+	m.ops.Wait()
+	for _, c := range m.closers {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func fmtMillis(d time.Duration) string {
+	return fmt.Sprint(int64(d / time.Millisecond))
+}

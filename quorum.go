@@ -1,0 +1,199 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// instance is one independent Redis instance.
+type instance struct {
+	client Client
+	name   string // redacted endpoint, for errors and logs
+}
+
+// vote is how one instance answered one call.
+type vote int8
+
+const (
+	voteNone    vote = iota // no answer (yet)
+	voteYes                 // agreed
+	voteRefused             // answered no: the key holds another token, or is missing
+	voteFailed              // did not answer usably: network error, timeout, error reply
+)
+
+// classifier turns a reply into a vote; for refusals and failures it also
+// returns the cause.
+type classifier func(v any, err error) (vote, error)
+
+// reply is what one instance answered.
+type reply struct {
+	idx int
+	val any
+	err error
+}
+
+// round is one fan-out of a script to every instance (or a subset).
+type round struct {
+	ch   chan reply     // buffered to the number of calls: senders never block
+	wg   sync.WaitGroup // done when every call of the round has returned
+	sent []bool         // which instances the round was sent to
+}
+
+// settle waits until every call of the round has returned, or until d passed.
+func (r *round) settle(d time.Duration) {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// outcome is the tally of a round.
+type outcome struct {
+	yes, refused, failed int
+	votes                []vote
+	vals                 []any
+	errs                 []error
+	ctxErr               error // the caller's ctx ended before the round was decided
+}
+
+// call runs a script on one instance: EVALSHA, then EVAL after NOSCRIPT
+// (EVAL also puts the script back into the instance's cache).
+func call(ctx context.Context, in *instance, s *script, keys, args []string) (any, error) {
+	v, err := in.client.EvalSha(ctx, s.sha, keys, args)
+	if isNoScript(err) {
+		v, err = in.client.Eval(ctx, s.src, keys, args)
+	}
+	return v, err
+}
+
+// fanout sends s to every instance i with only == nil || only[i], each call
+// bounded by timeout. It returns at once; collect reads the replies. The
+// calls are counted in m.ops, so Close waits for stragglers.
+func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool, s *script, keys, args []string) *round {
+	n := len(m.inst)
+	r := &round{ch: make(chan reply, n), sent: make([]bool, n)}
+	for i := range m.inst {
+		if only != nil && !only[i] {
+			continue
+		}
+		r.sent[i] = true
+		r.wg.Add(1)
+		m.ops.Add(1)
+		go func(in *instance, i int) {
+			defer m.ops.Done()
+			defer r.wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			v, err := call(cctx, in, s, keys, args)
+			cancel()
+			r.ch <- reply{idx: i, val: v, err: err}
+		}(m.inst[i], i)
+	}
+	return r
+}
+
+// collect reads the replies of r until the outcome is decided: yes votes
+// reach need (success), or refusals and failures make that impossible. With
+// all set it reads every reply instead. Instances that have not answered
+// when timeout passes (or ctx ends) count as failed.
+func (m *Manager) collect(ctx context.Context, r *round, timeout time.Duration, need int, all bool, classify classifier) *outcome {
+	n := len(m.inst)
+	o := &outcome{votes: make([]vote, n), vals: make([]any, n), errs: make([]error, n)}
+	pending := 0
+	for _, s := range r.sent {
+		if s {
+			pending++
+		}
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for pending > 0 {
+		if !all && (o.yes >= need || o.yes+pending < need) {
+			break
+		}
+		select {
+		case rep := <-r.ch:
+			pending--
+			v, cause := classify(rep.val, rep.err)
+			o.votes[rep.idx] = v
+			switch v {
+			case voteYes:
+				o.yes++
+				o.vals[rep.idx] = rep.val
+			case voteRefused:
+				o.refused++
+				o.errs[rep.idx] = cause
+			default:
+				o.votes[rep.idx] = voteFailed
+				o.failed++
+				o.errs[rep.idx] = cause
+			}
+			continue
+		case <-t.C:
+		case <-ctx.Done():
+			o.ctxErr = ctx.Err()
+		}
+		// Timed out or cancelled: whoever has not answered failed.
+		for i, s := range r.sent {
+			if s && o.votes[i] == voteNone {
+				o.votes[i] = voteFailed
+				o.failed++
+				if o.ctxErr != nil {
+					o.errs[i] = o.ctxErr
+				} else {
+					o.errs[i] = context.DeadlineExceeded
+				}
+			}
+		}
+		break
+	}
+	return o
+}
+
+// instanceErrors lists the causes recorded in o, in instance order.
+func (m *Manager) instanceErrors(o *outcome) []*InstanceError {
+	var out []*InstanceError
+	for i, err := range o.errs {
+		if err != nil {
+			out = append(out, &InstanceError{Endpoint: m.inst[i].name, Err: err})
+		}
+	}
+	return out
+}
+
+// quorumError builds the error of an operation that did not reach a quorum.
+// With notHeld set (extend, unlock, ttl), refusals classify as ErrNotHeld,
+// otherwise as ErrNotAcquired; too few answers classify as ErrUnavailable.
+func (m *Manager) quorumError(op, resource string, o *outcome, attempts int, notHeld bool) *QuorumError {
+	e := &QuorumError{
+		Op: op, Resource: resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst),
+		Attempts: attempts, Ctx: o.ctxErr, Instances: m.instanceErrors(o),
+	}
+	switch {
+	case o.yes+o.refused >= m.quorum && o.refused > 0:
+		e.Err = ErrNotAcquired
+		if notHeld {
+			e.Err = ErrNotHeld
+		}
+	default:
+		e.Err = ErrUnavailable
+	}
+	return e
+}
+
+// toInt reads an integer reply.
+func toInt(v any) (int64, bool) {
+	i, ok := v.(int64)
+	return i, ok
+}
+
+// errBadReply is the cause recorded for a reply of an unexpected shape.
+var errBadReply = errors.New("unexpected reply")
+
+// errKeyMissing is the per-instance cause when the lock key is gone.
+var errKeyMissing = errors.New("lock key missing")

@@ -1,0 +1,35 @@
+package redlock
+
+import (
+	"crypto/sha1"
+	"embed"
+	"encoding/hex"
+)
+
+//go:embed scripts/*.lua
+var scriptFS embed.FS
+
+// script is a Lua script and its SHA1, computed once.
+type script struct {
+	name string
+	src  string
+	sha  string
+}
+
+func loadScript(name string) *script {
+	b, err := scriptFS.ReadFile("scripts/" + name + ".lua")
+	if err != nil {
+		panic("redlock: missing embedded script " + name) // a build defect, not an input
+	}
+	sum := sha1.Sum(b)
+	return &script{name: name, src: string(b), sha: hex.EncodeToString(sum[:])}
+}
+
+// The scripts; each file documents its KEYS and ARGV.
+var (
+	scriptAcquire = loadScript("acquire")
+	scriptExtend  = loadScript("extend")
+	scriptRelease = loadScript("release")
+	scriptPTTL    = loadScript("pttl")
+	scriptInspect = loadScript("inspect")
+)
