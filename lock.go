@@ -2,7 +2,6 @@ package redlock
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 )
@@ -295,7 +294,11 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if ctx.Err() != nil {
 		ctx = context.WithoutCancel(ctx)
 	}
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptRelease, []string{l.key}, []string{l.token})
+	release := scriptRelease
+	if m.hooks != nil && m.hooks.PlainDelete {
+		release = scriptUnsafeDelete
+	}
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, []string{l.key}, []string{l.token})
 	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyRelease)
 	if o.yes >= m.quorum {
 		if !wasValid {
@@ -360,5 +363,3 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 func (l *Lock) String() string {
 	return "redlock.Lock(" + quoteResource(l.resource) + ")"
 }
-
-var _ = errors.New

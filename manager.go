@@ -11,6 +11,8 @@ import (
 	mrand "math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/redlock-go/redlock/internal/testhooks"
 )
 
 // Manager takes, extends and releases locks on a set of independent Redis
@@ -28,6 +30,7 @@ type Manager struct {
 	closers []io.Closer // clients that New dialed
 	log     *slog.Logger
 	now     func() time.Time // the clock; tests may replace it
+	hooks   *testhooks.Hooks // nil except in this module's own fault tests
 
 	ops sync.WaitGroup // in-flight calls and background work
 
@@ -326,6 +329,12 @@ func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bo
 	r := m.fanout(ctx, timeout, nil, scriptAcquire, keys, args)
 	o := m.collect(ctx, r, timeout, m.quorum, false, classifyAcquire)
 	if o.yes >= m.quorum && o.ctxErr == nil {
+		if m.hooks != nil && m.hooks.AfterReplies != nil {
+			m.hooks.AfterReplies(req.resource)
+		}
+		if m.hooks != nil && m.hooks.IgnoreElapsed {
+			start = m.now()
+		}
 		elapsed := m.now().Sub(start)
 		if m.cfg.validity(req.ttl, elapsed) > 0 {
 			until := start.Add(req.ttl - m.cfg.drift(req.ttl))
