@@ -3,7 +3,7 @@
 # the tests start themselves on free loopback ports. Installs redis-server
 # and redis-sentinel first when they are missing (Debian, as root).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")"
 
 if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null || ! command -v redis-cli >/dev/null; then
   if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,27 @@
+-- acquire_many: take several locks at once, all or none, and read their
+-- fencing counters (round 1 of a fenced or multi-resource acquisition).
+-- KEYS[1..n]    = the lock keys
+-- KEYS[n+1..2n] = their fencing counters (optional: present only when fenced)
+-- ARGV[1] = token, ARGV[2] = TTL in milliseconds, ARGV[3] = n
+-- Returns {1, maxCounter} when every key now holds the token for the TTL
+-- (keys already holding the token are refreshed), {0, i} when key i holds
+-- another token (nothing is set then). maxCounter is the largest counter as
+-- a decimal string ('0' when none exists or the lock is not fenced).
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i])
+  if v and v ~= ARGV[1] then
+    return {0, i}
+  end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+local best, bestnum = '0', 0
+for i = n + 1, #KEYS do
+  local c = redis.call('GET', KEYS[i])
+  if c and tonumber(c) > bestnum then
+    best, bestnum = c, tonumber(c)
+  end
+end
+return {1, best}
