@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -165,6 +166,28 @@ func TestKillRestart(t *testing.T) {
 	}
 }
 
+func TestRestartWaitsForBusyPort(t *testing.T) {
+	t.Parallel()
+	s := StartWith(t, Options{AOF: true})
+	s.Do(t, "SET", "k", "v")
+	s.Kill(t)
+	l, err := net.Listen("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(700 * time.Millisecond)
+		l.Close()
+	}()
+	s.Restart(t)
+	<-released
+	if got := s.Do(t, "GET", "k"); got != "v" {
+		t.Fatalf("GET = %q", got)
+	}
+}
+
 func TestUnixSocket(t *testing.T) {
 	t.Parallel()
 	s := StartWith(t, Options{UnixSocket: true})
@@ -258,9 +281,6 @@ func TestSentinelFailover(t *testing.T) {
 	if got := g.CurrentMaster(t); got != oldMaster.Addr() {
 		t.Fatalf("CurrentMaster = %q, want %q", got, oldMaster.Addr())
 	}
-	if got := g.Sentinels[0].Do(t, "SENTINEL", "CONFIG", "GET", "resolve-hostnames"); got != "resolve-hostnames\nno" {
-		t.Logf("resolve-hostnames: %q", got)
-	}
 	if got := g.Sentinels[0].Do(t, "SENTINEL", "MASTER", "mymaster"); !strings.Contains(got, "quorum\n2") {
 		t.Fatalf("quorum not 2:\n%s", got)
 	}
@@ -298,6 +318,11 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	if got := g.Master.Do(t, "GET", "after"); got != "2" {
 		t.Fatalf("GET after on new master = %q", got)
+	}
+	// The sentinels demote the old master to a replica of the new one.
+	g.WaitReplication(t)
+	if got := oldMaster.Do(t, "ROLE"); !strings.HasPrefix(got, "slave\n127.0.0.1\n"+fmt.Sprint(g.Master.Port())) {
+		t.Fatalf("old master ROLE = %q", got)
 	}
 }
 

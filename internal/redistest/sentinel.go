@@ -223,6 +223,9 @@ func (g *SentinelGroup) currentMaster() (string, error) {
 // replica by the sentinels asynchronously.
 func (g *SentinelGroup) Failover(t testing.TB) string {
 	t.Helper()
+	if len(g.Replicas) == 0 {
+		t.Fatalf("redistest: Failover needs at least one replica")
+	}
 	old := g.CurrentMaster(t)
 	var leader *Sentinel
 	for _, s := range g.Sentinels {
@@ -291,6 +294,22 @@ func (g *SentinelGroup) Failover(t testing.TB) string {
 		}
 	}
 	return newAddr
+}
+
+// WaitReplication waits (bounded) until every running replica in
+// g.Replicas reports g.Master as its master with the replication link up,
+// and the master counts them all. After Failover the sentinels demote a
+// still-running old master asynchronously, typically within about 10
+// seconds (their INFO period), so this can take that long.
+func (g *SentinelGroup) WaitReplication(t testing.TB) {
+	t.Helper()
+	var running []*Server
+	for _, r := range g.Replicas {
+		if r.Running() {
+			running = append(running, r)
+		}
+	}
+	waitReplication(t, g.Master, running)
 }
 
 func (g *SentinelGroup) serverByAddr(addr string) *Server {

@@ -96,6 +96,7 @@ func startServer(t testing.TB, opts Options, extraConf []string, clusterBus bool
 		`logfile ""`,
 		`save ""`,
 		"shutdown-timeout 0",
+		"repl-diskless-sync-delay 0",
 	}
 	if opts.AOF {
 		conf = append(conf, "appendonly yes", "appendfsync always")
@@ -199,8 +200,8 @@ func (s *Server) Resume(t testing.TB) {
 }
 
 // Kill sends SIGKILL (no shutdown, no final fsync beyond what appendfsync
-// already did) and waits for the process to exit. Killing a stopped server
-// is a no-op.
+// already did) and waits for the process to exit. It works on paused
+// servers too, and is a no-op if the server is not running.
 func (s *Server) Kill(t testing.TB) {
 	t.Helper()
 	s.in.kill(t)
