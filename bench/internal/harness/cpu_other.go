@@ -1,0 +1,5 @@
+//go:build !linux
+
+package harness
+
+func sampleCPU(pids []int) cpuSample { return cpuSample{} }

@@ -1,0 +1,156 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestRunShort runs every implementation through every workload in a very
+// short mode and checks that the report has every row, no errors, and a
+// chart line per implementation.
+func TestRunShort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := Options{
+		Ns:            []int{1, 3},
+		Cs:            []int{1, 4},
+		Waiters:       4,
+		Rounds:        1,
+		Cell:          200 * time.Millisecond,
+		ContendedCell: 500 * time.Millisecond,
+		Warmup:        50 * time.Millisecond,
+		Command:       "test",
+	}
+	rep, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	text := md.String()
+	wantRows := 0
+	for _, n := range []int{1, 3} {
+		for _, w := range []Workload{{C: 1}, {C: 4}, {Contended: true, C: 4}} {
+			for _, im := range Impls() {
+				applies := !(im.SingleOnly && n != 1) && !(im.Floor && w.Contended)
+				row := rep.Row(n, w, im.Key)
+				if !applies {
+					if row != nil {
+						t.Errorf("N=%d %s %s: unexpected row", n, w.Name(), im.Key)
+					}
+					continue
+				}
+				wantRows++
+				if row == nil {
+					t.Errorf("N=%d %s %s: no row", n, w.Name(), im.Key)
+					continue
+				}
+				if len(row.Rounds) != 1 {
+					t.Errorf("N=%d %s %s: %d rounds, want 1", n, w.Name(), im.Key, len(row.Rounds))
+				}
+				if row.Median.Errors != 0 {
+					t.Errorf("N=%d %s %s: %d errors, first: %s", n, w.Name(), im.Key, row.Median.Errors, row.Median.FirstErr)
+				}
+				// Every caller completes at least one cycle, however slow the machine.
+				if !w.Contended && row.Rounds[0].Ops < int64(w.C) {
+					t.Errorf("N=%d %s %s: %d ops, want ≥ %d", n, w.Name(), im.Key, row.Rounds[0].Ops, w.C)
+				}
+				line := fmt.Sprintf("| %d | %s | %s | ", n, w.Name(), im.Key)
+				if !strings.Contains(text, line) {
+					t.Errorf("markdown lacks the row %q", line)
+				}
+			}
+		}
+	}
+	if len(rep.Rows) != wantRows {
+		t.Errorf("%d rows, want %d", len(rep.Rows), wantRows)
+	}
+	for _, s := range []string{"## N=1", "## N=3", "### Targets of issue 7 (N=3)", "not measured here", "GOMAXPROCS="} {
+		if !strings.Contains(text, s) {
+			t.Errorf("markdown lacks %q", s)
+		}
+	}
+	if strings.Contains(text, "### Errors") {
+		t.Errorf("markdown has an Errors section:\n%s", text)
+	}
+
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	polylines := 0
+	dec := xml.NewDecoder(bytes.NewReader(svg.Bytes()))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			if err.Error() != "EOF" {
+				t.Fatalf("chart is not well-formed XML: %v", err)
+			}
+			break
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			polylines++
+		}
+	}
+	if want := len(rep.implsAt(1)) + len(rep.implsAt(3)); polylines != want {
+		t.Errorf("chart has %d lines, want %d (one per implementation and N)", polylines, want)
+	}
+}
+
+func TestHistQuantile(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}} {
+		got := h.quantile(c.q)
+		if diff := got - c.want; diff < -c.want/50 || diff > c.want/50 {
+			t.Errorf("quantile(%v) = %v, want %v ± 2%%", c.q, got, c.want)
+		}
+	}
+	var empty hist
+	if got := empty.quantile(0.5); got != 0 {
+		t.Errorf("empty quantile = %v, want 0", got)
+	}
+	for _, v := range []uint64{0, 1, 127, 128, 129, 1 << 20, 1<<63 - 1} {
+		i := histIndex(v)
+		if i < 0 || i >= histBuckets {
+			t.Fatalf("histIndex(%d) = %d, outside [0, %d)", v, i, histBuckets)
+		}
+		mid := histValue(i)
+		if v >= histExact && (mid < v-v/50 || mid > v+v/50) {
+			t.Errorf("bucket of %d has middle %d, over 2%% away", v, mid)
+		}
+	}
+}
+
+func TestFmtInt(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.4: "1,234,567", -4591: "-4,591"} {
+		if got := fmtInt(v); got != want {
+			t.Errorf("fmtInt(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestOptionsInvalid(t *testing.T) {
+	for _, o := range []Options{{Ns: []int{0}}, {Cs: []int{0}}, {Waiters: 1}, {Rounds: -1}} {
+		if _, err := Run(context.Background(), o); err == nil {
+			t.Errorf("Run(%+v) succeeded, want an error", o)
+		}
+	}
+}
