@@ -306,6 +306,12 @@ func (m *Manager) acquire(ctx context.Context, resource string, opts []LockOptio
 		if ok {
 			return l, nil
 		}
+		if o.ctxErr != nil && last != nil {
+			// Cut short by ctx: the previous, complete attempt says more
+			// about why the lock was not acquired.
+			last.Attempts, last.Ctx = i+1, o.ctxErr
+			break
+		}
 		last = m.quorumError("lock", resource, o, i+1, false)
 		if o.ctxErr != nil {
 			break
@@ -584,26 +590,41 @@ func (m *Manager) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	m.closed = true
-	held := make([]*Lock, 0, len(m.locks))
-	for l := range m.locks {
-		held = append(held, l)
-	}
 	m.mu.Unlock()
 
+	// A call that was in flight when Close started may still take a lock:
+	// release what is held, wait for the in-flight calls, and repeat while
+	// they left locks behind. Once they are done nothing adds locks.
 	var errs []error
-	for _, l := range held {
-		if err := l.unlock(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
-			m.log.Warn("redlock: release on close failed", "resource", quoteResource(l.resource), "err", err)
-			errs = append(errs, err)
+	for {
+		for _, l := range m.heldLocks() {
+			if err := l.unlock(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+				m.log.Warn("redlock: release on close failed", "resource", quoteResource(l.resource), "err", err)
+				errs = append(errs, err)
+			}
+		}
+		m.ops.Wait()
+		if len(m.heldLocks()) == 0 {
+			break
 		}
 	}
-	m.ops.Wait()
 	for _, c := range m.closers {
 		if err := c.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// heldLocks returns the locks registered with m.
+func (m *Manager) heldLocks() []*Lock {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	held := make([]*Lock, 0, len(m.locks))
+	for l := range m.locks {
+		held = append(held, l)
+	}
+	return held
 }
 
 func fmtMillis(d time.Duration) string {

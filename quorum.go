@@ -56,6 +56,7 @@ func (r *round) settle(d time.Duration) {
 // outcome is the tally of a round.
 type outcome struct {
 	yes, refused, failed int
+	cut                  int // of failed: had not answered when the caller's ctx ended
 	votes                []vote
 	vals                 []any
 	errs                 []error
@@ -75,6 +76,13 @@ func call(ctx context.Context, in *instance, s *script, keys, args []string) (an
 // fanout sends s to every instance i with only == nil || only[i], each call
 // bounded by timeout. It returns at once; collect reads the replies. The
 // calls are counted in m.ops, so Close waits for stragglers.
+//
+// A call, once started, is not cancelled with ctx (only bounded by timeout):
+// collect returns as soon as the outcome is decided or ctx ends, and the
+// caller then typically cancels ctx, but the stragglers must still reach
+// their instances. Otherwise an extension or a release returns at quorum
+// and never reaches the rest: their keys expire early (another client can
+// take them) or outlive the unlock.
 func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool, s *script, keys, args []string) *round {
 	n := len(m.inst)
 	r := &round{ch: make(chan reply, n), sent: make([]bool, n)}
@@ -88,7 +96,7 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 		go func(in *instance, i int) {
 			defer m.ops.Done()
 			defer r.wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 			v, err := call(cctx, in, s, keys, args)
 			cancel()
 			r.ch <- reply{idx: i, val: v, err: err}
@@ -145,6 +153,7 @@ func (m *Manager) collect(ctx context.Context, r *round, timeout time.Duration, 
 				o.failed++
 				if o.ctxErr != nil {
 					o.errs[i] = o.ctxErr
+					o.cut++
 				} else {
 					o.errs[i] = context.DeadlineExceeded
 				}
@@ -169,13 +178,20 @@ func (m *Manager) instanceErrors(o *outcome) []*InstanceError {
 // quorumError builds the error of an operation that did not reach a quorum.
 // With notHeld set (extend, unlock, ttl), refusals classify as ErrNotHeld,
 // otherwise as ErrNotAcquired; too few answers classify as ErrUnavailable.
+//
+// Too few answers means that the failures alone rule out a quorum. Counting
+// "yes + refused >= quorum" instead would depend on the order of arrival:
+// collect stops as soon as a quorum is out of reach, so with a minority
+// down, a quick connection error among the first replies would turn plain
+// contention into ErrUnavailable. Instances that had not answered when the
+// caller's ctx ended did not fail: they are not counted.
 func (m *Manager) quorumError(op, resource string, o *outcome, attempts int, notHeld bool) *QuorumError {
 	e := &QuorumError{
 		Op: op, Resource: resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst),
 		Attempts: attempts, Ctx: o.ctxErr, Instances: m.instanceErrors(o),
 	}
 	switch {
-	case o.yes+o.refused >= m.quorum && o.refused > 0:
+	case o.refused > 0 && o.failed-o.cut <= len(m.inst)-m.quorum:
 		e.Err = ErrNotAcquired
 		if notHeld {
 			e.Err = ErrNotHeld
