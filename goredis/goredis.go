@@ -59,3 +59,10 @@ func toAny(args []string) []any {
 	}
 	return out
 }
+
+// IsCluster reports whether the client talks to a Redis Cluster, where a
+// multi-key script must keep its keys in one slot.
+func (c *Client) IsCluster() bool {
+	_, ok := c.rc.(*redis.ClusterClient)
+	return ok
+}
