@@ -320,8 +320,11 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if m.hooks != nil && m.hooks.PlainDelete {
 		release = scriptUnsafeDelete
 	}
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, l.ks.keys, []string{l.token})
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, l.ks.keys, []string{l.token, ReleaseChannel})
 	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classify)
+	for _, k := range l.ks.keys {
+		m.waits.wake(k) // local waiters need no message
+	}
 	if o.yes >= m.quorum {
 		if !wasValid {
 			return &QuorumError{Op: "unlock", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}

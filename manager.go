@@ -35,6 +35,10 @@ type Manager struct {
 
 	ops sync.WaitGroup // in-flight calls and background work
 
+	waits   waitSet     // local callers waiting for a lock, per key
+	subOnce sync.Once   // starts the release subscriptions
+	subs    []io.Closer // release subscriptions, closed by Close
+
 	mu     sync.Mutex
 	closed bool
 	locks  map[*Lock]struct{} // held locks, for Locks and Close
@@ -315,9 +319,20 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 	}
 	defer m.leave()
 	var last *QuorumError
+	var w *waiter // our place in the local queue, once we had to wait
+	key := req.ks.keys[0]
+	defer func() {
+		if w != nil {
+			m.waits.leave(key, w)
+		}
+	}()
 	for i := 0; attempts < 0 || i < attempts; i++ {
 		if i > 0 {
-			if err := m.sleep(ctx, m.retryDelay()); err != nil {
+			if w == nil {
+				m.subscribe()
+				w = m.waits.join(key)
+			}
+			if err := m.waitTurn(ctx, key, w, m.retryDelay()); err != nil {
 				break
 			}
 		}
@@ -525,7 +540,7 @@ func (m *Manager) cleanup(r *round, o *outcome, ks *keyset, token string) {
 	r.settle(m.cfg.NodeTimeout)
 	ctx := context.Background()
 	s, cl := ks.releaseScript()
-	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token})
+	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token, ReleaseChannel})
 	ro := m.collect(ctx, rr, m.cfg.NodeTimeout, 0, true, cl)
 	if ro.failed > 0 {
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
@@ -739,6 +754,15 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	m.ops.Wait()
+	m.mu.Lock()
+	subs := m.subs
+	m.subs = nil
+	m.mu.Unlock()
+	for _, c := range subs {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, c := range m.closers {
 		if err := c.Close(); err != nil {
 			errs = append(errs, err)
