@@ -237,7 +237,7 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 	start := m.now()
 	timeout := min(m.cfg.NodeTimeout, ttl)
 	r := m.fanout(ctx, timeout, nil, l.ks.extendScript(), l.ks.keys, []string{l.token, fmtMillis(ttl)})
-	o := m.collect(ctx, r, timeout, m.quorum, false, classifyExtend)
+	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
 	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -321,7 +321,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 		release = scriptUnsafeDelete
 	}
 	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, l.ks.keys, []string{l.token, ReleaseChannel})
-	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classify)
+	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
 		m.waits.wake(k) // local waiters need no message
 	}

@@ -366,10 +366,10 @@ func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bo
 	var o *outcome
 	if req.ks.single() {
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
-		o = m.collect(ctx, r, timeout, m.quorum, false, classifyAcquire)
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	} else {
 		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
-		o = m.collect(ctx, r, timeout, m.quorum, false, classifyAcquireMany)
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
 	if o.yes >= m.quorum && o.ctxErr == nil {
 		if m.hooks != nil && m.hooks.AfterReplies != nil {
@@ -434,7 +434,7 @@ func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *ou
 		t := best + 1
 		timeout := min(m.cfg.NodeTimeout, left)
 		r := m.fanout(ctx, timeout, nil, scriptFence, keys, []string{req.token, strconv.FormatUint(t, 10), req.ks.nArg})
-		fo := m.collect(ctx, r, timeout, m.quorum, true, classifyFence)
+		fo := m.collect(ctx, r, m.quorum, true, classifyFence)
 		if fo.yes >= m.quorum {
 			return t, true
 		}
@@ -541,7 +541,7 @@ func (m *Manager) cleanup(r *round, o *outcome, ks *keyset, token string) {
 	ctx := context.Background()
 	s, cl := ks.releaseScript()
 	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token, ReleaseChannel})
-	ro := m.collect(ctx, rr, m.cfg.NodeTimeout, 0, true, cl)
+	ro := m.collect(ctx, rr, 0, true, cl)
 	if ro.failed > 0 {
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
 			"key", quoteResource(ks.keys[0]), "failed", ro.failed)
@@ -584,7 +584,7 @@ func (m *Manager) IsLocked(ctx context.Context, resource string) (bool, error) {
 	}
 	key := m.cfg.KeyPrefix + resource
 	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptInspect, []string{key}, nil)
-	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyInspect)
+	o := m.collect(ctx, r, m.quorum, false, classifyInspect)
 	switch {
 	case o.yes >= m.quorum:
 		return true, nil
@@ -648,7 +648,7 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 // the smallest among the quorum that holds it.
 func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset, token string) (time.Duration, *outcome, error) {
 	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, ks.pttlScript(), ks.keys, []string{token})
-	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyPTTL)
+	o := m.collect(ctx, r, m.quorum, false, classifyPTTL)
 	if o.yes < m.quorum {
 		return 0, o, m.quorumError(op, resource, o, 1, true)
 	}
