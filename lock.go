@@ -27,7 +27,8 @@ type Lock struct {
 	released bool        // Unlock was called
 	gone     bool        // lost is closed
 	expiry   *time.Timer // closes lost at until
-	refresh  *time.Timer // auto-extension
+	refresh  *time.Timer // auto-extension of a multi-key lock
+	due      time.Time   // next batched auto-extension (guarded by m.ext.mu)
 	onLost   []func()
 }
 
@@ -38,13 +39,16 @@ func (m *Manager) newLock(req request, until time.Time, acquired *round) *Lock {
 	}
 	l.mu.Lock()
 	l.expiry = time.AfterFunc(until.Sub(m.now()), l.expire)
-	if l.auto {
+	if l.auto && len(l.ks.keys) > 1 {
 		l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
 	}
 	l.mu.Unlock()
 	m.mu.Lock()
 	m.locks[l] = struct{}{}
 	m.mu.Unlock()
+	if l.auto && len(l.ks.keys) == 1 {
+		m.ext.schedule(l, m.now().Add(l.refreshDelay()))
+	}
 	return l
 }
 

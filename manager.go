@@ -35,6 +35,7 @@ type Manager struct {
 
 	ops sync.WaitGroup // in-flight calls and background work
 
+	ext     extender    // batched auto-extension of single-key locks
 	waits   waitSet     // local callers waiting for a lock, per key
 	subOnce sync.Once   // starts the release subscriptions
 	subs    []io.Closer // release subscriptions, closed by Close
@@ -122,7 +123,7 @@ func NewFromClients(clients []Client, cfg Config) (*Manager, error) {
 }
 
 func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
-	return &Manager{
+	m := &Manager{
 		cfg:     cfg,
 		inst:    inst,
 		quorum:  len(inst)/2 + 1,
@@ -131,6 +132,8 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 		now:     time.Now,
 		locks:   make(map[*Lock]struct{}),
 	}
+	m.ext.m = m
+	return m
 }
 
 // Config returns the configuration in force, with defaults applied.
@@ -754,6 +757,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	m.ops.Wait()
+	m.ext.close()
 	m.mu.Lock()
 	subs := m.subs
 	m.subs = nil
