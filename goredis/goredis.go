@@ -6,7 +6,12 @@ package goredis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -27,38 +32,110 @@ func (c *Client) Redis() redis.UniversalClient { return c.rc }
 
 // EvalSha implements redlock.Client.
 func (c *Client) EvalSha(ctx context.Context, sha1 string, keys []string, args []string) (any, error) {
-	return result(c.rc.EvalSha(ctx, sha1, keys, toAny(args)...).Result())
+	return c.eval(ctx, "evalsha", sha1, keys, args)
 }
 
 // Eval implements redlock.Client.
 func (c *Client) Eval(ctx context.Context, script string, keys []string, args []string) (any, error) {
-	return result(c.rc.Eval(ctx, script, keys, toAny(args)...).Result())
+	return c.eval(ctx, "eval", script, keys, args)
 }
 
-// String names the instance without its password.
+// eval runs EVAL or EVALSHA as go-redis's Eval and EvalSha do, but builds
+// the command's arguments in one slice: going through EvalSha(...any)
+// would cost a second slice and conversions on every call. name is a
+// constant ("eval", "evalsha"), so boxing it does not allocate.
+func (c *Client) eval(ctx context.Context, name any, body string, keys, args []string) (any, error) {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, name, body, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	for _, s := range args {
+		a = append(a, s)
+	}
+	cmd := redis.NewCmd(ctx, a...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3) // routes the command by its first key on a cluster
+	}
+	_ = c.rc.Process(ctx, cmd)
+	return result(cmd.Result())
+}
+
+// String names the instance without its password: "host:port" (with
+// "/db" for a database other than 0), "unix:///path" for a unix socket,
+// "sentinel" for a Sentinel failover client, "cluster h1:p1,h2:p2" for a
+// cluster client, "ring" for a ring.
 func (c *Client) String() string {
 	switch rc := c.rc.(type) {
 	case *redis.Client:
-		return rc.Options().Addr
+		o := rc.Options()
+		name := o.Addr
+		switch {
+		case o.Addr == "FailoverClient": // what redis.NewFailoverClient sets
+			name = "sentinel"
+		case o.Network == "unix":
+			name = "unix://" + o.Addr
+		}
+		if o.DB != 0 {
+			name += "/" + strconv.Itoa(o.DB)
+		}
+		return name
 	case *redis.ClusterClient:
-		return "cluster"
+		return "cluster " + strings.Join(rc.Options().Addrs, ",")
+	case *redis.Ring:
+		return "ring"
 	}
 	return "go-redis"
 }
 
 func result(v any, err error) (any, error) {
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	return v, err
+	return normalise(v), nil
 }
 
-func toAny(args []string) []any {
-	out := make([]any, len(args))
-	for i, a := range args {
-		out[i] = a
+// normalise converts a RESP3 reply to what a RESP2 connection would see, as
+// redlock.Client requires: booleans become 1 (true) and nil (false),
+// doubles and big numbers their decimal text, maps a flat key, value, ...
+// array in key order. Integers, strings and nil are returned as they are.
+func normalise(v any) any {
+	switch v := v.(type) {
+	case int64, string, nil:
+		return v
+	case []any:
+		for i, e := range v {
+			v[i] = normalise(e)
+		}
+		return v
+	case bool:
+		if v {
+			return int64(1)
+		}
+		return nil
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case *big.Int:
+		return v.String()
+	case map[any]any:
+		keys := make([]string, 0, len(v))
+		byKey := make(map[string]any, len(v))
+		for k, e := range v {
+			ks := fmt.Sprint(k)
+			keys = append(keys, ks)
+			byKey[ks] = e
+		}
+		sort.Strings(keys)
+		out := make([]any, 0, 2*len(keys))
+		for _, k := range keys {
+			out = append(out, k, normalise(byKey[k]))
+		}
+		return out
 	}
-	return out
+	return v
 }
 
 // IsCluster reports whether the client talks to a Redis Cluster, where a

@@ -1,0 +1,159 @@
+package redlock
+
+import (
+	"context"
+	"io"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redlock-go/redlock/internal/redistest"
+)
+
+// The hot-path benchmarks: one lock + unlock cycle (ops = cycles) against
+// real redis-servers on loopback, through each wire, with allocations per
+// cycle. Run them with
+//
+//	go test -run XXX -bench . -benchmem -count 3 .
+//
+// The servers share the machine's cores with the benchmark: compare only
+// figures from one run.
+
+// benchWires are the clients a Manager can dial: go-redis (dial, today's
+// default) and rueidis (dialRueidis).
+var benchWires = []struct {
+	name string
+	dial func(Endpoint, Config) (Client, io.Closer, error)
+}{
+	{"goredis", dial},
+	{"rueidis", dialRueidis},
+}
+
+// benchManager dials n of servers with the given wire and closes the
+// Manager when b ends (before the servers stop).
+func benchManager(b *testing.B, servers []*redistest.Server, n int, dialer func(Endpoint, Config) (Client, io.Closer, error)) *Manager {
+	b.Helper()
+	cfg, err := Config{}.withDefaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	inst := make([]*instance, n)
+	closers := make([]io.Closer, 0, n)
+	for i := range inst {
+		ep := Endpoint{Addr: servers[i].Addr()}
+		c, closer, err := dialer(ep, cfg)
+		if err != nil {
+			b.Fatalf("dial %s: %v", ep, err)
+		}
+		closers = append(closers, closer)
+		inst[i] = &instance{client: c, name: ep.String()}
+	}
+	m := newManager(inst, closers, cfg)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			b.Errorf("Close: %v", err)
+		}
+	})
+	return m
+}
+
+// cycle is one lock + unlock of resource with a fixed TTL (no watchdog).
+func cycle(ctx context.Context, m *Manager, resource string) error {
+	l, err := m.Lock(ctx, resource, TTL(10*time.Second))
+	if err != nil {
+		return err
+	}
+	return l.Unlock(ctx)
+}
+
+// warm runs a few cycles so that connections exist and scripts are cached.
+func warm(b *testing.B, m *Manager) {
+	b.Helper()
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if err := cycle(ctx, m, "bench:warm"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLockUnlock is one caller doing lock + unlock cycles on one
+// resource, for N = 1, 3, 5 instances.
+func BenchmarkLockUnlock(b *testing.B) {
+	servers := redistest.Start(b, 5)
+	for _, w := range benchWires {
+		for _, n := range []int{1, 3, 5} {
+			b.Run(w.name+"/N="+strconv.Itoa(n), func(b *testing.B) {
+				m := benchManager(b, servers, n, w.dial)
+				warm(b, m)
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := cycle(ctx, m, "bench:seq"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLockUnlockParallel is C callers, each cycling on its own
+// resource (uncontended), N=3. C=GOMAXPROCS and C=64 (the peer
+// benchmarks' highest concurrency).
+func BenchmarkLockUnlockParallel(b *testing.B) {
+	servers := redistest.Start(b, 3)
+	procs := runtime.GOMAXPROCS(0)
+	for _, w := range benchWires {
+		for _, c := range []int{procs, 64} {
+			b.Run(w.name+"/N=3/C="+strconv.Itoa(c), func(b *testing.B) {
+				m := benchManager(b, servers, 3, w.dial)
+				warm(b, m)
+				var ids atomic.Int64
+				b.ReportAllocs()
+				b.SetParallelism((c + procs - 1) / procs)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					resource := "bench:par:" + strconv.FormatInt(ids.Add(1), 10)
+					for pb.Next() {
+						if err := cycle(ctx, m, resource); err != nil {
+							b.Error(err) // not Fatal: this is not the benchmark's goroutine
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkExtend is one caller extending one held lock, N=3.
+func BenchmarkExtend(b *testing.B) {
+	servers := redistest.Start(b, 3)
+	for _, w := range benchWires {
+		b.Run(w.name+"/N=3", func(b *testing.B) {
+			m := benchManager(b, servers, 3, w.dial)
+			warm(b, m)
+			ctx := context.Background()
+			l, err := m.Lock(ctx, "bench:extend", TTL(10*time.Second))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := l.Extend(ctx, 10*time.Second); err != nil {
+					b.Fatalf("Extend: %v", err)
+				}
+			}
+			b.StopTimer()
+			if err := l.Unlock(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}

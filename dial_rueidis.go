@@ -1,0 +1,239 @@
+package redlock
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	rd "github.com/redis/rueidis"
+
+	rueidisadapter "github.com/redlock-go/redlock/rueidis"
+)
+
+// Buffer sizes of a dialed rueidis connection. rueidis defaults to 0.5 MiB
+// each way per connection; lock commands are a few hundred bytes (longer
+// resources still work: the buffers only batch writes and reads).
+const (
+	rueidisReadBuffer  = 64 << 10
+	rueidisWriteBuffer = 64 << 10
+)
+
+// rueidisTopologyRefresh is how often a Sentinel client asks the Sentinels
+// who the master is, besides following their +switch-master events (a
+// missed event would otherwise bind it to a demoted master).
+const rueidisTopologyRefresh = 5 * time.Second
+
+// errNotDialedYet makes rueidis's eager first dial of a single server fail
+// without touching the network, so that New never contacts an instance.
+var errNotDialedYet = errors.New("redlock: connection is dialed on first use")
+
+// errDialerClosed is returned by calls on a lazily built client after Close.
+var errDialerClosed = errors.New("redlock: client closed")
+
+// dialRueidis builds the rueidis client for one endpoint: the candidate
+// default wire of New and NewFromEndpoints (not called yet: dial uses
+// go-redis). It accepts the same endpoints as dial and, like dial, does
+// not contact the instance: the first call connects, within that call's
+// context.
+//
+// Differences from dial: Endpoint.PoolSize has no rueidis counterpart
+// (rueidis pipelines every caller's commands on 2^PipelineMultiplex shared
+// connections per server) and is ignored; ReadTimeout and WriteTimeout
+// become ConnWriteTimeout (rueidis's bound on waiting for a reply on a
+// connection, which it then closes).
+func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
+	if err := ep.validate(); err != nil {
+		return nil, nil, invalidf("endpoint %s: %v", ep, err)
+	}
+	tlsCfg, err := ep.tlsConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: endpoint %s: %w", ErrInvalid, ep, err)
+	}
+	dialTimeout := ep.DialTimeout
+	if dialTimeout == 0 {
+		dialTimeout = max(cfg.NodeTimeout, time.Second)
+	}
+	opt := rd.ClientOption{
+		Username:  ep.Username,
+		Password:  ep.Password,
+		SelectDB:  ep.DB,
+		TLSConfig: tlsCfg,
+		Dialer:    net.Dialer{Timeout: dialTimeout},
+		// Locks are never read through the client-side cache.
+		DisableCache: true,
+		// Every call is bounded by its context and redlock decides about
+		// retries (rueidis would not retry EVALSHA anyway).
+		DisableRetry: true,
+		// No CLIENT SETINFO: a minimal ACL suffices.
+		ClientSetInfo:       rd.DisableClientSetInfo,
+		ReadBufferEachConn:  rueidisReadBuffer,
+		WriteBufferEachConn: rueidisWriteBuffer,
+		ConnWriteTimeout:    max(ep.ReadTimeout, ep.WriteTimeout), // 0: rueidis's default (10s)
+	}
+	switch ep.kind() {
+	case kindSentinel:
+		opt.InitAddress = ep.SentinelAddrs
+		opt.Sentinel = rd.SentinelOption{
+			MasterSet:               ep.MasterName,
+			Username:                ep.SentinelUsername,
+			Password:                ep.SentinelPassword,
+			TLSConfig:               tlsCfg,
+			Dialer:                  opt.Dialer,
+			TopologyRefreshInterval: rueidisTopologyRefresh,
+		}
+		// rueidis contacts the Sentinels in NewClient: build it on first use.
+		l := &lazyRueidis{opt: opt, name: ep.String()}
+		return l, l, nil
+	case kindCluster:
+		opt.InitAddress = ep.ClusterAddrs
+		// rueidis contacts the seed nodes in NewClient: build it on first
+		// use. It routes each EVALSHA by the slot of its key.
+		l := &lazyRueidis{opt: opt, name: ep.String()}
+		return l, l, nil
+	}
+	// A single server. ForceSingleClient: never probe for a cluster, and
+	// keep the client although its first dial "fails" (it re-dials on use).
+	var ready atomic.Bool
+	unix := ep.isUnix()
+	opt.InitAddress = []string{ep.Addr}
+	opt.ForceSingleClient = true
+	opt.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
+		if !ready.Load() {
+			return nil, errNotDialedYet
+		}
+		network := "tcp"
+		if unix {
+			network = "unix"
+		}
+		if tc != nil {
+			td := tls.Dialer{NetDialer: d, Config: tc}
+			return td.DialContext(ctx, network, addr)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	rc, err := rd.NewClient(opt)
+	if rc == nil {
+		return nil, nil, fmt.Errorf("%w: endpoint %s: %w", ErrInvalid, ep, err)
+	}
+	ready.Store(true) // err was errNotDialedYet
+	return rueidisadapter.New(rc), closerFunc(rc.Close), nil
+}
+
+// closerFunc adapts a Close method without a result to io.Closer.
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
+
+// lazyRueidis is a Client whose rueidis client is built on first use, for
+// the Sentinel and cluster clients that rueidis connects in NewClient. A
+// call waits for the build within its context; a failed build is tried
+// again by the next call. Safe for concurrent use.
+type lazyRueidis struct {
+	opt  rd.ClientOption
+	name string
+
+	cur atomic.Pointer[rueidisadapter.Client] // set once built
+
+	mu      sync.Mutex
+	rc      rd.Client     // the built client, closed by Close
+	pending chan struct{} // closed when the running build ends; nil if none
+	err     error         // the last build's error
+	closed  bool
+	builds  sync.WaitGroup
+}
+
+func (l *lazyRueidis) client(ctx context.Context) (*rueidisadapter.Client, error) {
+	if c := l.cur.Load(); c != nil {
+		return c, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, errDialerClosed
+	}
+	if l.pending == nil {
+		l.pending = make(chan struct{})
+		l.builds.Add(1)
+		go l.build(l.pending)
+	}
+	pending := l.pending
+	l.mu.Unlock()
+	select {
+	case <-pending:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if c := l.cur.Load(); c != nil {
+		return c, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return nil, l.err
+}
+
+// build runs rueidis.NewClient, bounded by the dial timeouts.
+func (l *lazyRueidis) build(done chan struct{}) {
+	defer l.builds.Done()
+	rc, err := rd.NewClient(l.opt)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case err != nil:
+		if rc != nil {
+			rc.Close()
+		}
+		l.err = err
+	case l.closed:
+		rc.Close()
+	default:
+		l.rc = rc
+		l.cur.Store(rueidisadapter.New(rc))
+	}
+	l.pending = nil
+	close(done)
+}
+
+// EvalSha implements Client.
+func (l *lazyRueidis) EvalSha(ctx context.Context, sha1 string, keys, args []string) (any, error) {
+	c, err := l.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.EvalSha(ctx, sha1, keys, args)
+}
+
+// Eval implements Client.
+func (l *lazyRueidis) Eval(ctx context.Context, script string, keys, args []string) (any, error) {
+	c, err := l.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Eval(ctx, script, keys, args)
+}
+
+// String names the endpoint without its passwords.
+func (l *lazyRueidis) String() string { return l.name }
+
+// Close waits for a running build and closes the client, if built.
+func (l *lazyRueidis) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.builds.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rc != nil {
+		l.rc.Close()
+		l.rc = nil
+	}
+	return nil
+}
