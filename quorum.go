@@ -117,7 +117,13 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 			calls++
 		}
 	}
-	r.ctx, r.cancel = context.WithTimeout(ctx, timeout)
+	// The calls are not cancelled with ctx, only bounded by timeout: collect
+	// returns as soon as the outcome is decided or ctx ends, and the caller
+	// then typically cancels ctx, but the stragglers must still reach their
+	// instances. Otherwise an extension or a release that returned at quorum
+	// would never reach the rest: their keys would expire early (another
+	// client could take them) or outlive the unlock.
+	r.ctx, r.cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	if calls == 0 {
 		r.cancel()
 		return r
@@ -183,6 +189,7 @@ func (m *Manager) collect(ctx context.Context, r *round, need int, all bool, cla
 			add(rep)
 			continue
 		case <-r.ctx.Done():
+		case <-ctx.Done():
 		}
 		// Every call returned, the round's deadline passed, or the caller's
 		// ctx ended: take the replies that made it; whoever has not
