@@ -80,7 +80,7 @@ func NewFromEndpoints(endpoints []Endpoint, cfg Config) (*Manager, error) {
 	inst := make([]*instance, len(endpoints))
 	closers := make([]io.Closer, 0, len(endpoints))
 	for i, ep := range endpoints {
-		c, closer, err := dial(ep, cfg)
+		c, closer, err := dialRueidis(ep, cfg)
 		if err != nil {
 			for _, c := range closers {
 				_ = c.Close()

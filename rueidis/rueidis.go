@@ -10,9 +10,11 @@ package rueidis
 import (
 	"context"
 	"errors"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	rd "github.com/redis/rueidis"
 )
@@ -209,4 +211,49 @@ func element(m *rd.RedisMessage) (any, error) {
 		return nil, nil // a nil element
 	}
 	return normalise(m)
+}
+
+// IsCluster reports whether the client talks to a Redis Cluster, where a
+// multi-key script must keep its keys in one slot.
+func (c *Client) IsCluster() bool { return c.rc.Mode() == rd.ClientModeCluster }
+
+// resubscribeDelay is the pause before a lost subscription is renewed.
+const resubscribeDelay = 100 * time.Millisecond
+
+// Subscribe implements redlock.Subscriber: one goroutine keeps a
+// subscription to channel (renewed after errors) and calls onMessage for
+// every message until the returned Closer is closed.
+func (c *Client) Subscribe(ctx context.Context, channel string, onMessage func(payload string)) (io.Closer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &subscription{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			_ = c.rc.Receive(sctx, c.rc.B().Subscribe().Channel(channel).Build(), func(m rd.PubSubMessage) {
+				onMessage(m.Message)
+			})
+			t := time.NewTimer(resubscribeDelay)
+			select {
+			case <-sctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s, nil
+}
+
+type subscription struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *subscription) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
 }
