@@ -1,8 +1,8 @@
 package redlock_test
 
 import (
-	"os"
 	"context"
+	"os"
 	"runtime"
 	"strconv"
 	"sync"
