@@ -14,10 +14,13 @@ import (
 // replies). Redis error replies are returned as errors whose Error() starts
 // with the Redis error prefix ("NOSCRIPT ...", "WRONGTYPE ...", "READONLY ...").
 //
-// The adapters in the goredis and rueidisadapter packages implement Client for
-// the go-redis v9 and rueidis clients. A Client may also implement optional
-// interfaces that this package discovers with a type assertion (for example
-// fmt.Stringer, to name the instance in errors and logs).
+// The adapters in the goredis and rueidis packages implement Client for the
+// go-redis v9 and rueidis clients; New dials rueidis clients. A Client may
+// also implement optional interfaces that this package discovers with a
+// type assertion: fmt.Stringer, to name the instance in errors and logs;
+// Subscriber, to wake waiting callers when a lock is released; and
+// IsCluster() bool, reporting a Redis Cluster, whose multi-key scripts must
+// keep to one slot.
 type Client interface {
 	// EvalSha runs EVALSHA sha1 len(keys) keys... args...
 	EvalSha(ctx context.Context, sha1 string, keys []string, args []string) (any, error)

@@ -69,6 +69,10 @@ type Config struct {
 	// node-redlock, so that their locks exclude ours).
 	KeyPrefix string
 
+	// Fencing gives every lock a fencing token, as the Fenced option does
+	// per lock. Default: off.
+	Fencing bool
+
 	// Logger receives debug and warning records (failed extensions, clean-up
 	// errors). Records never contain passwords. Default: discard.
 	Logger *slog.Logger

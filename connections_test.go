@@ -396,11 +396,17 @@ func connFailsFast(ctx context.Context, t *testing.T, m *redlock.Manager) {
 // password and key pattern (see TestConnACL).
 var connMinimalACL = []string{"-@all", "+evalsha", "+eval", "+get", "+set", "+pexpire", "+del", "+pttl"}
 
+// connQuietACL are the rules that keep the ACL LOG empty without being
+// needed for locking: rueidis's keep-alive PING, and the release
+// announcement that wakes waiters (without it they poll).
+var connQuietACL = []string{"+ping", "+publish", "&" + redlock.ReleaseChannel}
+
 // connSetUser creates (or resets) user with password pw, keys ~lock:* and
 // the given command rules on s, and clears the ACL log.
 func connSetUser(t *testing.T, s *redistest.Server, user, pw string, rules []string) {
 	t.Helper()
 	args := append([]string{"ACL", "SETUSER", user, "reset", "on", ">" + pw, "~lock:*", "resetchannels"}, rules...)
+	args = append(args, connQuietACL...)
 	if got := s.Do(t, args...); got != "OK" {
 		t.Fatalf("%s: ACL SETUSER %q: %s", s, args, got)
 	}
@@ -533,7 +539,7 @@ func TestConnSentinel(t *testing.T) {
 	// ACL users are not replicated: create the user on every server. A
 	// database other than 0 needs SELECT.
 	for _, s := range append([]*redistest.Server{g.Master}, g.Replicas...) {
-		connSetUser(t, s, "locker", "pw-acl", append(append([]string{}, connMinimalACL...), "+select"))
+		connSetUser(t, s, "locker", "pw-acl", append(append([]string{}, connMinimalACL...), "+select", "+role"))
 		s.Do(t, "ACL", "LOG", "RESET")
 	}
 	aclCfg := connCfg

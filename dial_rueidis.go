@@ -94,7 +94,7 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		opt.InitAddress = ep.ClusterAddrs
 		// rueidis contacts the seed nodes in NewClient: build it on first
 		// use. It routes each EVALSHA by the slot of its key.
-		l := &lazyRueidis{opt: opt, name: ep.String()}
+		l := &lazyRueidis{opt: opt, name: ep.String(), cluster: true}
 		return l, l, nil
 	}
 	// A single server. ForceSingleClient: never probe for a cluster, and
@@ -135,8 +135,9 @@ func (f closerFunc) Close() error { f(); return nil }
 // call waits for the build within its context; a failed build is tried
 // again by the next call. Safe for concurrent use.
 type lazyRueidis struct {
-	opt  rd.ClientOption
-	name string
+	opt     rd.ClientOption
+	name    string
+	cluster bool
 
 	cur atomic.Pointer[rueidisadapter.Client] // set once built
 
@@ -222,6 +223,18 @@ func (l *lazyRueidis) Eval(ctx context.Context, script string, keys, args []stri
 
 // String names the endpoint without its passwords.
 func (l *lazyRueidis) String() string { return l.name }
+
+// IsCluster reports whether the endpoint is a Redis Cluster.
+func (l *lazyRueidis) IsCluster() bool { return l.cluster }
+
+// Subscribe implements Subscriber once the client is built.
+func (l *lazyRueidis) Subscribe(ctx context.Context, channel string, onMessage func(payload string)) (io.Closer, error) {
+	c, err := l.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Subscribe(ctx, channel, onMessage)
+}
 
 // Close waits for a running build and closes the client, if built.
 func (l *lazyRueidis) Close() error {

@@ -13,8 +13,9 @@ import (
 type Lock struct {
 	m        *Manager
 	resource string
-	key      string
+	ks       keyset
 	token    string
+	fence    uint64
 	auto     bool          // extended automatically
 	lost     chan struct{} // closed once the lock is no longer held
 
@@ -26,29 +27,54 @@ type Lock struct {
 	released bool        // Unlock was called
 	gone     bool        // lost is closed
 	expiry   *time.Timer // closes lost at until
-	refresh  *time.Timer // auto-extension
+	refresh  *time.Timer // auto-extension of a multi-key lock
+	due      time.Time   // next batched auto-extension (guarded by m.ext.mu)
 	onLost   []func()
 }
 
 func (m *Manager) newLock(req request, until time.Time, acquired *round) *Lock {
 	l := &Lock{
-		m: m, resource: req.resource, key: req.key, token: req.token, auto: req.auto,
+		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto,
 		lost: make(chan struct{}), acquired: acquired, ttl: req.ttl, until: until,
 	}
 	l.mu.Lock()
 	l.expiry = time.AfterFunc(until.Sub(m.now()), l.expire)
-	if l.auto {
+	if l.auto && len(l.ks.keys) > 1 {
 		l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
 	}
 	l.mu.Unlock()
 	m.mu.Lock()
 	m.locks[l] = struct{}{}
 	m.mu.Unlock()
+	if l.auto && len(l.ks.keys) == 1 {
+		m.ext.schedule(l, m.now().Add(l.refreshDelay()))
+	}
 	return l
 }
 
-// Resource returns the name of the locked resource.
+// Resource returns the name of the locked resource (the first one, for a
+// lock taken with LockMany).
 func (l *Lock) Resource() string { return l.resource }
+
+// Resources returns the names of every resource the lock covers: one, but
+// for a lock taken with LockMany. The caller may modify the slice.
+func (l *Lock) Resources() []string { return append([]string(nil), l.ks.resources...) }
+
+// Fence returns the lock's fencing token, or 0 when the lock was taken
+// without fencing (see Fenced and Config.Fencing) or by Attach.
+//
+// The token is unique per resource, always, and strictly larger than every
+// earlier holder's while the lock's own safety assumptions hold (bounded
+// clock drift, instances that keep their data). Pass it to the protected
+// resource with every write, and have the resource reject a write whose
+// token is lower than the largest it has seen: then even a holder that
+// paused past its validity (GC, SIGSTOP, swap) cannot overwrite the work of
+// the next holder. Tokens stay unique but may stop increasing when an
+// instance loses its counters: a restart without persistence, failover to
+// a lagging replica, FLUSHALL, or eviction (use noeviction). Run the
+// instances with appendonly yes and appendfsync always. Counters are exact
+// below 2^53.
+func (l *Lock) Fence() uint64 { return l.fence }
 
 // Token returns the random value that proves ownership of the lock. Another
 // process can use it with Manager.Attach.
@@ -214,8 +240,8 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 	}
 	start := m.now()
 	timeout := min(m.cfg.NodeTimeout, ttl)
-	r := m.fanout(ctx, timeout, nil, scriptExtend, []string{l.key}, []string{l.token, fmtMillis(ttl)})
-	o := m.collect(ctx, r, timeout, m.quorum, false, classifyExtend)
+	r := m.fanout(ctx, timeout, nil, l.ks.extendScript(), l.ks.keys, []string{l.token, fmtMillis(ttl)})
+	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
 	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -294,12 +320,15 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if ctx.Err() != nil {
 		ctx = context.WithoutCancel(ctx)
 	}
-	release := scriptRelease
+	release, classify := l.ks.releaseScript()
 	if m.hooks != nil && m.hooks.PlainDelete {
 		release = scriptUnsafeDelete
 	}
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, []string{l.key}, []string{l.token})
-	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyRelease)
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, l.ks.keys, []string{l.token, ReleaseChannel})
+	o := m.collect(ctx, r, m.quorum, false, classify)
+	for _, k := range l.ks.keys {
+		m.waits.wake(k) // local waiters need no message
+	}
 	if o.yes >= m.quorum {
 		if !wasValid {
 			return &QuorumError{Op: "unlock", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
@@ -334,7 +363,7 @@ func (l *Lock) IsLocked(ctx context.Context) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	_, o, err := l.m.remaining(ctx, "is-locked", l.resource, l.key, l.token)
+	_, o, err := l.m.remaining(ctx, "is-locked", l.resource, &l.ks, l.token)
 	if err == nil {
 		return true, nil
 	}
@@ -355,7 +384,7 @@ func (l *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	d, _, err := l.m.remaining(ctx, "ttl", l.resource, l.key, l.token)
+	d, _, err := l.m.remaining(ctx, "ttl", l.resource, &l.ks, l.token)
 	return d, err
 }
 

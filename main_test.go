@@ -24,7 +24,14 @@ import (
 func TestMain(m *testing.M) {
 	// go-redis logs every failed dial to the instances the tests kill.
 	redis.SetLogger(quietLogger{})
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// rueidis closes the connections a cluster topology refresh
+		// replaced after a fixed 5 s sleep, on a goroutine of its own.
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		// go-redis keeps re-dialing an instance a test killed for about a
+		// second after the client is closed.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
+	)
 }
 
 type quietLogger struct{}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +34,11 @@ type Manager struct {
 	hooks   *testhooks.Hooks // nil except in this module's own fault tests
 
 	ops sync.WaitGroup // in-flight calls and background work
+
+	ext     extender    // batched auto-extension of single-key locks
+	waits   waitSet     // local callers waiting for a lock, per key
+	subOnce sync.Once   // starts the release subscriptions
+	subs    []io.Closer // release subscriptions, closed by Close
 
 	mu     sync.Mutex
 	closed bool
@@ -74,7 +80,7 @@ func NewFromEndpoints(endpoints []Endpoint, cfg Config) (*Manager, error) {
 	inst := make([]*instance, len(endpoints))
 	closers := make([]io.Closer, 0, len(endpoints))
 	for i, ep := range endpoints {
-		c, closer, err := dial(ep, cfg)
+		c, closer, err := dialRueidis(ep, cfg)
 		if err != nil {
 			for _, c := range closers {
 				_ = c.Close()
@@ -117,7 +123,7 @@ func NewFromClients(clients []Client, cfg Config) (*Manager, error) {
 }
 
 func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
-	return &Manager{
+	m := &Manager{
 		cfg:     cfg,
 		inst:    inst,
 		quorum:  len(inst)/2 + 1,
@@ -126,6 +132,8 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 		now:     time.Now,
 		locks:   make(map[*Lock]struct{}),
 	}
+	m.ext.m = m
+	return m
 }
 
 // Config returns the configuration in force, with defaults applied.
@@ -164,6 +172,7 @@ type lockOptions struct {
 	ttlSet   bool
 	token    string
 	tokenSet bool
+	fenced   bool
 }
 
 // TTL gives the lock a fixed lease of d, with no auto-extension
@@ -183,16 +192,34 @@ func Token(token string) LockOption {
 	return func(o *lockOptions) { o.token, o.tokenSet = token, true }
 }
 
+// Fenced makes the lock carry a fencing token (see Lock.Fence): a number
+// that is unique per resource and strictly increasing from one holder to the
+// next while the lock's safety assumptions hold. It costs one more round
+// trip per acquisition. Config.Fencing turns it on for every lock.
+func Fenced() LockOption {
+	return func(o *lockOptions) { o.fenced = true }
+}
+
 // request is a validated lock request.
 type request struct {
-	resource string
-	key      string
+	resource string // the first resource (the only one, but for LockMany)
+	ks       keyset
 	token    string
 	ttl      time.Duration
 	auto     bool
+	fenced   bool
 }
 
 func (m *Manager) newRequest(resource string, opts []LockOption) (request, error) {
+	if err := checkResource(resource); err != nil {
+		return request{}, err
+	}
+	return m.newRequestMany([]string{resource}, opts)
+}
+
+// newRequestMany validates a request for resources, which the caller has
+// checked one by one.
+func (m *Manager) newRequestMany(resources []string, opts []LockOption) (request, error) {
 	var o lockOptions
 	for _, opt := range opts {
 		if opt == nil {
@@ -200,10 +227,8 @@ func (m *Manager) newRequest(resource string, opts []LockOption) (request, error
 		}
 		opt(&o)
 	}
-	if err := checkResource(resource); err != nil {
-		return request{}, err
-	}
-	r := request{resource: resource, key: m.cfg.KeyPrefix + resource, ttl: m.cfg.DefaultTTL, auto: true}
+	fenced := o.fenced || m.cfg.Fencing
+	r := request{resource: resources[0], ks: m.newKeyset(resources, fenced), ttl: m.cfg.DefaultTTL, auto: true, fenced: fenced}
 	if o.ttlSet {
 		if err := m.cfg.checkTTL(o.ttl); err != nil {
 			return request{}, err
@@ -288,14 +313,29 @@ func (m *Manager) acquire(ctx context.Context, resource string, opts []LockOptio
 	if err != nil {
 		return nil, err
 	}
+	return m.acquireReq(ctx, req, attempts)
+}
+
+func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*Lock, error) {
 	if !m.enter() {
 		return nil, ErrClosed
 	}
 	defer m.leave()
 	var last *QuorumError
+	var w *waiter // our place in the local queue, once we had to wait
+	key := req.ks.keys[0]
+	defer func() {
+		if w != nil {
+			m.waits.leave(key, w)
+		}
+	}()
 	for i := 0; attempts < 0 || i < attempts; i++ {
 		if i > 0 {
-			if err := m.sleep(ctx, m.retryDelay()); err != nil {
+			if w == nil {
+				m.subscribe()
+				w = m.waits.join(key)
+			}
+			if err := m.waitTurn(ctx, key, w, m.retryDelay()); err != nil {
 				break
 			}
 		}
@@ -312,13 +352,13 @@ func (m *Manager) acquire(ctx context.Context, resource string, opts []LockOptio
 			last.Attempts, last.Ctx = i+1, o.ctxErr
 			break
 		}
-		last = m.quorumError("lock", resource, o, i+1, false)
+		last = m.quorumError("lock", req.resource, o, i+1, false)
 		if o.ctxErr != nil {
 			break
 		}
 	}
 	if last == nil {
-		last = &QuorumError{Op: "lock", Resource: resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
+		last = &QuorumError{Op: "lock", Resource: req.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
 	}
 	if err := ctx.Err(); err != nil && last.Ctx == nil {
 		last.Ctx = err
@@ -326,39 +366,157 @@ func (m *Manager) acquire(ctx context.Context, resource string, opts []LockOptio
 	return nil, last
 }
 
-// attempt is one round of the Redlock algorithm.
+// attempt is one round of the Redlock algorithm (two for a fenced lock).
 func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bool) {
 	start := m.now()
 	timeout := min(m.cfg.NodeTimeout, req.ttl)
 	ttlArg := fmtMillis(req.ttl)
-	keys, args := []string{req.key}, []string{req.token, ttlArg}
-	r := m.fanout(ctx, timeout, nil, scriptAcquire, keys, args)
-	o := m.collect(ctx, r, timeout, m.quorum, false, classifyAcquire)
+	var r *round
+	var o *outcome
+	if req.ks.single() {
+		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
+	} else {
+		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
+	}
 	if o.yes >= m.quorum && o.ctxErr == nil {
 		if m.hooks != nil && m.hooks.AfterReplies != nil {
 			m.hooks.AfterReplies(req.resource)
+		}
+		var fence uint64
+		ok := true
+		if req.fenced {
+			fence, ok = m.fence(ctx, req, start, o)
 		}
 		if m.hooks != nil && m.hooks.IgnoreElapsed {
 			start = m.now()
 		}
 		elapsed := m.now().Sub(start)
-		if m.cfg.validity(req.ttl, elapsed) > 0 {
+		if ok && m.cfg.validity(req.ttl, elapsed) > 0 {
 			until := start.Add(req.ttl - m.cfg.drift(req.ttl))
-			return m.newLock(req, until, r), o, true
+			l := m.newLock(req, until, r)
+			l.fence = fence
+			return l, o, true
 		}
 		o.errs = append(o.errs[:0:0], make([]error, len(m.inst))...)
 		for i := range o.errs {
 			if o.votes[i] == voteYes {
 				o.errs[i] = errValidityPassed
+				if !ok {
+					o.errs[i] = errFenceRefused
+				}
 			}
 		}
 		o.yes, o.failed = 0, o.failed+o.yes
 	}
-	m.cleanup(r, o, req.key, req.token)
+	m.cleanup(r, o, &req.ks, req.token)
 	return nil, o, false
 }
 
-var errValidityPassed = errors.New("acquisition took longer than the TTL allows")
+var (
+	errValidityPassed = errors.New("acquisition took longer than the TTL allows")
+	errFenceRefused   = errors.New("no quorum accepted a fencing token before the validity deadline")
+)
+
+// maxFenceRounds bounds the second round of a fenced acquisition: each
+// refusal reports a larger counter, and the next proposal exceeds it.
+const maxFenceRounds = 5
+
+// fence is round 2 of a fenced acquisition: propose T = max(counters read in
+// round 1)+1 and raise the counters to T on every instance where the lock
+// still holds the token and the counter is below T. T counts only if a
+// quorum accepts it before the validity deadline.
+func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *outcome) (uint64, bool) {
+	var best uint64
+	for i, v := range o.vals {
+		if o.votes[i] == voteYes {
+			best = max(best, parseCounter(v))
+		}
+	}
+	keys := req.ks.withCounters()
+	for round := 0; round < maxFenceRounds; round++ {
+		left := m.cfg.validity(req.ttl, m.now().Sub(start))
+		if left <= 0 || ctx.Err() != nil {
+			return 0, false
+		}
+		t := best + 1
+		timeout := min(m.cfg.NodeTimeout, left)
+		r := m.fanout(ctx, timeout, nil, scriptFence, keys, []string{req.token, strconv.FormatUint(t, 10), req.ks.nArg})
+		fo := m.collect(ctx, r, m.quorum, true, classifyFence)
+		if fo.yes >= m.quorum {
+			return t, true
+		}
+		raised := false
+		for i, v := range fo.vals {
+			if fo.votes[i] == voteRefused {
+				if c := parseCounter(v); c > best {
+					best, raised = c, true
+				}
+			}
+		}
+		if !raised {
+			return 0, false // lost the lock on too many instances, or they did not answer
+		}
+	}
+	return 0, false
+}
+
+// parseCounter reads a counter from a fence or acquire_many reply pair.
+func parseCounter(v any) uint64 {
+	var s any = v
+	if a, ok := v.([]any); ok && len(a) == 2 {
+		s = a[1]
+	}
+	switch x := s.(type) {
+	case string:
+		n, _ := strconv.ParseUint(x, 10, 64)
+		return n
+	case int64:
+		if x > 0 {
+			return uint64(x)
+		}
+	}
+	return 0
+}
+
+func classifyFence(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return voteFailed, errBadReply
+	}
+	switch n, _ := toInt(a[0]); n {
+	case 1:
+		return voteYes, nil
+	case 0:
+		return voteRefused, errCounterAhead
+	case -1:
+		return voteFailed, errKeyMissing
+	}
+	return voteFailed, errBadReply
+}
+
+var errCounterAhead = errors.New("fencing counter ahead of the proposed token")
+
+func classifyAcquireMany(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return voteFailed, errBadReply
+	}
+	switch n, _ := toInt(a[0]); n {
+	case 1:
+		return voteYes, nil
+	case 0:
+		return voteRefused, ErrHeldByOther
+	}
+	return voteFailed, errBadReply
+}
 
 func classifyAcquire(v any, err error) (vote, error) {
 	if err != nil {
@@ -377,7 +535,7 @@ func classifyAcquire(v any, err error) (vote, error) {
 // may have set it (voted yes, failed, or had not answered), waiting first
 // for the stragglers of the attempt. It uses a fresh bounded context, so it
 // runs even when the caller's ctx ended.
-func (m *Manager) cleanup(r *round, o *outcome, key, token string) {
+func (m *Manager) cleanup(r *round, o *outcome, ks *keyset, token string) {
 	only := make([]bool, len(m.inst))
 	any := false
 	for i, v := range o.votes {
@@ -390,11 +548,12 @@ func (m *Manager) cleanup(r *round, o *outcome, key, token string) {
 	}
 	r.settle(m.cfg.NodeTimeout)
 	ctx := context.Background()
-	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, scriptRelease, []string{key}, []string{token})
-	ro := m.collect(ctx, rr, m.cfg.NodeTimeout, 0, true, classifyRelease)
+	s, cl := ks.releaseScript()
+	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token, ReleaseChannel})
+	ro := m.collect(ctx, rr, 0, true, cl)
 	if ro.failed > 0 {
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
-			"key", quoteResource(key), "failed", ro.failed)
+			"key", quoteResource(ks.keys[0]), "failed", ro.failed)
 	}
 }
 
@@ -434,7 +593,7 @@ func (m *Manager) IsLocked(ctx context.Context, resource string) (bool, error) {
 	}
 	key := m.cfg.KeyPrefix + resource
 	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptInspect, []string{key}, nil)
-	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyInspect)
+	o := m.collect(ctx, r, m.quorum, false, classifyInspect)
 	switch {
 	case o.yes >= m.quorum:
 		return true, nil
@@ -483,7 +642,7 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 	}
 	req.auto = false
 	start := m.now()
-	ttl, o, err := m.remaining(ctx, "attach", req.resource, req.key, req.token)
+	ttl, o, err := m.remaining(ctx, "attach", req.resource, &req.ks, req.token)
 	if err != nil {
 		return nil, err
 	}
@@ -496,9 +655,9 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 
 // remaining asks every instance for the PTTL of key under token and returns
 // the smallest among the quorum that holds it.
-func (m *Manager) remaining(ctx context.Context, op, resource, key, token string) (time.Duration, *outcome, error) {
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptPTTL, []string{key}, []string{token})
-	o := m.collect(ctx, r, m.cfg.NodeTimeout, m.quorum, false, classifyPTTL)
+func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset, token string) (time.Duration, *outcome, error) {
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, ks.pttlScript(), ks.keys, []string{token})
+	o := m.collect(ctx, r, m.quorum, false, classifyPTTL)
 	if o.yes < m.quorum {
 		return 0, o, m.quorumError(op, resource, o, 1, true)
 	}
@@ -606,6 +765,16 @@ func (m *Manager) Close(ctx context.Context) error {
 		m.ops.Wait()
 		if len(m.heldLocks()) == 0 {
 			break
+		}
+	}
+	m.ext.close()
+	m.mu.Lock()
+	subs := m.subs
+	m.subs = nil
+	m.mu.Unlock()
+	for _, c := range subs {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, c := range m.closers {

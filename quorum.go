@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,15 +35,26 @@ type reply struct {
 	err error
 }
 
+// smallN is the instance count up to which a round and its outcome keep
+// their per-instance state inline (no extra allocations).
+const smallN = 8
+
 // round is one fan-out of a script to every instance (or a subset).
 type round struct {
-	ch   chan reply     // buffered to the number of calls: senders never block
-	wg   sync.WaitGroup // done when every call of the round has returned
-	sent []bool         // which instances the round was sent to
+	ch      chan reply     // buffered to the number of calls: senders never block
+	wg      sync.WaitGroup // done when every call of the round has returned
+	pending atomic.Int32   // calls that have not returned yet
+	ctx     context.Context
+	cancel  context.CancelFunc // releases ctx once every call returned
+	sent    []bool             // which instances the round was sent to
+	sentArr [smallN]bool
 }
 
 // settle waits until every call of the round has returned, or until d passed.
 func (r *round) settle(d time.Duration) {
+	if r.pending.Load() == 0 {
+		return
+	}
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	t := time.NewTimer(d)
@@ -61,6 +73,20 @@ type outcome struct {
 	vals                 []any
 	errs                 []error
 	ctxErr               error // the caller's ctx ended before the round was decided
+
+	votesArr [smallN]vote
+	valsArr  [smallN]any
+	errsArr  [smallN]error
+}
+
+func newOutcome(n int) *outcome {
+	o := &outcome{}
+	if n <= smallN {
+		o.votes, o.vals, o.errs = o.votesArr[:n], o.valsArr[:n], o.errsArr[:n]
+	} else {
+		o.votes, o.vals, o.errs = make([]vote, n), make([]any, n), make([]error, n)
+	}
+	return o
 }
 
 // call runs a script on one instance: EVALSHA, then EVAL after NOSCRIPT
@@ -73,80 +99,117 @@ func call(ctx context.Context, in *instance, s *script, keys, args []string) (an
 	return v, err
 }
 
-// fanout sends s to every instance i with only == nil || only[i], each call
-// bounded by timeout. It returns at once; collect reads the replies. The
-// calls are counted in m.ops, so Close waits for stragglers.
-//
-// A call, once started, is not cancelled with ctx (only bounded by timeout):
-// collect returns as soon as the outcome is decided or ctx ends, and the
-// caller then typically cancels ctx, but the stragglers must still reach
-// their instances. Otherwise an extension or a release returns at quorum
-// and never reaches the rest: their keys expire early (another client can
-// take them) or outlive the unlock.
+// fanout sends s to every instance i with only == nil || only[i], all calls
+// bounded by one deadline, timeout from now. It returns at once; collect
+// reads the replies. The calls are counted in m.ops, so Close waits for
+// stragglers.
 func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool, s *script, keys, args []string) *round {
 	n := len(m.inst)
-	r := &round{ch: make(chan reply, n), sent: make([]bool, n)}
+	r := &round{ch: make(chan reply, n)}
+	if n <= smallN {
+		r.sent = r.sentArr[:n]
+	} else {
+		r.sent = make([]bool, n)
+	}
+	calls := 0
 	for i := range m.inst {
-		if only != nil && !only[i] {
-			continue
+		if only == nil || only[i] {
+			r.sent[i] = true
+			calls++
 		}
-		r.sent[i] = true
-		r.wg.Add(1)
-		m.ops.Add(1)
-		go func(in *instance, i int) {
-			defer m.ops.Done()
-			defer r.wg.Done()
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-			v, err := call(cctx, in, s, keys, args)
-			cancel()
-			r.ch <- reply{idx: i, val: v, err: err}
-		}(m.inst[i], i)
+	}
+	// The calls are not cancelled with ctx, only bounded by timeout: collect
+	// returns as soon as the outcome is decided or ctx ends, and the caller
+	// then typically cancels ctx, but the stragglers must still reach their
+	// instances. Otherwise an extension or a release that returned at quorum
+	// would never reach the rest: their keys would expire early (another
+	// client could take them) or outlive the unlock.
+	r.ctx, r.cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	if calls == 0 {
+		r.cancel()
+		return r
+	}
+	r.pending.Store(int32(calls))
+	r.wg.Add(calls)
+	m.ops.Add(calls)
+	for i := range m.inst {
+		if r.sent[i] {
+			go r.run(m, i, s, keys, args)
+		}
 	}
 	return r
+}
+
+// run is one call of a round, on its own goroutine.
+func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
+	v, err := call(r.ctx, m.inst[i], s, keys, args)
+	r.ch <- reply{idx: i, val: v, err: err}
+	if r.pending.Add(-1) == 0 {
+		r.cancel()
+	}
+	r.wg.Done()
+	m.ops.Done()
 }
 
 // collect reads the replies of r until the outcome is decided: yes votes
 // reach need (success), or refusals and failures make that impossible. With
 // all set it reads every reply instead. Instances that have not answered
-// when timeout passes (or ctx ends) count as failed.
-func (m *Manager) collect(ctx context.Context, r *round, timeout time.Duration, need int, all bool, classify classifier) *outcome {
-	n := len(m.inst)
-	o := &outcome{votes: make([]vote, n), vals: make([]any, n), errs: make([]error, n)}
+// when the round's deadline passes (or ctx ends) count as failed.
+func (m *Manager) collect(ctx context.Context, r *round, need int, all bool, classify classifier) *outcome {
+	o := newOutcome(len(m.inst))
 	pending := 0
 	for _, s := range r.sent {
 		if s {
 			pending++
 		}
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	add := func(rep reply) {
+		pending--
+		v, cause := classify(rep.val, rep.err)
+		switch v {
+		case voteYes:
+			o.yes++
+			o.vals[rep.idx] = rep.val
+		case voteRefused:
+			o.refused++
+			o.errs[rep.idx] = cause
+			o.vals[rep.idx] = rep.val
+		default:
+			v = voteFailed
+			o.failed++
+			o.errs[rep.idx] = cause
+		}
+		o.votes[rep.idx] = v
+	}
 	for pending > 0 {
 		if !all && (o.yes >= need || o.yes+pending < need) {
-			break
+			return o
 		}
 		select {
 		case rep := <-r.ch:
-			pending--
-			v, cause := classify(rep.val, rep.err)
-			o.votes[rep.idx] = v
-			switch v {
-			case voteYes:
-				o.yes++
-				o.vals[rep.idx] = rep.val
-			case voteRefused:
-				o.refused++
-				o.errs[rep.idx] = cause
-			default:
-				o.votes[rep.idx] = voteFailed
-				o.failed++
-				o.errs[rep.idx] = cause
-			}
+			add(rep)
 			continue
-		case <-t.C:
+		case <-r.ctx.Done():
 		case <-ctx.Done():
-			o.ctxErr = ctx.Err()
 		}
-		// Timed out or cancelled: whoever has not answered failed.
+		// Every call returned, the round's deadline passed, or the caller's
+		// ctx ended: take the replies that made it; whoever has not
+		// answered failed.
+	drain:
+		for pending > 0 {
+			select {
+			case rep := <-r.ch:
+				add(rep)
+			default:
+				break drain
+			}
+		}
+		if pending == 0 {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			o.ctxErr = err
+		}
 		for i, s := range r.sent {
 			if s && o.votes[i] == voteNone {
 				o.votes[i] = voteFailed

@@ -32,4 +32,10 @@ var (
 	scriptRelease = loadScript("release")
 	scriptPTTL    = loadScript("pttl")
 	scriptInspect = loadScript("inspect")
+
+	scriptAcquireMany = loadScript("acquire_many")
+	scriptExtendMany  = loadScript("extend_many")
+	scriptReleaseMany = loadScript("release_many")
+	scriptPTTLMany    = loadScript("pttl_many")
+	scriptFence       = loadScript("fence")
 )

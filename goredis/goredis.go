@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"sort"
 	"strconv"
@@ -135,4 +136,41 @@ func normalise(v any) any {
 		return out
 	}
 	return v
+}
+
+// IsCluster reports whether the client talks to a Redis Cluster, where a
+// multi-key script must keep its keys in one slot.
+func (c *Client) IsCluster() bool {
+	_, ok := c.rc.(*redis.ClusterClient)
+	return ok
+}
+
+// Subscribe implements redlock.Subscriber on a dedicated pub/sub
+// connection, which go-redis re-establishes after errors.
+func (c *Client) Subscribe(ctx context.Context, channel string, onMessage func(payload string)) (io.Closer, error) {
+	ps := c.rc.Subscribe(ctx, channel)
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	msgs := ps.Channel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for msg := range msgs {
+			onMessage(msg.Payload)
+		}
+	}()
+	return &subscription{ps: ps, done: done}, nil
+}
+
+type subscription struct {
+	ps   *redis.PubSub
+	done chan struct{}
+}
+
+func (s *subscription) Close() error {
+	err := s.ps.Close()
+	<-s.done
+	return err
 }

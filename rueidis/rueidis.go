@@ -10,9 +10,11 @@ package rueidis
 import (
 	"context"
 	"errors"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	rd "github.com/redis/rueidis"
 )
@@ -209,4 +211,100 @@ func element(m *rd.RedisMessage) (any, error) {
 		return nil, nil // a nil element
 	}
 	return normalise(m)
+}
+
+// IsCluster reports whether the client talks to a Redis Cluster, where a
+// multi-key script must keep its keys in one slot.
+func (c *Client) IsCluster() bool { return c.rc.Mode() == rd.ClientModeCluster }
+
+// resubscribeDelay is the pause before a lost subscription is renewed.
+const resubscribeDelay = 100 * time.Millisecond
+
+// Subscribe implements redlock.Subscriber. It subscribes to channel on a
+// dedicated connection (the pipelined ones stay free of subscriber mode,
+// which some servers, like miniredis, keep exclusive even under RESP3),
+// returns once the server confirmed the subscription, and keeps it, renewed
+// after errors, until the returned Closer is closed.
+func (c *Client) Subscribe(ctx context.Context, channel string, onMessage func(payload string)) (io.Closer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	subscribe := func(ctx context.Context) (<-chan error, func(), error) {
+		dc, release := c.rc.Dedicate()
+		confirmed := make(chan struct{}, 1)
+		lost := dc.SetPubSubHooks(rd.PubSubHooks{
+			OnMessage: func(m rd.PubSubMessage) { onMessage(m.Message) },
+			OnSubscription: func(s rd.PubSubSubscription) {
+				if s.Kind == "subscribe" {
+					select {
+					case confirmed <- struct{}{}:
+					default:
+					}
+				}
+			},
+		})
+		if err := dc.Do(ctx, dc.B().Subscribe().Channel(channel).Build()).Error(); err != nil {
+			release()
+			return nil, nil, err
+		}
+		select {
+		case <-confirmed:
+			return lost, release, nil
+		case err := <-lost:
+			release()
+			if err == nil {
+				err = errors.New("redlock: subscription closed")
+			}
+			return nil, nil, err
+		case <-ctx.Done():
+			release()
+			return nil, nil, ctx.Err()
+		}
+	}
+	lost, release, err := subscribe(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &subscription{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-sctx.Done():
+				release()
+				return
+			case <-lost:
+			}
+			release()
+			// Renew after a pause, until it works or Close.
+			for {
+				t := time.NewTimer(resubscribeDelay)
+				select {
+				case <-sctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				rctx, rcancel := context.WithTimeout(sctx, 5*time.Second)
+				lost, release, err = subscribe(rctx)
+				rcancel()
+				if err == nil {
+					break
+				}
+			}
+		}
+	}()
+	return s, nil
+}
+
+type subscription struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *subscription) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
 }

@@ -1,0 +1,247 @@
+package redlock
+
+import (
+	"container/heap"
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// scriptExtendBatch extends many single-key locks in one call.
+var scriptExtendBatch = loadScript("extend_batch")
+
+// Batching of auto-extensions.
+const (
+	// batchWindow: locks due within this window of the earliest one are
+	// extended together.
+	batchWindow = 25 * time.Millisecond
+	// batchMax bounds the keys of one script call.
+	batchMax = 512
+)
+
+// extender is the Manager's one auto-extension goroutine for single-key
+// locks. Each tick it takes every lock that is due and extends them all
+// with one script call per instance (per slot group on a Redis Cluster), so
+// 10,000 auto-extended locks cost one goroutine plus one per instance
+// during a tick, not one per lock.
+type extender struct {
+	m     *Manager
+	mu    sync.Mutex
+	due   dueHeap
+	kick  chan struct{} // buffered 1: an earlier lock was added
+	stop  chan struct{}
+	done  chan struct{}
+	start sync.Once
+}
+
+// dueHeap orders locks by their next extension time.
+type dueHeap []*Lock
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(*Lock)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return l
+}
+
+// schedule (re)queues l for extension at due.
+func (e *extender) schedule(l *Lock, due time.Time) {
+	e.start.Do(func() {
+		e.kick = make(chan struct{}, 1)
+		e.stop = make(chan struct{})
+		e.done = make(chan struct{})
+		go e.run()
+	})
+	e.mu.Lock()
+	l.due = due
+	heap.Push(&e.due, l)
+	first := e.due[0] == l
+	e.mu.Unlock()
+	if first {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// close stops the goroutine and waits for it (a no-op if it never started).
+func (e *extender) close() {
+	started := false
+	e.start.Do(func() {}) // after this, run never starts
+	e.mu.Lock()
+	started = e.stop != nil
+	e.mu.Unlock()
+	if started {
+		close(e.stop)
+		<-e.done
+	}
+}
+
+func (e *extender) run() {
+	defer close(e.done)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		e.mu.Lock()
+		wait := time.Hour
+		if len(e.due) > 0 {
+			wait = e.due[0].due.Sub(e.m.now())
+		}
+		e.mu.Unlock()
+		t.Reset(max(wait, 0))
+		select {
+		case <-e.stop:
+			return
+		case <-e.kick:
+			continue
+		case <-t.C:
+		}
+		e.mu.Lock()
+		var batch []*Lock
+		limit := e.m.now().Add(batchWindow)
+		for len(e.due) > 0 && !e.due[0].due.After(limit) {
+			batch = append(batch, heap.Pop(&e.due).(*Lock))
+		}
+		e.mu.Unlock()
+		if len(batch) > 0 {
+			e.extend(batch)
+		}
+	}
+}
+
+// extend extends batch: one call per instance (per slot group on a Redis
+// Cluster instance, in chunks of batchMax), all in parallel.
+func (e *extender) extend(batch []*Lock) {
+	m := e.m
+	// Drop locks that were released or lost meanwhile.
+	live := batch[:0]
+	for _, l := range batch {
+		l.mu.Lock()
+		ok := !l.released && !l.gone
+		l.mu.Unlock()
+		if ok {
+			live = append(live, l)
+		}
+	}
+	batch = live
+	if len(batch) == 0 {
+		return
+	}
+	start := m.now()
+	minTTL := batch[0].ttl
+	for _, l := range batch {
+		minTTL = min(minTTL, l.ttl)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(m.cfg.NodeTimeout, minTTL))
+	defer cancel()
+	codes := make([][]int8, len(m.inst)) // codes[i][j]: instance i, lock j; 2 = no answer
+	var wg sync.WaitGroup
+	for i, in := range m.inst {
+		codes[i] = make([]int8, len(batch))
+		for j := range codes[i] {
+			codes[i][j] = 2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, group := range groups(in, batch) {
+				keys := make([]string, len(group))
+				args := make([]string, 0, 2*len(group))
+				for k, j := range group {
+					keys[k] = batch[j].ks.keys[0]
+					args = append(args, batch[j].token, fmtMillis(batch[j].ttl))
+				}
+				v, err := call(ctx, in, scriptExtendBatch, keys, args)
+				a, _ := v.([]any)
+				if err != nil || len(a) != len(group) {
+					continue
+				}
+				for k, j := range group {
+					if n, ok := toInt(a[k]); ok {
+						codes[i][j] = int8(n)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	now := m.now()
+	for j, l := range batch {
+		yes, refused := 0, 0
+		for i := range m.inst {
+			switch codes[i][j] {
+			case 1:
+				yes++
+			case 0, -1:
+				refused++
+			}
+		}
+		l.afterAutoExtend(start, now, yes, refused)
+	}
+}
+
+// groups splits the batch into the calls one instance gets: chunks of
+// batchMax keys, and on a Redis Cluster one group per slot.
+func groups(in *instance, batch []*Lock) [][]int {
+	idx := make([]int, len(batch))
+	for j := range idx {
+		idx[j] = j
+	}
+	var out [][]int
+	if c, ok := in.client.(clustered); ok && c.IsCluster() {
+		slot := func(j int) int { return keySlot(batch[j].ks.keys[0]) }
+		sort.SliceStable(idx, func(a, b int) bool { return slot(idx[a]) < slot(idx[b]) })
+		for len(idx) > 0 {
+			n := 1
+			for n < len(idx) && n < batchMax && slot(idx[n]) == slot(idx[0]) {
+				n++
+			}
+			out = append(out, idx[:n])
+			idx = idx[n:]
+		}
+		return out
+	}
+	for len(idx) > 0 {
+		n := min(len(idx), batchMax)
+		out = append(out, idx[:n])
+		idx = idx[n:]
+	}
+	return out
+}
+
+// afterAutoExtend applies the outcome of a batched extension to l and
+// schedules the next one.
+func (l *Lock) afterAutoExtend(start, now time.Time, yes, refused int) {
+	m := l.m
+	l.mu.Lock()
+	if l.released || l.gone {
+		l.mu.Unlock()
+		return
+	}
+	if yes >= m.quorum && m.cfg.validity(l.ttl, now.Sub(start)) > 0 {
+		if until := start.Add(l.ttl - m.cfg.drift(l.ttl)); until.After(l.until) {
+			l.until = until
+			l.expiry.Reset(until.Sub(m.now()))
+		}
+		next := start.Add(l.refreshDelay())
+		l.mu.Unlock()
+		m.ext.schedule(l, next)
+		return
+	}
+	if len(m.inst)-refused < m.quorum {
+		l.mu.Unlock()
+		l.lose("extension refused by a quorum")
+		return
+	}
+	left := l.until.Sub(m.now())
+	l.mu.Unlock()
+	m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "votes", yes)
+	m.ext.schedule(l, m.now().Add(min(m.cfg.RetryDelayMin, max(left/4, time.Millisecond))))
+}
