@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redlock-go/redlock"
+	"github.com/redlock-go/redlock/internal/redistest"
+	"github.com/redlock-go/redlock/internal/testhooks"
+)
+
+func TestParseArgs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args      []string
+		max       int
+		pos, tail []string
+		dash      bool
+		n         bool
+		token     string
+	}{
+		{args: a("-n", "res", "--", "cmd", "-x"), max: 1, pos: a("res"), tail: a("cmd", "-x"), dash: true, n: true},
+		{args: a("res", "-n", "--", "cmd"), max: 1, pos: a("res"), tail: a("cmd"), dash: true, n: true},
+		{args: a("res", "cmd", "-n"), max: 1, pos: a("res"), tail: a("cmd", "-n")},
+		{args: a("res", "--", "--", "x"), max: 1, pos: a("res"), tail: a("--", "x"), dash: true},
+		{args: a("-n", "--", "res"), max: 1, tail: a("res"), dash: true, n: true},
+		{args: a("--token", "--", "res"), max: 1, pos: a("res"), token: "--"},
+		{args: a("--token=--", "--", "res"), max: 1, tail: a("res"), dash: true, token: "--"},
+		{args: a("-n", "--", "res"), max: 1, tail: a("res"), dash: true, n: true},
+		{args: a("a", "-n", "b", "--token", "t", "c"), max: -1, pos: a("a", "b", "c"), n: true, token: "t"},
+		{args: a("a", "--", "-n"), max: -1, pos: a("a"), tail: a("-n"), dash: true},
+		{args: nil, max: -1},
+	} {
+		fs := newFlagSet("test")
+		n := fs.Bool("n", false, "")
+		token := fs.String("token", "", "")
+		pos, tail, dash, err := parseArgs(fs, tc.args, tc.max)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if !slices.Equal(pos, tc.pos) || !slices.Equal(tail, tc.tail) || dash != tc.dash || *n != tc.n || *token != tc.token {
+			t.Errorf("%q (max %d): pos %q tail %q dash %v n %v token %q; want %q %q %v %v %q",
+				tc.args, tc.max, pos, tail, dash, *n, *token, tc.pos, tc.tail, tc.dash, tc.n, tc.token)
+		}
+	}
+	fs := newFlagSet("test")
+	if _, _, _, err := parseArgs(fs, a("-h"), -1); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestRetryDelayAndSecondsFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in       string
+		min, max time.Duration
+		bad      bool
+	}{
+		{in: "100ms", min: 100 * time.Millisecond, max: 100 * time.Millisecond},
+		{in: "100ms-300ms", min: 100 * time.Millisecond, max: 300 * time.Millisecond},
+		{in: "1s-1s", min: time.Second, max: time.Second},
+		{in: "3s-1s", bad: true},
+		{in: "0s", bad: true},
+		{in: "-1s", bad: true},
+		{in: "abc", bad: true},
+		{in: "1s-", bad: true},
+		{in: "", bad: true},
+	} {
+		var r retryDelay
+		err := r.Set(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && (r.min != tc.min || r.max != tc.max)) {
+			t.Errorf("--retry-delay %q: %v, %v, %v", tc.in, r.min, r.max, err)
+		}
+	}
+	for _, tc := range []struct {
+		in  string
+		d   time.Duration
+		bad bool
+	}{
+		{in: "5", d: 5 * time.Second},
+		{in: "0.5", d: 500 * time.Millisecond},
+		{in: "2m", d: 2 * time.Minute},
+		{in: "-1", bad: true},
+		{in: "x", bad: true},
+	} {
+		var d time.Duration
+		err := seconds{&d}.Set(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && d != tc.d) {
+			t.Errorf("-w %q: %v, %v", tc.in, d, err)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	t.Parallel()
+	held := func(tok string, ms int) instState {
+		return instState{Token: tok, TTL: time.Duration(ms) * time.Millisecond}
+	}
+	free := instState{}
+	failed := instState{Err: errors.New("down")}
+	for _, tc := range []struct {
+		name    string
+		states  []instState
+		verdict string
+		locked  bool
+		holder  string
+		ttl     time.Duration
+	}{
+		{"all held", []instState{held("a", 900), held("a", 800), held("a", 950)}, verdictHeld, true, "a", 800 * time.Millisecond},
+		{"quorum held", []instState{held("a", 900), failed, held("a", 700)}, verdictHeld, true, "a", 700 * time.Millisecond},
+		{"all free", []instState{free, free, free}, verdictFree, false, "", 0},
+		{"free with one down", []instState{free, failed, free}, verdictFree, false, "", 0},
+		{"minority key", []instState{held("a", 5), free, free}, verdictFree, false, "", 0},
+		{"split", []instState{held("a", 5), held("b", 5), held("c", 5)}, verdictContended, true, "", 0},
+		{"unknown", []instState{held("a", 5), failed, failed}, verdictUnavailable, false, "", 0},
+		{"unknown free", []instState{free, failed, failed}, verdictUnavailable, false, "", 0},
+		{"even N free", []instState{free, free, held("a", 5), held("a", 5)}, verdictFree, false, "", 0},
+		{"even N held", []instState{held("a", 5), free, held("a", 4), held("a", 6)}, verdictHeld, true, "a", 4 * time.Millisecond},
+		{"no expiry", []instState{held("a", -1), held("a", -1), free}, verdictHeld, true, "a", -1},
+	} {
+		s := summarize(tc.states, len(tc.states)/2+1)
+		if s.Verdict != tc.verdict || s.Locked != tc.locked || s.Holder != tc.holder || (tc.holder != "" && s.TTL != tc.ttl) {
+			t.Errorf("%s: %+v", tc.name, s)
+		}
+	}
+}
+
+// Each flag of each subcommand appears in its help text.
+func TestHelpNamesEveryFlag(t *testing.T) {
+	t.Parallel()
+	runFS, _ := newRunFlags()
+	statusFS, _, _ := newStatusFlags()
+	releaseFS, _ := newReleaseFlags()
+	demoFS, _ := newDemoFlags()
+	for sub, fs := range map[string]*flag.FlagSet{"run": runFS, "status": statusFS, "release": releaseFS, "demo": demoFS} {
+		fs.VisitAll(func(f *flag.Flag) {
+			name := "--" + f.Name
+			if len(f.Name) == 1 {
+				name = "-" + f.Name
+			}
+			if !regexp.MustCompile(`(^|[\s,])` + regexp.QuoteMeta(name) + `([\s,=]|$)`).MatchString(subHelp[sub]) {
+				t.Errorf("redlock help %s does not mention %s", sub, name)
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	for _, argv := range [][]string{
+		a("--help"), a("-h"), a("help"), a("help", "run"), a("help", "status"), a("help", "release"),
+		a("help", "demo"), a("help", "version"), a("run", "--help"), a("run", "-h"), a("status", "-h"),
+		a("release", "--help"), a("demo", "-h"),
+	} {
+		r := cli(ctx, argv...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage") || r.stderr != "" {
+			t.Errorf("%q: %v", argv, r)
+		}
+	}
+	if r := cli(ctx, "--help"); !strings.Contains(r.stdout, "Exit codes:") || !strings.Contains(r.stdout, "*/5 * * * * redlock run -n nightly-report -- ./report.sh") {
+		t.Errorf("redlock --help lacks the exit codes or the cron example:\n%s", r.stdout)
+	}
+	r := cli(ctx, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "redlock ") {
+		t.Errorf("version: %v", r)
+	}
+}
+
+// The built binary answers version and help too.
+func TestBinaryVersion(t *testing.T) {
+	t.Parallel()
+	p := startBinary(t, nil, "version")
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("redlock version exited %d: %s", code, p.stderr.String())
+	}
+	p = startBinary(t, nil, "no-such-subcommand")
+	if code := p.wait(t); code != exitUsage {
+		t.Fatalf("redlock no-such-subcommand exited %d, want %d", code, exitUsage)
+	}
+}
+
+// Bad flags, arguments and endpoints are usage errors (exit 2), and
+// nothing reaches the instances.
+func TestUsageErrorsSendNothing(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	for _, s := range servers {
+		s.Do(t, "SET", "existing", "value")
+		s.Do(t, "CONFIG", "RESETSTAT")
+	}
+	good := redisFlags(servers)
+	cmd := a("--", "true")
+	for _, argv := range [][]string{
+		nil,
+		a("no-such-subcommand"),
+		a("help", "no-such-subcommand"),
+		a("run"),
+		args(a("run"), good, a("res")),
+		args(a("run"), good, a("--", "true")),
+		args(a("run", ""), good, cmd),
+		args(a("run", "-x"), good, a("res"), cmd),
+		args(a("run", "--ttl", "abc"), good, a("res"), cmd),
+		args(a("run", "--ttl", "0"), good, a("res"), cmd),
+		args(a("run", "--ttl", "-1s"), good, a("res"), cmd),
+		args(a("run", "--ttl", "1us"), good, a("res"), cmd),
+		args(a("run", "--retry-count", "0"), good, a("res"), cmd),
+		args(a("run", "--retry-delay", "3s-1s"), good, a("res"), cmd),
+		args(a("run", "-n", "-w", "5s"), good, a("res"), cmd),
+		args(a("run", "-w", "5s", "--retry-count", "2"), good, a("res"), cmd),
+		args(a("run", "-n", "--retry-count", "2"), good, a("res"), cmd),
+		args(a("run", "-E", "256"), good, a("res"), cmd),
+		args(a("run", "-w", "-1s"), good, a("res"), cmd),
+		args(a("run", "--kill-grace", "-1s"), good, a("res"), cmd),
+		args(a("run", "--drift-factor", "0.7"), good, a("res"), cmd),
+		args(a("run", "--node-timeout", "0"), good, a("res"), cmd),
+		args(a("run", "--redis", "bogus://127.0.0.1:6379"), good, a("res"), cmd),
+		args(a("run", "--redis", "127.0.0.1:notaport"), good, a("res"), cmd),
+		args(a("run", "--redis", "redis://user:sekret@127.0.0.1:99999"), good, a("res"), cmd),
+		args(a("run", "--redis", servers[0].URL()), good, a("res"), cmd), // the same instance twice
+		args(a("status"), good),
+		args(a("status", "--json=maybe"), good, a("res")),
+		args(a("status", "--redis", ""), good, a("res")),
+		args(a("release"), good, a("res")),
+		args(a("release", "--token", "t", "--force"), good, a("res")),
+		args(a("release", "--token", ""), good, a("res")),
+		args(a("release", "--token", "t"), good, a("res", "other")),
+		args(a("release", "--force", "--redis", "localhost"), good, a("res")),
+		a("demo", "--workers", "0"),
+		a("demo", "--instances", "99"),
+		a("demo", "--duration", "1ms"),
+		a("demo", "--ttl", "0s"),
+		a("demo", "extra"),
+	} {
+		r := cli(testCtx(t), argv...)
+		if r.code != exitUsage || r.stderr == "" {
+			t.Errorf("%q: want exit %d and a message, got %v", argv, exitUsage, r)
+		}
+		if strings.Contains(r.stderr+r.stdout, "sekret") {
+			t.Errorf("%q: the password was printed: %v", argv, r)
+		}
+	}
+	for _, s := range servers {
+		if n := scriptCalls(t, s); n != 0 {
+			t.Errorf("%s ran %d data commands during the usage errors", s, n)
+		}
+		if keys := s.Keys(t); !slices.Equal(keys, a("existing")) {
+			t.Errorf("%s has keys %v, want [existing]", s, keys)
+		}
+	}
+}
+
+// REDLOCK_URLS names the instances when no --redis is given.
+func TestRedlockURLsEnv(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	t.Setenv(envURLs, " "+strings.Join(urls(servers), " , ")+",")
+	r := cli(testCtx(t), "run", "-n", "env-res", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("run with %s: %v", envURLs, r)
+	}
+	for _, s := range servers {
+		if scriptCalls(t, s) == 0 {
+			t.Fatalf("%s was not used", s)
+		}
+	}
+	t.Setenv(envURLs, " , ")
+	if r := cli(testCtx(t), "run", "-n", "env-res", "--", "true"); r.code != exitUsage {
+		t.Fatalf("run with an empty %s: %v", envURLs, r)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	r := cli(testCtx(t), "demo", "--duration", "1500ms", "--workers", "4")
+	if r.code != 0 {
+		t.Fatalf("demo: %v", r)
+	}
+	for _, want := range []string{"worker 4 ", "instance 3 ", "X", "#"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(r.stdout) {
+		t.Errorf("demo does not report 0 overlaps:\n%s", r.stdout)
+	}
+	if !regexp.MustCompile(`(?m)^acquisitions:.* \(total [1-9][0-9]*\)$`).MatchString(r.stdout) {
+		t.Errorf("demo reports no acquisitions:\n%s", r.stdout)
+	}
+}
+
+// The demo's checker finds overlaps within validity (exit 1), and reports
+// holdings that outlived their validity apart.
+func TestDemoReportFindsOverlaps(t *testing.T) {
+	t.Parallel()
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	for _, tc := range []struct {
+		name     string
+		held     []interval
+		code     int
+		overlaps string
+		late     bool
+	}{
+		{"disjoint", []interval{{0, ms(10), ms(20), ms(900), false}, {1, ms(25), ms(40), ms(900), false}}, 0, "0", false},
+		{"overlap", []interval{{0, ms(10), ms(30), ms(900), false}, {1, ms(20), ms(40), ms(900), false}}, exitConflict, "1", false},
+		{"after validity", []interval{{0, ms(10), ms(1500), ms(900), true}, {1, ms(1000), ms(1100), ms(1900), false}}, 0, "0", true},
+		{"none", nil, exitConflict, "0", false},
+	} {
+		var out bytes.Buffer
+		d := &demo{o: &demoOpts{workers: 2, instances: 5, duration: 2 * time.Second}, out: &out, errw: &out, held: tc.held, victim: 2}
+		if code := d.report(3); code != tc.code {
+			t.Errorf("%s: exit %d, want %d\n%s", tc.name, code, tc.code, out.String())
+		}
+		if !regexp.MustCompile(`(?m)^overlaps:\s+` + tc.overlaps + ` `).MatchString(out.String()) {
+			t.Errorf("%s: want %s overlaps:\n%s", tc.name, tc.overlaps, out.String())
+		}
+		if strings.Contains(out.String(), "late releases:") != tc.late {
+			t.Errorf("%s: late releases reported = %v, want %v:\n%s", tc.name, !tc.late, tc.late, out.String())
+		}
+	}
+}
+
+// Negative control through the real library: with a quorum of 1 (testhooks),
+// workers lock different instances at once and the demo says so.
+func TestDemoCatchesBrokenQuorum(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	d := &demo{
+		o:   &demoOpts{workers: 5, instances: 5, duration: time.Second, ttl: time.Second},
+		cfg: redlock.Config{DefaultTTL: time.Second, RetryDelayMin: 5 * time.Millisecond, RetryDelayMax: 25 * time.Millisecond, NodeTimeout: 200 * time.Millisecond},
+		out: &out, errw: &out,
+		setup: func(m *redlock.Manager) {
+			testhooks.Install(m, &testhooks.Hooks{Quorum: func(int) int { return 1 }})
+		},
+	}
+	if code := d.run(testCtx(t)); code != exitConflict {
+		t.Fatalf("demo with a quorum of 1: exit %d, want %d\n%s", code, exitConflict, out.String())
+	}
+	if regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(out.String()) {
+		t.Fatalf("demo with a quorum of 1 found no overlap:\n%s", out.String())
+	}
+}

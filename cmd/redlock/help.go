@@ -1,0 +1,239 @@
+package main
+
+// The help texts. A test checks that every flag of every subcommand appears
+// in its text.
+
+const exitCodeTable = `Exit codes:
+  0      success (run: the command exited 0)
+  1      run: the lock is held by someone else (-n, -w expired, or
+         --retry-count attempts made); -E changes it.
+         release: not held under that token, or taken again during --force.
+         demo: two workers held the lock at once, or none acquired it
+  2      usage error: bad flag, argument or endpoint; nothing was sent
+         to the instances
+  69     too few instances answered to reach a quorum (Redis unavailable)
+  70     internal error
+  75     run: the lock was lost while the command ran; the command was
+         sent SIGTERM (and SIGKILL after --kill-grace)
+  126    run: COMMAND is not executable
+  127    run: COMMAND not found
+  128+N  run: the command was killed by signal N, or redlock got signal N
+         while waiting for the lock
+  other  run: the command's own exit status
+`
+
+const connHelp = `Instances (each subcommand but demo):
+  --redis URL           one Redis instance; repeat for each independent
+                        instance (use an odd number: 3 or 5). Every form
+                        redlock.ParseEndpoint accepts: host:port,
+                        redis://[user:pass@]host:port[/db], rediss:// (TLS)
+  REDLOCK_URLS          comma-separated instances, used when no --redis is given
+                        (default: redis://localhost:6379)
+  --key-prefix P        prefix of the lock keys (Config.KeyPrefix; default
+                        none: the key is the resource, as in aioredlock)
+  --node-timeout D      bound on each call to one instance (default 500ms)
+  -v, --verbose         print the library's log records and full errors
+`
+
+const mainHelp = `redlock: a distributed lock on N independent Redis instances (Redlock),
+for shells and cron. Of the hosts that run "redlock run RESOURCE -- COMMAND"
+at the same time, one runs COMMAND; the lock is kept while it runs.
+
+Usage:
+  redlock run [flags] RESOURCE -- COMMAND [ARG...]
+                          run COMMAND while holding the lock on RESOURCE
+  redlock status [--json] RESOURCE...
+                          who holds RESOURCE on each instance, and the verdict
+  redlock release RESOURCE --token TOKEN | --force
+                          release a lock left behind
+  redlock demo            workers contending on embedded instances, with an
+                          outage (no Redis needed)
+  redlock help [SUBCOMMAND]
+  redlock version
+
+` + connHelp + `
+Examples:
+  redlock demo
+  redlock run -n nightly-report -- ./report.sh
+  # crontab on every host; one of them runs the report each time:
+  */5 * * * * redlock run -n nightly-report -- ./report.sh
+  REDLOCK_URLS=redis://a:6379,redis://b:6379,redis://c:6379 \
+      redlock run -w 10m deploy -- make deploy
+  redlock status --json nightly-report
+
+` + exitCodeTable + `
+Run 'redlock help SUBCOMMAND' for the flags of each subcommand.
+`
+
+const runHelp = `Usage: redlock run [flags] RESOURCE -- COMMAND [ARG...]
+
+Takes the lock on RESOURCE, runs COMMAND while the library's watchdog keeps
+the lock extended (every 0.6 x --ttl), releases the lock when COMMAND exits,
+and exits with COMMAND's status. Like flock(1) for a whole fleet of hosts.
+
+Waiting (at most one of -n, -w, --retry-count):
+  default               wait until the lock is acquired, however long (as
+                        flock does), while it is held or instances are down
+  -n, --nonblock        one attempt; if the lock is held, exit 1 at once
+  -w, --wait D          retry until acquired or D passes (30s, 5m, or a number
+                        of seconds as in flock), then exit 1
+  --retry-count N       N attempts in all (Config.RetryCount), then exit 1
+  --retry-delay D|MIN-MAX
+                        wait between attempts: always D, or uniform in
+                        [MIN, MAX] (Config.RetryDelayMin/Max;
+                        default 100ms-300ms)
+  -E, --conflict-exit-code N
+                        exit code when someone else holds the lock (default 1)
+  -q, --quiet           no status line while waiting, no message on conflict
+
+Lock:
+  --ttl D               lease of the lock; the watchdog renews it every
+                        0.6 x D, and a loss is noticed within about D
+                        (Config.DefaultTTL; default 10s)
+  --drift-factor F      share of the TTL set aside for clock drift
+                        (Config.DriftFactor; default 0.01)
+  --kill-grace D        after the lock is lost, time between SIGTERM and
+                        SIGKILL (default 10s)
+
+` + connHelp + `
+The command:
+  - gets REDLOCK_RESOURCE (the resource) and REDLOCK_TOKEN (the lock's token,
+    which "redlock release --token" accepts) in its environment;
+  - runs in a process group of its own: signals from redlock reach the
+    command's children too. A Ctrl-C on the terminal reaches redlock, which
+    forwards it once. The command is not in the terminal's foreground group:
+    when stdin is a terminal it reads /dev/null instead, and it should not
+    change the terminal's settings;
+  - gets the SIGINT, SIGTERM and SIGHUP that redlock receives; the lock is
+    released after the command exits;
+  - gets SIGTERM if the lock is lost (the watchdog could not extend it before
+    it expired, or another token holds it), then SIGKILL after --kill-grace;
+    redlock then exits 75 whatever the command's status.
+  redlock checks that COMMAND exists before it takes the lock.
+
+While waiting on a terminal, one status line on stderr shows who holds the
+lock (short token) and how long redlock has waited; -q silences it, and the
+"held by someone else" message that -n prints on a terminal. Off a terminal
+(cron) a conflict is silent, as with flock -n; -v prints it.
+
+Examples:
+  redlock run -n nightly-report -- ./report.sh
+  */5 * * * * redlock run -n nightly-report -- ./report.sh
+  redlock run -w 5m --ttl 30s --redis redis://a:6379 --redis redis://b:6379 \
+      --redis redis://c:6379 migrate -- ./migrate.sh --all
+  redlock run -n -E 0 backup -- ./backup.sh     # a conflict is not an error
+
+` + exitCodeTable
+
+const statusHelp = `Usage: redlock status [flags] RESOURCE...
+
+For each resource and each instance: the token in the lock's key (the first
+8 characters), its remaining TTL, and the verdict of the quorum:
+  held         one token holds the key on a quorum: the lock is held
+  free         too few instances have the key for anyone to hold the lock
+  contended    the key is on a quorum of instances, but no token is known to
+               hold a quorum (a split, or the holder's other keys are on
+               instances that did not answer); it blocks new locks until the
+               keys expire
+  unavailable  too few instances answered to tell
+Nothing is changed on the instances.
+
+Flags:
+  --json                one JSON document on stdout, for scripts (below)
+
+` + connHelp + `
+JSON (fields may be added, never renamed or removed):
+  {"quorum": 2, "n": 3,
+   "resources": [{"resource": "r", "key": "r",
+     "verdict": "held|free|contended|unavailable",
+     "locked": true,          // what Manager.IsLocked answers
+     "holder": "TOKEN",       // full token holding a quorum, "" if none
+     "votes": 3,              // instances holding the holder's token
+     "ttl_ms": 9120,          // smallest TTL of the holder's keys (Lock.TTL);
+                              // 0 without a holder, -1 for no expiry
+     "instances": [{"endpoint": "redis://127.0.0.1:6379",
+                    "state": "held|free|error", "token": "TOKEN",
+                    "ttl_ms": 9120, "error": ""}]}]}
+  Endpoints never contain passwords.
+
+Exit codes: 0 when every verdict is known, 69 when one is unavailable,
+2 for a usage error.
+
+Examples:
+  redlock status nightly-report
+  redlock status --json nightly-report | jq -r '.resources[0].holder'
+`
+
+const releaseHelp = `Usage: redlock release [flags] RESOURCE --token TOKEN
+       redlock release [flags] RESOURCE --force
+
+Releases a lock left behind, for example by a job that crashed.
+
+Flags:
+  --token TOKEN         release the lock held under TOKEN (the command's
+                        REDLOCK_TOKEN, or the holder in "status --json"): it
+                        must hold a quorum; the key is deleted on every
+                        instance where it still holds TOKEN
+  --force               delete the key on every instance whatever token it
+                        holds, after printing what it deletes. Each deletion
+                        checks that the key still holds the token printed, so
+                        a lock taken meanwhile is left alone (exit 1). The
+                        holder, if it still runs, loses its lock
+
+` + connHelp + `
+Exit codes: 0 released (--force: a quorum answered, so no one holds the
+lock); 1 not held under TOKEN, or taken again during --force; 69 too few
+instances answered; 2 usage error.
+
+Examples:
+  redlock release nightly-report --token 3f2a9c1e-7b4d-4e8a-9f00-1c2d3e4f5a6b
+  redlock release nightly-report --force
+`
+
+const demoHelp = `Usage: redlock demo [flags]
+
+Starts embedded Redis instances in this process (miniredis: no Redis
+needed), runs workers that contend for one resource through the real
+library (lock, hold 10-50ms, unlock), takes one instance down a third of
+the way through and brings it back, empty, at two thirds. Then it prints a
+timeline (one row per worker, # where it held the lock) and a summary:
+acquisitions per worker, overlaps found in the recorded [acquired, released]
+intervals, each cut at the lock's validity deadline (must be 0), and the
+handoff latency (release to next acquisition). A holding that outlives its
+validity (a pause longer than the TTL) is reported apart: Redlock does not
+cover it; fencing tokens do.
+
+Flags:
+  --workers N           contending workers, 1..26 (default 5)
+  --instances N         embedded instances, 1..15 (default 5)
+  --duration D          how long the workers run (default 10s)
+  --ttl D               lease of each lock, auto-extended (default 1s)
+
+Exit codes: 0 when no two workers held the lock at once and at least one
+acquired it; 1 otherwise; 2 usage error; 70 an instance could not start.
+
+Example:
+  go run github.com/redlock-go/redlock/cmd/redlock@latest demo
+`
+
+const versionHelp = `Usage: redlock version
+
+Prints the module version (as "go install ...@VERSION" recorded it, or
+"(devel)" for a build from a work tree), the Go version and the platform.
+`
+
+const helpHelp = `Usage: redlock help [SUBCOMMAND]
+
+Prints the usage of redlock, or of SUBCOMMAND: run, status, release, demo,
+version.
+`
+
+// subHelp is the help of each subcommand.
+var subHelp = map[string]string{
+	"run":     runHelp,
+	"status":  statusHelp,
+	"release": releaseHelp,
+	"demo":    demoHelp,
+	"version": versionHelp,
+	"help":    helpHelp,
+}

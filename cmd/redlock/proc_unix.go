@@ -1,0 +1,53 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// forwardSignals are the signals that run forwards to the command.
+var forwardSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+
+// termSignal asks the command to stop; killSignal forces it.
+var (
+	termSignal os.Signal = syscall.SIGTERM
+	killSignal os.Signal = syscall.SIGKILL
+)
+
+// prepareCommand puts the command in a process group of its own, so that
+// signals reach its children too, and a Ctrl-C on the terminal reaches
+// redlock only (which forwards it once).
+func prepareCommand(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+// signalCommand sends sig to the command's process group. It is called only
+// before Wait has returned, so the group still exists (the leader is at
+// worst a zombie).
+func signalCommand(cmd *exec.Cmd, sig os.Signal) error {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return cmd.Process.Signal(sig)
+	}
+	return syscall.Kill(-cmd.Process.Pid, s)
+}
+
+// exitStatus is the shell's view of how the command ended: its exit code,
+// or 128+N when signal N killed it.
+func exitStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return exitSignalBase + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// signalNumber is N in the exit code 128+N.
+func signalNumber(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return int(s)
+	}
+	return int(syscall.SIGTERM)
+}

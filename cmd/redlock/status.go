@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// statusJSON is the documented shape of "status --json". Fields are only
+// ever added, never renamed or removed.
+type statusJSON struct {
+	Quorum    int              `json:"quorum"`
+	N         int              `json:"n"`
+	Resources []resourceStatus `json:"resources"`
+}
+
+type resourceStatus struct {
+	Resource string `json:"resource"`
+	Key      string `json:"key"`
+	// Verdict is held, free, contended or unavailable.
+	Verdict string `json:"verdict"`
+	// Locked is what Manager.IsLocked answers (false when unavailable).
+	Locked bool `json:"locked"`
+	// Holder is the full token holding a quorum, "" when none.
+	Holder string `json:"holder"`
+	// Votes is how many instances hold the holder's token.
+	Votes int `json:"votes"`
+	// TTLMillis is the smallest remaining TTL of the holder's keys, as
+	// Lock.TTL reports it; 0 without a holder, -1 for keys without expiry.
+	TTLMillis int64            `json:"ttl_ms"`
+	Instances []instanceStatus `json:"instances"`
+}
+
+type instanceStatus struct {
+	Endpoint string `json:"endpoint"`
+	// State is held (the key exists), free or error.
+	State string `json:"state"`
+	// Token is the full token in the key, "" when free or error.
+	Token string `json:"token"`
+	// TTLMillis is the key's PTTL: 0 when free or error, -1 without expiry.
+	TTLMillis int64 `json:"ttl_ms"`
+	// Error is the instance's error, "" unless State is error.
+	Error string `json:"error"`
+}
+
+func newStatusFlags() (*flag.FlagSet, *connFlags, *bool) {
+	fs := newFlagSet("status")
+	var conn connFlags
+	conn.register(fs)
+	asJSON := fs.Bool("json", false, "")
+	return fs, &conn, asJSON
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, conn, asJSON := newStatusFlags()
+	pos, tail, _, err := parseArgs(fs, args, -1)
+	if err != nil {
+		return reportUsage("status", err, stdout, stderr)
+	}
+	resources := append(pos, tail...)
+	if len(resources) == 0 {
+		return reportUsage("status", usagef("want at least one RESOURCE"), stdout, stderr)
+	}
+	for _, r := range resources {
+		if r == "" {
+			return reportUsage("status", usagef("empty RESOURCE"), stdout, stderr)
+		}
+	}
+	cfg, err := conn.config(stderr)
+	if err != nil {
+		return reportUsage("status", err, stdout, stderr)
+	}
+	m, eps, err := conn.newManager(cfg)
+	if err != nil {
+		return reportUsage("status", err, stdout, stderr)
+	}
+	quorum := m.Quorum()
+	cctx, cancel := boundedCtx(ctx, cfg.NodeTimeout+timeoutSlack)
+	_ = m.Close(cctx)
+	cancel()
+	raw, err := dialRaw(eps, cfg.NodeTimeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
+		return exitSoftware
+	}
+	defer raw.close()
+
+	out := statusJSON{Quorum: quorum, N: len(raw.inst)}
+	code := exitOK
+	for _, res := range resources {
+		key := cfg.KeyPrefix + res
+		states := raw.inspect(ctx, key)
+		s := summarize(states, quorum)
+		if s.Verdict == verdictUnavailable {
+			code = exitUnavailable
+		}
+		rs := resourceStatus{
+			Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked,
+			Holder: s.Holder, Instances: make([]instanceStatus, len(states)),
+		}
+		if s.Holder != "" {
+			rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
+			if s.TTL < 0 {
+				rs.TTLMillis = -1
+			}
+		}
+		for i, st := range states {
+			is := instanceStatus{Endpoint: st.Endpoint, State: "free"}
+			switch {
+			case st.Err != nil:
+				is.State, is.Error = "error", st.Err.Error()
+			case st.Token != "":
+				is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
+				if st.TTL < 0 {
+					is.TTLMillis = -1
+				}
+			}
+			rs.Instances[i] = is
+		}
+		out.Resources = append(out.Resources, rs)
+		if !*asJSON {
+			printStatus(stdout, rs, s)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
+			return exitSoftware
+		}
+	}
+	return code
+}
+
+// printStatus writes the human form of one resource's status.
+func printStatus(w io.Writer, rs resourceStatus, s summary) {
+	switch s.Verdict {
+	case verdictHeld:
+		fmt.Fprintf(w, "%s: held by %s on %d/%d instances (quorum %d), ttl %s\n",
+			quote(rs.Resource), shortToken(s.Holder), s.Votes, s.N, s.Quorum, fmtTTL(s.TTL))
+	case verdictFree:
+		fmt.Fprintf(w, "%s: free (no key on %d/%d instances, quorum %d)\n", quote(rs.Resource), s.Absent, s.N, s.Quorum)
+	case verdictContended:
+		fmt.Fprintf(w, "%s: locked but held by no one: keys on %d/%d instances, no token on a quorum of %d; they block new locks until they expire\n",
+			quote(rs.Resource), s.Present, s.N, s.Quorum)
+	default:
+		fmt.Fprintf(w, "%s: unknown: only %d/%d instances answered (quorum %d)\n", quote(rs.Resource), s.N-s.Failed, s.N, s.Quorum)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, is := range rs.Instances {
+		switch is.State {
+		case "held":
+			ttl := fmtTTL(msDuration(is.TTLMillis))
+			fmt.Fprintf(tw, "  %s\t%s\tttl %s\n", is.Endpoint, shortToken(is.Token), ttl)
+		case "free":
+			fmt.Fprintf(tw, "  %s\t-\tfree\n", is.Endpoint)
+		default:
+			fmt.Fprintf(tw, "  %s\t-\terror: %s\n", is.Endpoint, is.Error)
+		}
+	}
+	_ = tw.Flush()
+}

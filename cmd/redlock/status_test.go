@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redlock-go/redlock"
+	"github.com/redlock-go/redlock/internal/redistest"
+)
+
+func statusJSONOf(t *testing.T, r result) statusJSON {
+	t.Helper()
+	var st statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json output is not JSON: %v\n%v", err, r)
+	}
+	return st
+}
+
+// status --json agrees with the library: Manager.IsLocked, the holder's
+// token, and a TTL between two readings of Lock.TTL.
+func TestStatusJSONMatchesLibrary(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	m := manager(t, servers)
+	l := lockEverywhere(t, m, servers, "held")
+	// A contended resource: a key on every instance, no token on a quorum.
+	for i, s := range servers {
+		s.Do(t, "SET", "split", "token-"+string(rune('a'+i)), "PX", "60000")
+	}
+
+	// Lock.TTL is the smallest PTTL among the first quorum to answer: an
+	// upper bound of the smallest among all. Each instance's PTTL only falls.
+	ttlBefore, err := l.TTL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []time.Duration
+	for _, s := range servers {
+		before = append(before, pttl(t, s, "held"))
+	}
+	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("held", "free", "split"))...)
+	var after []time.Duration
+	for _, s := range servers {
+		after = append(after, pttl(t, s, "held"))
+	}
+	if r.code != 0 {
+		t.Fatalf("status: %v", r)
+	}
+	st := statusJSONOf(t, r)
+	if st.Quorum != m.Quorum() || st.N != 3 || len(st.Resources) != 3 {
+		t.Fatalf("status: quorum %d n %d resources %d; want %d, 3, 3\n%v", st.Quorum, st.N, len(st.Resources), m.Quorum(), r)
+	}
+	for _, rs := range st.Resources {
+		locked, err := m.IsLocked(ctx, rs.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs.Locked != locked {
+			t.Errorf("%s: status says locked=%v, Manager.IsLocked says %v", rs.Resource, rs.Locked, locked)
+		}
+		if len(rs.Instances) != 3 {
+			t.Fatalf("%s: %d instances in the status", rs.Resource, len(rs.Instances))
+		}
+	}
+	held, free, split := st.Resources[0], st.Resources[1], st.Resources[2]
+	if held.Verdict != verdictHeld || held.Holder != l.Token() || held.Votes != 3 {
+		t.Errorf("held: verdict %q holder %q votes %d; want held, %q, 3", held.Verdict, held.Holder, held.Votes, l.Token())
+	}
+	least := time.Duration(-1)
+	for i, is := range held.Instances {
+		ttl := time.Duration(is.TTLMillis) * time.Millisecond
+		if is.State != "held" || is.Token != l.Token() || is.Error != "" || ttl > before[i] || ttl < after[i] {
+			t.Errorf("held: instance %+v; PTTL read %v before and %v after", is, before[i], after[i])
+		}
+		if least < 0 || ttl < least {
+			least = ttl
+		}
+	}
+	if ttl := time.Duration(held.TTLMillis) * time.Millisecond; ttl != least || ttl > ttlBefore {
+		t.Errorf("held: ttl %v; the instances' smallest is %v, Lock.TTL read %v before", ttl, least, ttlBefore)
+	}
+	if free.Verdict != verdictFree || free.Holder != "" || free.TTLMillis != 0 {
+		t.Errorf("free: %+v", free)
+	}
+	if split.Verdict != verdictContended || split.Holder != "" {
+		t.Errorf("split: %+v", split)
+	}
+	for i, ep := range m.Endpoints() {
+		if held.Instances[i].Endpoint != ep {
+			t.Errorf("instance %d is named %q, the library names it %q", i, held.Instances[i].Endpoint, ep)
+		}
+	}
+
+	// The human form names the short token.
+	r = cli(ctx, args(a("status"), redisFlags(servers), a("held"))...)
+	if r.code != 0 || !strings.Contains(r.stdout, l.Token()[:8]) || strings.Contains(r.stdout, l.Token()) {
+		t.Fatalf("status (human) should show the token's first 8 characters only: %v", r)
+	}
+}
+
+// With too few instances answering, status says so and exits 69, as the
+// library's IsLocked fails with ErrUnavailable.
+func TestStatusUnavailable(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	m := manager(t, servers)
+	lockEverywhere(t, m, servers, "r")
+	servers[1].Kill(t)
+	servers[2].Kill(t)
+	r := cli(ctx, args(a("status", "--json", "--node-timeout", "300ms"), redisFlags(servers), a("r"))...)
+	if r.code != exitUnavailable {
+		t.Fatalf("want exit %d, got %v", exitUnavailable, r)
+	}
+	st := statusJSONOf(t, r)
+	rs := st.Resources[0]
+	if rs.Verdict != verdictUnavailable || rs.Locked || rs.Instances[0].State != "held" ||
+		rs.Instances[1].State != "error" || rs.Instances[1].Error == "" {
+		t.Fatalf("status: %+v", rs)
+	}
+	if _, err := m.IsLocked(ctx, "r"); !errors.Is(err, redlock.ErrUnavailable) {
+		t.Fatalf("Manager.IsLocked: %v, want ErrUnavailable", err)
+	}
+}
+
+// release --token frees a lock held under that token, and refuses another.
+func TestReleaseToken(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	m := manager(t, servers)
+	l := lockEverywhere(t, m, servers, "crashed-job")
+	r := cli(ctx, args(a("release"), redisFlags(servers), a("crashed-job", "--token", "not-the-token"))...)
+	if r.code != exitConflict {
+		t.Fatalf("release with a wrong token: want exit %d, got %v", exitConflict, r)
+	}
+	if ok, err := l.IsLocked(ctx); err != nil || !ok {
+		t.Fatalf("after a release with a wrong token, Lock.IsLocked = %v, %v", ok, err)
+	}
+	r = cli(ctx, args(a("release", "crashed-job"), redisFlags(servers), a("--token", l.Token()))...)
+	if r.code != 0 {
+		t.Fatalf("release --token: %v", r)
+	}
+	if locked, err := m.IsLocked(ctx, "crashed-job"); err != nil || locked {
+		t.Fatalf("IsLocked after release = %v, %v", locked, err)
+	}
+	for _, s := range servers {
+		if keys := s.Keys(t); len(keys) != 0 {
+			t.Fatalf("%s still has %v", s, keys)
+		}
+	}
+}
+
+// release --force prints what it deletes and deletes it, whatever the
+// token; with too few instances it exits 69.
+func TestReleaseForce(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	m := manager(t, servers)
+	l := lockEverywhere(t, m, servers, "stuck")
+	r := cli(ctx, args(a("release", "--force"), redisFlags(servers), a("stuck"))...)
+	if r.code != 0 {
+		t.Fatalf("release --force: %v", r)
+	}
+	if n := strings.Count(r.stdout, l.Token()); n != 3 {
+		t.Fatalf("release --force should name the deleted token once per instance, named it %d times: %v", n, r)
+	}
+	if ok, err := l.IsLocked(ctx); err != nil || ok {
+		t.Fatalf("Lock.IsLocked after --force = %v, %v; want false", ok, err)
+	}
+	for _, s := range servers {
+		if keys := s.Keys(t); len(keys) != 0 {
+			t.Fatalf("%s still has %v", s, keys)
+		}
+	}
+
+	r = cli(ctx, args(a("release", "--force"), redisFlags(servers), a("stuck"))...)
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to delete") {
+		t.Fatalf("release --force of a free lock: %v", r)
+	}
+
+	servers[0].Kill(t)
+	servers[1].Kill(t)
+	r = cli(ctx, args(a("release", "--force", "--node-timeout", "300ms"), redisFlags(servers), a("stuck"))...)
+	if r.code != exitUnavailable {
+		t.Fatalf("release --force without a quorum: want exit %d, got %v", exitUnavailable, r)
+	}
+}
+
+// status, release --force and run work over every endpoint form: a unix
+// socket, a Sentinel-monitored master, and a cluster counted as one
+// instance.
+func TestEndpointForms(t *testing.T) {
+	t.Parallel()
+	sock := redistest.StartWith(t, redistest.Options{UnixSocket: true})
+	group := redistest.StartSentinel(t, 0, 1)
+	cluster := redistest.StartCluster(t, 3)
+	eps := []string{
+		"unix://" + sock.Socket(),
+		"redis+sentinel://" + group.SentinelAddrs()[0] + "?master=" + group.MasterName,
+		"redis+cluster://" + strings.Join(cluster.Addrs(), ","),
+	}
+	var flags []string
+	for _, ep := range eps {
+		flags = append(flags, "--redis", ep)
+	}
+	ctx := testCtx(t)
+	m, err := redlock.New(eps, redlock.Config{NodeTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	l, err := m.Lock(ctx, "forms", redlock.TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cli(ctx, args(a("status", "--json"), flags, a("forms"))...)
+	if r.code != 0 {
+		t.Fatalf("status: %v", r)
+	}
+	rs := statusJSONOf(t, r).Resources[0]
+	if rs.Verdict != verdictHeld || rs.Holder != l.Token() || rs.Votes < m.Quorum() {
+		t.Fatalf("status over %v: %+v", eps, rs)
+	}
+	if r := cli(ctx, args(a("run", "-n"), flags, a("forms", "--", "true"))...); r.code != exitConflict {
+		t.Fatalf("run -n on a held lock: %v", r)
+	}
+	if r := cli(ctx, args(a("release", "--force"), flags, a("forms"))...); r.code != 0 {
+		t.Fatalf("release --force: %v", r)
+	}
+	if locked, err := m.IsLocked(ctx, "forms"); err != nil || locked {
+		t.Fatalf("IsLocked after release --force = %v, %v", locked, err)
+	}
+	if r := cli(ctx, args(a("run", "-n"), flags, a("forms", "--", "true"))...); r.code != 0 {
+		t.Fatalf("run -n on a free lock: %v", r)
+	}
+}
