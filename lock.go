@@ -315,7 +315,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if l.acquired != nil {
 		// An instance that answered after the quorum was reached may still
 		// be setting the key: let it finish so the release reaches it.
-		l.acquired.settle(m.cfg.NodeTimeout)
+		l.acquired.settle()
 	}
 	if ctx.Err() != nil {
 		ctx = context.WithoutCancel(ctx)

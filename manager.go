@@ -546,7 +546,7 @@ func (m *Manager) cleanup(r *round, o *outcome, ks *keyset, token string) {
 	if !any {
 		return
 	}
-	r.settle(m.cfg.NodeTimeout)
+	r.settle()
 	ctx := context.Background()
 	s, cl := ks.releaseScript()
 	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token, ReleaseChannel})
@@ -796,6 +796,7 @@ func (m *Manager) heldLocks() []*Lock {
 	return held
 }
 
+// fmtMillis renders d in whole milliseconds, as PX and PEXPIRE take it.
 func fmtMillis(d time.Duration) string {
-	return fmt.Sprint(int64(d / time.Millisecond))
+	return strconv.FormatInt(int64(d/time.Millisecond), 10)
 }

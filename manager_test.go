@@ -826,6 +826,9 @@ func TestCtxDoneBeforeCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Lock returns at quorum: let the last instance's call land before
+	// counting.
+	wantKeyEverywhere(t, servers, "held", l.Token(), time.Minute)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	expired, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))

@@ -48,20 +48,14 @@ type round struct {
 	cancel  context.CancelFunc // releases ctx once every call returned
 	sent    []bool             // which instances the round was sent to
 	sentArr [smallN]bool
+	out     outcome // the tally, filled by collect
 }
 
-// settle waits until every call of the round has returned, or until d passed.
-func (r *round) settle(d time.Duration) {
-	if r.pending.Load() == 0 {
-		return
-	}
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+// settle waits until every call of the round has returned, or until the
+// round's deadline passed: its context ends at whichever comes first.
+func (r *round) settle() {
+	if r.pending.Load() > 0 {
+		<-r.ctx.Done()
 	}
 }
 
@@ -79,8 +73,8 @@ type outcome struct {
 	errsArr  [smallN]error
 }
 
-func newOutcome(n int) *outcome {
-	o := &outcome{}
+// init sizes o for n instances.
+func (o *outcome) init(n int) *outcome {
 	if n <= smallN {
 		o.votes, o.vals, o.errs = o.votesArr[:n], o.valsArr[:n], o.errsArr[:n]
 	} else {
@@ -156,7 +150,7 @@ func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
 // all set it reads every reply instead. Instances that have not answered
 // when the round's deadline passes (or ctx ends) count as failed.
 func (m *Manager) collect(ctx context.Context, r *round, need int, all bool, classify classifier) *outcome {
-	o := newOutcome(len(m.inst))
+	o := r.out.init(len(m.inst))
 	pending := 0
 	for _, s := range r.sent {
 		if s {
