@@ -405,7 +405,7 @@ var connQuietACL = []string{"+ping", "+publish", "&" + redlock.ReleaseChannel}
 // the given command rules on s, and clears the ACL log.
 func connSetUser(t *testing.T, s *redistest.Server, user, pw string, rules []string) {
 	t.Helper()
-	args := append([]string{"ACL", "SETUSER", user, "reset", "on", ">" + pw, "~lock:*", "resetchannels"}, rules...)
+	args := append([]string{"ACL", "SETUSER", user, "reset", "on", ">" + pw, "~lock:*", "~{lock:*", "resetchannels"}, rules...)
 	args = append(args, connQuietACL...)
 	if got := s.Do(t, args...); got != "OK" {
 		t.Fatalf("%s: ACL SETUSER %q: %s", s, args, got)
@@ -444,6 +444,25 @@ func TestConnACL(t *testing.T) {
 		if err := connExercise(ctx, m, "acl-"+strconv.Itoa(round), held); err != nil {
 			t.Fatalf("round %d (SCRIPT FLUSH %v): %v", round, flush, err)
 		}
+	}
+	// Fenced locks (their counters match ~{lock:*) and multi-resource
+	// locks work too.
+	fl, err := m.Lock(ctx, "acl-fenced", redlock.Fenced(), redlock.TTL(time.Minute))
+	if err != nil {
+		t.Fatalf("fenced lock: %v", err)
+	}
+	if fl.Fence() == 0 {
+		t.Fatal("fenced lock without a fence")
+	}
+	if err := fl.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ml, err := m.LockMany(ctx, []string{"acl-a", "acl-b"}, redlock.Fenced())
+	if err != nil {
+		t.Fatalf("LockMany: %v", err)
+	}
+	if err := ml.Unlock(ctx); err != nil {
+		t.Fatal(err)
 	}
 	// Do (an auto-extended lock) works too.
 	var inside string
