@@ -64,7 +64,7 @@ func (e *InstanceError) Unwrap() error { return e.Err }
 // ErrNotHeld), with the caller's context error where one ended, and
 // errors.As finds the per-instance causes (*InstanceError).
 type QuorumError struct {
-	// Op is the operation: "lock", "extend", "unlock", "attach", "is-locked", "ttl".
+	// Op is the operation: "lock", "extend", "unlock", "attach", "is-locked", "ttl", "force-release".
 	Op string
 	// Resource is the resource (or the first of several) concerned.
 	Resource string

@@ -240,19 +240,19 @@ func (c *connFlags) config(stderr io.Writer) (redlock.Config, error) {
 
 // newManager builds the Manager for c and cfg. It contacts no instance: a
 // bad endpoint or setting is a usage error.
-func (c *connFlags) newManager(cfg redlock.Config) (*redlock.Manager, []string, error) {
+func (c *connFlags) newManager(cfg redlock.Config) (*redlock.Manager, error) {
 	eps, err := c.endpoints()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	m, err := redlock.New(eps, cfg)
 	if err != nil {
 		if errors.Is(err, redlock.ErrInvalid) {
-			return nil, nil, &usageError{msg: err.Error()}
+			return nil, &usageError{msg: err.Error()}
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	return m, eps, nil
+	return m, nil
 }
 
 // lockFlags map onto the lock part of redlock.Config.
@@ -380,6 +380,18 @@ func quote(s string) string {
 		return strconv.Quote(s[:max]) + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// checkResource refuses a RESOURCE that the library would refuse
+// (ErrInvalid), before anything is sent.
+func checkResource(r string) error {
+	switch {
+	case r == "":
+		return usagef("empty RESOURCE")
+	case len(r) > redlock.MaxResourceLen:
+		return usagef("RESOURCE is %d bytes, over %d", len(r), redlock.MaxResourceLen)
+	}
+	return nil
 }
 
 // boundedCtx returns a context for clean-up that outlives ctx's

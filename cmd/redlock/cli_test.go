@@ -100,30 +100,30 @@ func TestRetryDelayAndSecondsFlags(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	t.Parallel()
-	held := func(tok string, ms int) instState {
-		return instState{Token: tok, TTL: time.Duration(ms) * time.Millisecond}
+	held := func(tok string, ms int) redlock.InstanceState {
+		return redlock.InstanceState{Token: tok, TTL: time.Duration(ms) * time.Millisecond}
 	}
-	free := instState{}
-	failed := instState{Err: errors.New("down")}
+	free := redlock.InstanceState{}
+	failed := redlock.InstanceState{Err: errors.New("down")}
 	for _, tc := range []struct {
 		name    string
-		states  []instState
+		states  []redlock.InstanceState
 		verdict string
 		locked  bool
 		holder  string
 		ttl     time.Duration
 	}{
-		{"all held", []instState{held("a", 900), held("a", 800), held("a", 950)}, verdictHeld, true, "a", 800 * time.Millisecond},
-		{"quorum held", []instState{held("a", 900), failed, held("a", 700)}, verdictHeld, true, "a", 700 * time.Millisecond},
-		{"all free", []instState{free, free, free}, verdictFree, false, "", 0},
-		{"free with one down", []instState{free, failed, free}, verdictFree, false, "", 0},
-		{"minority key", []instState{held("a", 5), free, free}, verdictFree, false, "", 0},
-		{"split", []instState{held("a", 5), held("b", 5), held("c", 5)}, verdictContended, true, "", 0},
-		{"unknown", []instState{held("a", 5), failed, failed}, verdictUnavailable, false, "", 0},
-		{"unknown free", []instState{free, failed, failed}, verdictUnavailable, false, "", 0},
-		{"even N free", []instState{free, free, held("a", 5), held("a", 5)}, verdictFree, false, "", 0},
-		{"even N held", []instState{held("a", 5), free, held("a", 4), held("a", 6)}, verdictHeld, true, "a", 4 * time.Millisecond},
-		{"no expiry", []instState{held("a", -1), held("a", -1), free}, verdictHeld, true, "a", -1},
+		{"all held", []redlock.InstanceState{held("a", 900), held("a", 800), held("a", 950)}, verdictHeld, true, "a", 800 * time.Millisecond},
+		{"quorum held", []redlock.InstanceState{held("a", 900), failed, held("a", 700)}, verdictHeld, true, "a", 700 * time.Millisecond},
+		{"all free", []redlock.InstanceState{free, free, free}, verdictFree, false, "", 0},
+		{"free with one down", []redlock.InstanceState{free, failed, free}, verdictFree, false, "", 0},
+		{"minority key", []redlock.InstanceState{held("a", 5), free, free}, verdictFree, false, "", 0},
+		{"split", []redlock.InstanceState{held("a", 5), held("b", 5), held("c", 5)}, verdictContended, true, "", 0},
+		{"unknown", []redlock.InstanceState{held("a", 5), failed, failed}, verdictUnavailable, false, "", 0},
+		{"unknown free", []redlock.InstanceState{free, failed, failed}, verdictUnavailable, false, "", 0},
+		{"even N free", []redlock.InstanceState{free, free, held("a", 5), held("a", 5)}, verdictFree, false, "", 0},
+		{"even N held", []redlock.InstanceState{held("a", 5), free, held("a", 4), held("a", 6)}, verdictHeld, true, "a", 4 * time.Millisecond},
+		{"no expiry", []redlock.InstanceState{held("a", -1), held("a", -1), free}, verdictHeld, true, "a", -1},
 	} {
 		s := summarize(tc.states, len(tc.states)/2+1)
 		if s.Verdict != tc.verdict || s.Locked != tc.locked || s.Holder != tc.holder || (tc.holder != "" && s.TTL != tc.ttl) {

@@ -22,6 +22,22 @@ const exitCodeTable = `Exit codes:
   other  run: the command's own exit status
 `
 
+const envHelp = `Environment:
+  REDLOCK_URLS          read by redlock: the instances, comma-separated, when
+                        no --redis is given (default: redis://localhost:6379)
+  Set by "redlock run" for COMMAND:
+  REDLOCK_RESOURCE      the resource
+  REDLOCK_TOKEN         the lock's token, which "redlock release --token"
+                        accepts
+  REDLOCK_FENCE         the lock's fencing token: a decimal integer (uint64)
+                        that is larger for each later holder of RESOURCE.
+                        Send it with every write to the protected resource,
+                        and have the resource refuse a write whose fence is
+                        lower than the largest it has seen: a COMMAND that
+                        outlived its lock (paused past its lease) cannot
+                        overwrite the next holder's work
+`
+
 const connHelp = `Instances (each subcommand but demo):
   --redis URL           one Redis instance; repeat for each independent
                         instance (use an odd number: 3 or 5). Every form
@@ -61,6 +77,7 @@ Examples:
       redlock run -w 10m deploy -- make deploy
   redlock status --json nightly-report
 
+` + envHelp + `
 ` + exitCodeTable + `
 Run 'redlock help SUBCOMMAND' for the flags of each subcommand.
 `
@@ -97,8 +114,9 @@ Lock:
 
 ` + connHelp + `
 The command:
-  - gets REDLOCK_RESOURCE (the resource) and REDLOCK_TOKEN (the lock's token,
-    which "redlock release --token" accepts) in its environment;
+  - gets REDLOCK_RESOURCE (the resource), REDLOCK_TOKEN (the lock's token,
+    which "redlock release --token" accepts) and REDLOCK_FENCE (the lock's
+    fencing token, below) in its environment;
   - runs in a process group of its own: signals from redlock reach the
     command's children too. A Ctrl-C on the terminal reaches redlock, which
     forwards it once. The command is not in the terminal's foreground group:
@@ -111,6 +129,15 @@ The command:
     redlock then exits 75 whatever the command's status.
   redlock checks that COMMAND exists before it takes the lock.
 
+Fencing: run takes a fenced lock (redlock.Fenced: one more round trip).
+Each instance keeps a counter for RESOURCE, in the key
+"{KEY}:redlock-fence" (KEY is --key-prefix + RESOURCE; "KEY:redlock-fence"
+when KEY has a {hash tag}), which never expires: it outlives the lock so
+that the next holder's REDLOCK_FENCE is larger. "release" leaves it alone.
+Fences keep increasing only while the instances keep their data
+(appendonly yes, appendfsync always; a restart without persistence,
+FLUSHALL or eviction resets a counter).
+
 While waiting on a terminal, one status line on stderr shows who holds the
 lock (short token) and how long redlock has waited; -q silences it, and the
 "held by someone else" message that -n prints on a terminal. Off a terminal
@@ -122,7 +149,9 @@ Examples:
   redlock run -w 5m --ttl 30s --redis redis://a:6379 --redis redis://b:6379 \
       --redis redis://c:6379 migrate -- ./migrate.sh --all
   redlock run -n -E 0 backup -- ./backup.sh     # a conflict is not an error
+  redlock run -n invoices -- sh -c './export.sh --fence "$REDLOCK_FENCE"'
 
+` + envHelp + `
 ` + exitCodeTable
 
 const statusHelp = `Usage: redlock status [flags] RESOURCE...
@@ -175,10 +204,12 @@ Flags:
                         must hold a quorum; the key is deleted on every
                         instance where it still holds TOKEN
   --force               delete the key on every instance whatever token it
-                        holds, after printing what it deletes. Each deletion
-                        checks that the key still holds the token printed, so
-                        a lock taken meanwhile is left alone (exit 1). The
-                        holder, if it still runs, loses its lock
+                        holds, and print per instance the token found and
+                        whether it was deleted. Each deletion checks that
+                        the key still holds the token found there, so a lock
+                        taken meanwhile is left alone (exit 1). The holder,
+                        if it still runs, loses its lock. Fencing counters
+                        are kept
 
 ` + connHelp + `
 Exit codes: 0 released (--force: a quorum answered, so no one holds the

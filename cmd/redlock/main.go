@@ -15,14 +15,8 @@ package main
 import (
 	"context"
 	"os"
-
-	"github.com/redis/go-redis/v9/logging"
 )
 
 func main() {
-	// go-redis logs every failed dial on stderr: with one instance down, a
-	// cron job would mail it each run. Failures reach the user through the
-	// library's errors instead (and its log records with -v).
-	logging.Disable()
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

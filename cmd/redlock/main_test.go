@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9/logging"
 	"go.uber.org/goleak"
 
 	"github.com/redlock-go/redlock"
@@ -25,7 +24,6 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	logging.Disable() // as main does
 	dir, err := os.MkdirTemp("", "redlock-cmd-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/redlock-go/redlock"
 )
@@ -37,8 +36,8 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	switch {
 	case len(pos) != 1:
 		err = usagef("want exactly one RESOURCE, got %d", len(pos))
-	case pos[0] == "":
-		err = usagef("empty RESOURCE")
+	case checkResource(pos[0]) != nil:
+		err = checkResource(pos[0])
 	case tokenSet && o.force:
 		err = usagef("--token and --force exclude each other")
 	case !tokenSet && !o.force:
@@ -54,7 +53,7 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return reportUsage("release", err, stdout, stderr)
 	}
-	m, eps, err := o.conn.newManager(cfg)
+	m, err := o.conn.newManager(cfg)
 	if err != nil {
 		return reportUsage("release", err, stdout, stderr)
 	}
@@ -64,7 +63,7 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		cancel()
 	}()
 	if o.force {
-		return forceRelease(ctx, eps, cfg, m.Quorum(), res, stdout, stderr)
+		return forceRelease(ctx, m, cfg.KeyPrefix+res, res, stdout, stderr)
 	}
 
 	l, err := m.Attach(ctx, res, o.token)
@@ -92,78 +91,48 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // forceRelease deletes the key of res on every instance, whatever token it
-// holds, after printing what it deletes. Each deletion compares the token it
-// printed, so a lock taken meanwhile is left alone (exit 1). It succeeds
-// when a quorum answered: no token can then hold a quorum.
-func forceRelease(ctx context.Context, eps []string, cfg redlock.Config, quorum int, res string, stdout, stderr io.Writer) int {
-	raw, err := dialRaw(eps, cfg.NodeTimeout)
-	if err != nil {
+// holds, and prints what it found and deleted on each. Each deletion
+// compares the token printed, so a lock taken meanwhile is left alone
+// (exit 1). It succeeds when a quorum answered: the lock that was there
+// then holds too few instances to be held.
+func forceRelease(ctx context.Context, m *redlock.Manager, key, res string, stdout, stderr io.Writer) int {
+	states, err := m.ForceRelease(ctx, res)
+	if states == nil {
+		// ctx ended before the call (or a bug): nothing was sent.
 		fmt.Fprintf(stderr, "redlock release: %s\n", msg(err))
+		if ctx.Err() != nil {
+			return exitUnavailable
+		}
 		return exitSoftware
 	}
-	defer raw.close()
-	key := cfg.KeyPrefix + res
-	states := raw.inspect(ctx, key)
-	held := 0
+	held, changed := 0, 0
 	for _, st := range states {
 		switch {
-		case st.Err != nil:
+		case st.Token == "" && st.Err != nil:
 			fmt.Fprintf(stdout, "%s: not answering (its key, if any, expires with its TTL): %v\n", st.Endpoint, st.Err)
 		case st.Token == "":
 			fmt.Fprintf(stdout, "%s: no key %s\n", st.Endpoint, quote(key))
+		case st.Err == nil:
+			held++
+			fmt.Fprintf(stdout, "%s: deleted key %s held by token %q (ttl %s)\n", st.Endpoint, quote(key), st.Token, fmtTTL(st.TTL))
+		case errors.Is(st.Err, redlock.ErrHeldByOther):
+			held++
+			changed++
+			fmt.Fprintf(stdout, "%s: not deleted: key %s held by token %q, but another token took it meanwhile\n", st.Endpoint, quote(key), st.Token)
 		default:
 			held++
-			fmt.Fprintf(stdout, "%s: deleting key %s held by token %q (ttl %s)\n", st.Endpoint, quote(key), st.Token, fmtTTL(st.TTL))
+			fmt.Fprintf(stdout, "%s: key %s held by token %q (ttl %s): delete failed (it expires with its TTL): %v\n",
+				st.Endpoint, quote(key), st.Token, fmtTTL(st.TTL), st.Err)
 		}
 	}
-
-	type result struct {
-		n   int64
-		err error
-	}
-	results := make([]result, len(states))
-	var wg sync.WaitGroup
-	for i, st := range states {
-		if st.Err != nil || st.Token == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n, err := releaseOne(ctx, raw.inst[i], key, st.Token, raw.timeout)
-			results[i] = result{n, err}
-		}()
-	}
-	wg.Wait()
-
-	answered, changed := 0, 0
-	for i, st := range states {
-		if st.Err != nil {
-			continue
-		}
-		if st.Token == "" {
-			answered++
-			continue
-		}
-		switch r := results[i]; {
-		case r.err != nil:
-			fmt.Fprintf(stdout, "%s: delete failed: %v\n", st.Endpoint, r.err)
-		case r.n == 1:
-			answered++
-			fmt.Fprintf(stdout, "%s: deleted\n", st.Endpoint)
-		case r.n == 0:
-			answered++
-			fmt.Fprintf(stdout, "%s: already gone\n", st.Endpoint)
-		default:
-			answered++
-			changed++
-			fmt.Fprintf(stdout, "%s: not deleted: another token took the key meanwhile\n", st.Endpoint)
-		}
-	}
+	var qe *redlock.QuorumError
 	switch {
-	case answered < quorum:
-		fmt.Fprintf(stderr, "redlock release: only %d/%d instances answered (quorum %d): the lock may still be held\n", answered, len(states), quorum)
+	case errors.As(err, &qe) && errors.Is(err, redlock.ErrUnavailable):
+		fmt.Fprintf(stderr, "redlock release: only %d/%d instances answered (quorum %d): the lock may still be held\n", qe.Votes, qe.N, qe.Quorum)
 		return exitUnavailable
+	case err != nil:
+		fmt.Fprintf(stderr, "redlock release: %s\n", msg(err))
+		return exitSoftware
 	case changed > 0:
 		fmt.Fprintf(stderr, "redlock release: %s was taken again while it was being deleted; run status to see who holds it\n", quote(res))
 		return exitConflict

@@ -15,6 +15,19 @@ import (
 	"github.com/redlock-go/redlock/internal/redistest"
 )
 
+// lockKeys returns the keys on s but the fencing counters
+// ("...:redlock-fence"), which run leaves on purpose: they never expire.
+func lockKeys(t *testing.T, s *redistest.Server) []string {
+	t.Helper()
+	var out []string
+	for _, k := range s.Keys(t) {
+		if !strings.HasSuffix(k, ":redlock-fence") {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // sh is the prelude of the test commands ("sh -c SCRIPT sh DIR ..."): d is
 // DIR (traps run inside functions, where $1 is another), and bounded waits,
 // so that a command left behind by a failed test ends within a minute.
@@ -68,7 +81,7 @@ func TestRunNonblockOneOfTwo(t *testing.T) {
 		t.Fatalf("winner exited %d; stderr:\n%s", code, procs[winner].stderr.String())
 	}
 	for _, s := range servers {
-		if keys := s.Keys(t); len(keys) != 0 {
+		if keys := lockKeys(t, s); len(keys) != 0 {
 			t.Fatalf("%s still has keys %v after the winner exited", s, keys)
 		}
 	}
@@ -224,6 +237,45 @@ waitfile "$d/release"`
 	}
 }
 
+// The command sees REDLOCK_FENCE, the lock's fencing token: it is the
+// counter that a quorum of instances keep for the resource, and it
+// increases from one run to the next.
+func TestRunFenceIncreases(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	ctx := testCtx(t)
+	script := `printf '%s' "$REDLOCK_FENCE" > "$1/fence.$2"`
+	var fences []uint64
+	for i := 0; i < 2; i++ {
+		name := strconv.Itoa(i)
+		if r := cli(ctx, args(a("run", "-n", "--key-prefix", "locks:"), redisFlags(servers), a("fenced", "--", "sh", "-c", script, "sh", dir, name))...); r.code != 0 {
+			t.Fatalf("run %d: %v", i, r)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "fence."+name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := strconv.ParseUint(string(b), 10, 64)
+		if err != nil {
+			t.Fatalf("run %d: REDLOCK_FENCE=%q is not a uint64: %v", i, b, err)
+		}
+		fences = append(fences, f)
+		agree := 0
+		for _, s := range servers {
+			if s.Do(t, "GET", "{locks:fenced}:redlock-fence") == string(b) {
+				agree++
+			}
+		}
+		if agree < 2 {
+			t.Fatalf("run %d: REDLOCK_FENCE=%s, but only %d instances hold that counter", i, b, agree)
+		}
+	}
+	if fences[0] == 0 || fences[1] <= fences[0] {
+		t.Fatalf("REDLOCK_FENCE of two runs in a row: %v; want positive and increasing", fences)
+	}
+}
+
 // The exit status of the command is passed on; a command that cannot run
 // does not take the lock.
 func TestRunExitStatus(t *testing.T) {
@@ -257,7 +309,7 @@ func TestRunExitStatus(t *testing.T) {
 			t.Errorf("%s: %d calls reached the instance, want lock taken = %v", tc.name, calls, tc.locks)
 		}
 		for _, s := range servers {
-			if keys := s.Keys(t); len(keys) != 0 {
+			if keys := lockKeys(t, s); len(keys) != 0 {
 				t.Fatalf("%s: %s has keys %v after run returned", tc.name, s, keys)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,8 +68,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("missing RESOURCE before --")
 	case len(pos) == 0:
 		err = usagef("want RESOURCE -- COMMAND [ARG...]")
-	case pos[0] == "":
-		err = usagef("empty RESOURCE")
+	case checkResource(pos[0]) != nil:
+		err = checkResource(pos[0])
 	case len(argv) == 0:
 		err = usagef("missing COMMAND after RESOURCE")
 	case o.nonblock && waitSet, o.nonblock && retrySet, waitSet && retrySet:
@@ -91,7 +92,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
 	}
-	m, eps, err := o.conn.newManager(cfg)
+	m, err := o.conn.newManager(cfg)
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
 	}
@@ -115,7 +116,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	defer signal.Stop(sigc)
 
 	r := &runner{
-		m: m, cfg: cfg, o: o, res: res, eps: eps, sigc: sigc, errw: errw,
+		m: m, cfg: cfg, o: o, res: res, sigc: sigc, errw: errw,
 		waitSet: waitSet, retrySet: retrySet,
 	}
 	l, code := r.acquire(ctx)
@@ -131,7 +132,6 @@ type runner struct {
 	cfg      redlock.Config
 	o        *runOpts
 	res      string
-	eps      []string
 	sigc     chan os.Signal
 	errw     io.Writer
 	waitSet  bool
@@ -143,25 +143,27 @@ type acquired struct {
 	err error
 }
 
-// acquire takes the lock as the flags say. It returns the lock, or nil and
-// the exit code. A signal while waiting gives up (exit 128+N).
+// acquire takes the lock as the flags say, with a fencing token (see
+// REDLOCK_FENCE). It returns the lock, or nil and the exit code. A signal
+// while waiting gives up (exit 128+N).
 func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resc := make(chan acquired, 1)
 	go func() {
 		var a acquired
+		fenced := redlock.Fenced()
 		switch o := r.o; {
 		case o.nonblock || (r.waitSet && o.wait == 0):
-			a.l, a.err = r.m.TryLock(actx, r.res)
+			a.l, a.err = r.m.TryLock(actx, r.res, fenced)
 		case r.waitSet:
 			wctx, wcancel := context.WithTimeout(actx, o.wait)
-			a.l, a.err = r.m.LockWait(wctx, r.res)
+			a.l, a.err = r.m.LockWait(wctx, r.res, fenced)
 			wcancel()
 		case r.retrySet:
-			a.l, a.err = r.m.Lock(actx, r.res)
+			a.l, a.err = r.m.Lock(actx, r.res, fenced)
 		default:
-			a.l, a.err = r.m.LockWait(actx, r.res)
+			a.l, a.err = r.m.LockWait(actx, r.res, fenced)
 		}
 		resc <- a
 	}()
@@ -234,7 +236,8 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 // the signals redlock receives.
 func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+r.res, "REDLOCK_TOKEN="+l.Token())
+	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+r.res, "REDLOCK_TOKEN="+l.Token(),
+		"REDLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
 	// The command is not in the terminal's foreground process group: reading
 	// the terminal would stop it (SIGTTIN) while the watchdog keeps the lock
 	// held. It reads /dev/null instead, and sees end-of-file.
@@ -327,8 +330,6 @@ func (r *runner) release(ctx context.Context, l *redlock.Lock) error {
 type waitLine struct {
 	r     *runner
 	start time.Time
-	raw   *rawInstances
-	err   error // dialRaw's, if the endpoints cannot be inspected
 	shown bool
 }
 
@@ -336,13 +337,10 @@ func (w *waitLine) update(ctx context.Context) {
 	if w == nil {
 		return
 	}
-	if w.raw == nil && w.err == nil {
-		w.raw, w.err = dialRaw(w.r.eps, w.r.cfg.NodeTimeout)
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "redlock: waiting for %s", quote(w.r.res))
-	if w.raw != nil {
-		s := summarize(w.raw.inspect(ctx, w.r.cfg.KeyPrefix+w.r.res), w.r.m.Quorum())
+	if states, _ := w.r.m.Inspect(ctx, w.r.res); states != nil {
+		s := summarize(states, w.r.m.Quorum())
 		switch s.Verdict {
 		case verdictHeld:
 			fmt.Fprintf(&b, " (held by %s, ttl %s)", shortToken(s.Holder), fmtTTL(s.TTL))
@@ -363,8 +361,5 @@ func (w *waitLine) close() {
 	}
 	if w.shown {
 		fmt.Fprint(w.r.errw, "\r\x1b[K")
-	}
-	if w.raw != nil {
-		w.raw.close()
 	}
 }

@@ -65,34 +65,38 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return reportUsage("status", usagef("want at least one RESOURCE"), stdout, stderr)
 	}
 	for _, r := range resources {
-		if r == "" {
-			return reportUsage("status", usagef("empty RESOURCE"), stdout, stderr)
+		if err := checkResource(r); err != nil {
+			return reportUsage("status", err, stdout, stderr)
 		}
 	}
 	cfg, err := conn.config(stderr)
 	if err != nil {
 		return reportUsage("status", err, stdout, stderr)
 	}
-	m, eps, err := conn.newManager(cfg)
+	m, err := conn.newManager(cfg)
 	if err != nil {
 		return reportUsage("status", err, stdout, stderr)
 	}
+	defer func() {
+		cctx, cancel := boundedCtx(ctx, cfg.NodeTimeout+timeoutSlack)
+		_ = m.Close(cctx)
+		cancel()
+	}()
 	quorum := m.Quorum()
-	cctx, cancel := boundedCtx(ctx, cfg.NodeTimeout+timeoutSlack)
-	_ = m.Close(cctx)
-	cancel()
-	raw, err := dialRaw(eps, cfg.NodeTimeout)
-	if err != nil {
-		fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
-		return exitSoftware
-	}
-	defer raw.close()
 
-	out := statusJSON{Quorum: quorum, N: len(raw.inst)}
+	out := statusJSON{Quorum: quorum, N: len(m.Endpoints())}
 	code := exitOK
 	for _, res := range resources {
 		key := cfg.KeyPrefix + res
-		states := raw.inspect(ctx, key)
+		states, err := m.Inspect(ctx, res)
+		if states == nil {
+			// ctx ended before the call (or a bug): no instance was asked.
+			fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
+			if ctx.Err() != nil {
+				return exitUnavailable
+			}
+			return exitSoftware
+		}
 		s := summarize(states, quorum)
 		if s.Verdict == verdictUnavailable {
 			code = exitUnavailable

@@ -1,0 +1,215 @@
+package redlock
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// InstanceState is what one instance holds for a resource: the token in its
+// lock key and the key's remaining time to live. Manager.Inspect and
+// Manager.ForceRelease return one per instance, in endpoint order. The zero
+// value is an instance without the key.
+type InstanceState struct {
+	// Endpoint names the instance as Manager.Endpoints does: its redacted
+	// address (never a password), or "client[i]" for NewFromClients.
+	Endpoint string
+
+	// Token is the token in the resource's lock key: the holder's token,
+	// which Manager.Attach accepts. It is "" when the key is missing (a key
+	// holding the empty string counts as missing: no lock has that token)
+	// and when the instance did not answer.
+	Token string
+
+	// TTL is the key's remaining time to live as PTTL reports it, with
+	// millisecond precision. A key without expiry (PTTL -1, which no lock
+	// of this package leaves) has TTL -1ms: test TTL < 0. TTL is 0 when
+	// Token is "".
+	TTL time.Duration
+
+	// Err is why the instance did not answer usably: a network error, a
+	// timeout (context.DeadlineExceeded), the caller's context error, a
+	// Redis error reply (such as WRONGTYPE when the key holds something
+	// else than a string), or an unexpected reply. Token and TTL are then
+	// zero for Inspect. ForceRelease documents the values it adds.
+	Err error
+}
+
+// Inspect asks every instance, in parallel and each within
+// Config.NodeTimeout, who holds resource, and returns one state per
+// instance in endpoint order (the order of Endpoints). It changes nothing.
+//
+// Unlike IsLocked it gives each instance's own answer, not the quorum's
+// verdict: an instance that fails has its Err set, and the others are
+// reported all the same. The returned error is ErrInvalid (a bad
+// resource), ErrClosed, or the context's error when ctx ended: before the
+// call (no states), or while instances had not answered yet (their Err is
+// the context's error; the states are returned). Inspect is safe for
+// concurrent use.
+//
+// Inspect reads the key of one resource: for a lock taken with LockMany,
+// inspect each of its resources.
+func (m *Manager) Inspect(ctx context.Context, resource string) ([]InstanceState, error) {
+	if err := checkResource(resource); err != nil {
+		return nil, err
+	}
+	if !m.enter() {
+		return nil, ErrClosed
+	}
+	defer m.leave()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	states, o := m.inspectKey(ctx, m.cfg.KeyPrefix+resource)
+	if o.ctxErr != nil {
+		return states, o.ctxErr
+	}
+	return states, nil
+}
+
+// ForceRelease deletes whatever holds resource on every instance, after a
+// crash left a lock behind and its token is unknown (for a known token,
+// Attach and Unlock are safer). It inspects every instance as Inspect
+// does, then deletes on each instance the key only if it still holds the
+// token seen there (the compare-and-delete of Unlock, which also wakes the
+// callers waiting for the lock): a lock taken in between is left alone.
+// The holder of the deleted lock, if it still runs, loses it at its next
+// extension or when its validity ends; it is not told otherwise.
+//
+// It returns one state per instance, in endpoint order:
+//   - Token "" and Err nil: the instance had no key; nothing to delete.
+//   - Token set and Err nil: the key holding Token (with TTL left then)
+//     is gone: ForceRelease deleted it, or it expired just before.
+//   - Token set and Err ErrHeldByOther: another token took the key after
+//     the inspection; it was left alone (Inspect tells who holds it).
+//   - Token set and another Err: the delete failed; the key expires with
+//     its TTL.
+//   - Token "" and Err set: the instance did not answer the inspection;
+//     its key, if any, expires with its TTL.
+//
+// The returned error is nil when a quorum of instances answered both
+// steps: whatever held the resource when ForceRelease started then holds
+// it on too few instances to hold the lock (unless it is a state with
+// ErrHeldByOther, a lock taken meanwhile). Otherwise it is a *QuorumError
+// with ErrUnavailable (Op "force-release", Votes the instances that
+// answered), also satisfying errors.Is with the context's error when ctx
+// ended; the states are returned with it. ErrInvalid and ErrClosed come
+// without states, and so does the context's error when ctx had ended
+// before the call. ctx bounds the call: each instance's delete is also
+// bounded by Config.NodeTimeout, and no delete is sent once ctx ended.
+// ForceRelease is safe for concurrent use.
+//
+// ForceRelease never touches a fenced lock's counter: fencing tokens keep
+// increasing across a forced release.
+func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]InstanceState, error) {
+	if err := checkResource(resource); err != nil {
+		return nil, err
+	}
+	if !m.enter() {
+		return nil, ErrClosed
+	}
+	defer m.leave()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key := m.cfg.KeyPrefix + resource
+	states, _ := m.inspectKey(ctx, key)
+
+	// The instances hold different tokens: one call each, with its own args.
+	answered := make([]bool, len(states))
+	var wg sync.WaitGroup
+	for i := range states {
+		st := &states[i]
+		switch {
+		case st.Err != nil:
+			continue
+		case st.Token == "":
+			answered[i] = true
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			st.Err = err
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := m.callOne(ctx, i, scriptRelease, []string{key}, []string{st.Token, ReleaseChannel})
+			vote, cause := classifyRelease(v, err)
+			st.Err = cause
+			answered[i] = vote == voteYes || vote == voteRefused
+		}()
+	}
+	wg.Wait()
+	m.waits.wake(key) // local waiters need no message
+
+	votes := 0
+	for _, ok := range answered {
+		if ok {
+			votes++
+		}
+	}
+	if votes >= m.quorum {
+		return states, nil
+	}
+	e := &QuorumError{
+		Op: "force-release", Resource: resource, Votes: votes, Quorum: m.quorum, N: len(m.inst),
+		Attempts: 1, Err: ErrUnavailable, Ctx: ctx.Err(),
+	}
+	for _, st := range states {
+		if st.Err != nil {
+			e.Instances = append(e.Instances, &InstanceError{Endpoint: st.Endpoint, Err: st.Err})
+		}
+	}
+	return states, e
+}
+
+// inspectKey runs scripts/inspect.lua for key on every instance and waits
+// for every answer (or the round's deadline, or ctx).
+func (m *Manager) inspectKey(ctx context.Context, key string) ([]InstanceState, *outcome) {
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptInspect, []string{key}, nil)
+	o := m.collect(ctx, r, 0, true, classifyState)
+	states := make([]InstanceState, len(m.inst))
+	for i, in := range m.inst {
+		st := InstanceState{Endpoint: in.name}
+		switch o.votes[i] {
+		case voteYes: // classifyState checked the shape
+			a := o.vals[i].([]any)
+			st.Token = a[0].(string)
+			st.TTL = time.Duration(a[1].(int64)) * time.Millisecond
+		case voteRefused: // no key
+		default:
+			st.Err = o.errs[i]
+		}
+		states[i] = st
+	}
+	return states, o
+}
+
+// classifyState reads an inspect.lua reply {token, pttl}: yes when a token
+// holds the key, refused when the key is missing.
+func classifyState(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return voteFailed, errBadReply
+	}
+	tok, ok := a[0].(string)
+	if _, isInt := a[1].(int64); !ok || !isInt {
+		return voteFailed, errBadReply
+	}
+	if tok == "" {
+		return voteRefused, errKeyMissing
+	}
+	return voteYes, nil
+}
+
+// callOne runs s on instance i alone, bounded by ctx and Config.NodeTimeout.
+// The caller waits for it (it is not counted in m.ops).
+func (m *Manager) callOne(ctx context.Context, i int, s *script, keys, args []string) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.NodeTimeout)
+	defer cancel()
+	return call(ctx, m.inst[i], s, keys, args)
+}
