@@ -44,8 +44,7 @@ type round struct {
 	ch      chan reply     // buffered to the number of calls: senders never block
 	wg      sync.WaitGroup // done when every call of the round has returned
 	pending atomic.Int32   // calls that have not returned yet
-	ctx     context.Context
-	cancel  context.CancelFunc // releases ctx once every call returned
+	rctx    roundCtx // the calls' context: ends when all returned or at the deadline
 	sent    []bool             // which instances the round was sent to
 	sentArr [smallN]bool
 	out     outcome // the tally, filled by collect
@@ -55,7 +54,7 @@ type round struct {
 // round's deadline passed: its context ends at whichever comes first.
 func (r *round) settle() {
 	if r.pending.Load() > 0 {
-		<-r.ctx.Done()
+		<-r.rctx.done
 	}
 }
 
@@ -118,9 +117,9 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 	// instances. Otherwise an extension or a release that returned at quorum
 	// would never reach the rest: their keys would expire early (another
 	// client could take them) or outlive the unlock.
-	r.ctx, r.cancel = context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	r.rctx.start(ctx, timeout)
 	if calls == 0 {
-		r.cancel()
+		r.rctx.end(endReturned)
 		return r
 	}
 	r.pending.Store(int32(calls))
@@ -136,10 +135,10 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 
 // run is one call of a round, on its own goroutine.
 func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
-	v, err := call(r.ctx, m.inst[i], s, keys, args)
+	v, err := call(&r.rctx, m.inst[i], s, keys, args)
 	r.ch <- reply{idx: i, val: v, err: err}
 	if r.pending.Add(-1) == 0 {
-		r.cancel()
+		r.rctx.end(endReturned)
 	}
 	r.wg.Done()
 	m.ops.Done()
@@ -183,7 +182,7 @@ func (m *Manager) collect(ctx context.Context, r *round, need int, all bool, cla
 		case rep := <-r.ch:
 			add(rep)
 			continue
-		case <-r.ctx.Done():
+		case <-r.rctx.done:
 		case <-ctx.Done():
 		}
 		// Every call returned, the round's deadline passed, or the caller's
@@ -270,3 +269,98 @@ var errBadReply = errors.New("unexpected reply")
 
 // errKeyMissing is the per-instance cause when the lock key is gone.
 var errKeyMissing = errors.New("lock key missing")
+
+// roundCtx is the context of a round's calls, built for few allocations
+// (a channel, a timer and its function, against five for
+// context.WithTimeout(context.WithoutCancel(ctx), timeout)). It carries the
+// caller's values but not its cancellation, and ends when every call has
+// returned (Err: context.Canceled) or when the deadline passes (Err:
+// context.DeadlineExceeded), whichever comes first.
+type roundCtx struct {
+	parent   context.Context // for Value only
+	deadline time.Time
+	done     chan struct{}
+	state    atomic.Int32 // endLive, endReturned or endExpired
+	timer    *time.Timer
+
+	mu     sync.Mutex
+	afters map[*int]func() // AfterFunc callbacks not yet run
+}
+
+const (
+	endLive int32 = iota
+	endReturned
+	endExpired
+)
+
+func (c *roundCtx) start(parent context.Context, timeout time.Duration) {
+	c.parent = parent
+	c.deadline = time.Now().Add(timeout)
+	c.done = make(chan struct{})
+	c.timer = time.AfterFunc(timeout, c.expire)
+}
+
+func (c *roundCtx) expire() { c.end(endExpired) }
+
+// end ends the context once; later calls do nothing.
+func (c *roundCtx) end(state int32) {
+	if !c.state.CompareAndSwap(endLive, state) {
+		return
+	}
+	if state != endExpired {
+		c.timer.Stop()
+	}
+	close(c.done)
+	c.mu.Lock()
+	afters := c.afters
+	c.afters = nil
+	c.mu.Unlock()
+	for _, f := range afters {
+		go f()
+	}
+}
+
+// Deadline implements context.Context.
+func (c *roundCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Done implements context.Context.
+func (c *roundCtx) Done() <-chan struct{} { return c.done }
+
+// Err implements context.Context.
+func (c *roundCtx) Err() error {
+	switch c.state.Load() {
+	case endReturned:
+		return context.Canceled
+	case endExpired:
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Value implements context.Context with the caller's values.
+func (c *roundCtx) Value(key any) any { return c.parent.Value(key) }
+
+// AfterFunc lets contexts derived from this one (context.WithTimeout and
+// friends) follow its end without a goroutine each: the standard library
+// uses it when the parent has it, as context.AfterFunc documents.
+func (c *roundCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.state.Load() != endLive {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	if c.afters == nil {
+		c.afters = make(map[*int]func())
+	}
+	id := new(int)
+	c.afters[id] = f
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.afters[id]
+		delete(c.afters, id)
+		return ok
+	}
+}
