@@ -44,8 +44,8 @@ type round struct {
 	ch      chan reply     // buffered to the number of calls: senders never block
 	wg      sync.WaitGroup // done when every call of the round has returned
 	pending atomic.Int32   // calls that have not returned yet
-	rctx    roundCtx // the calls' context: ends when all returned or at the deadline
-	sent    []bool             // which instances the round was sent to
+	rctx    roundCtx       // the calls' context: ends when all returned or at the deadline
+	sent    []bool         // which instances the round was sent to
 	sentArr [smallN]bool
 	out     outcome // the tally, filled by collect
 }
