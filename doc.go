@@ -56,8 +56,18 @@
 // # Lifetimes
 //
 // A Manager owns the background work of its locks: auto-extension of locks
-// taken without the TTL option (every 0.6×TTL) and the timers that close
-// Lock.Lost at the deadline. No goroutine runs while a lock merely waits
-// for its next extension. Close releases every held lock, stops that work,
-// waits for in-flight calls and closes the clients New dialed.
+// taken without the TTL option (every 0.6×TTL; one goroutine per Manager
+// extends all of them, with one script call per instance per tick), the
+// timers that close Lock.Lost at the deadline, and the pub/sub subscriptions
+// (one per instance, started by the first caller that has to wait) on which
+// releases wake waiting callers. Close releases every held lock, stops that
+// work, waits for in-flight calls and closes the clients New dialed.
+//
+// # Wake-ups
+//
+// The release scripts publish the key on ReleaseChannel. Lock and LockWait
+// callers that found the lock taken queue per key inside their Manager; only
+// the first of each queue retries, as soon as a release is announced (or its
+// own Unlock ran), and otherwise after its retry delay, so a lost message
+// costs a poll, not a hang.
 package redlock
