@@ -50,16 +50,10 @@ type InstanceState struct {
 // Inspect reads the key of one resource: for a lock taken with LockMany,
 // inspect each of its resources.
 func (m *Manager) Inspect(ctx context.Context, resource string) ([]InstanceState, error) {
-	if err := checkResource(resource); err != nil {
+	if err := m.begin(ctx, resource); err != nil {
 		return nil, err
-	}
-	if !m.enter() {
-		return nil, ErrClosed
 	}
 	defer m.leave()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	states, o := m.inspectKey(ctx, m.cfg.KeyPrefix+resource)
 	if o.ctxErr != nil {
 		return states, o.ctxErr
@@ -102,16 +96,10 @@ func (m *Manager) Inspect(ctx context.Context, resource string) ([]InstanceState
 // ForceRelease never touches a fenced lock's counter: fencing tokens keep
 // increasing across a forced release.
 func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]InstanceState, error) {
-	if err := checkResource(resource); err != nil {
+	if err := m.begin(ctx, resource); err != nil {
 		return nil, err
-	}
-	if !m.enter() {
-		return nil, ErrClosed
 	}
 	defer m.leave()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	key := m.cfg.KeyPrefix + resource
 	states, _ := m.inspectKey(ctx, key)
 

@@ -164,6 +164,22 @@ func (m *Manager) enter() bool {
 
 func (m *Manager) leave() { m.ops.Done() }
 
+// begin registers a call about resource: it checks the resource and that
+// neither m is closed nor ctx has ended. On success the caller must leave.
+func (m *Manager) begin(ctx context.Context, resource string) error {
+	if err := checkResource(resource); err != nil {
+		return err
+	}
+	if !m.enter() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		m.leave()
+		return err
+	}
+	return nil
+}
+
 // LockOption is a per-call choice for Lock, TryLock, LockWait and Do.
 type LockOption func(*lockOptions)
 
@@ -480,15 +496,24 @@ func parseCounter(v any) uint64 {
 	return 0
 }
 
+// pairCode reads the status code of a {code, value} reply.
+func pairCode(v any) (int64, bool) {
+	a, ok := v.([]any)
+	if !ok || len(a) != 2 {
+		return 0, false
+	}
+	return toInt(a[0])
+}
+
 func classifyFence(v any, err error) (vote, error) {
 	if err != nil {
 		return voteFailed, err
 	}
-	a, ok := v.([]any)
-	if !ok || len(a) != 2 {
+	n, ok := pairCode(v)
+	if !ok {
 		return voteFailed, errBadReply
 	}
-	switch n, _ := toInt(a[0]); n {
+	switch n {
 	case 1:
 		return voteYes, nil
 	case 0:
@@ -505,11 +530,11 @@ func classifyAcquireMany(v any, err error) (vote, error) {
 	if err != nil {
 		return voteFailed, err
 	}
-	a, ok := v.([]any)
-	if !ok || len(a) != 2 {
+	n, ok := pairCode(v)
+	if !ok {
 		return voteFailed, errBadReply
 	}
-	switch n, _ := toInt(a[0]); n {
+	switch n {
 	case 1:
 		return voteYes, nil
 	case 0:
@@ -581,16 +606,10 @@ func (m *Manager) sleep(ctx context.Context, d time.Duration) error {
 // instances hold its key, under any token. It returns ErrUnavailable when
 // too few instances answer to tell.
 func (m *Manager) IsLocked(ctx context.Context, resource string) (bool, error) {
-	if err := checkResource(resource); err != nil {
+	if err := m.begin(ctx, resource); err != nil {
 		return false, err
-	}
-	if !m.enter() {
-		return false, ErrClosed
 	}
 	defer m.leave()
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
 	key := m.cfg.KeyPrefix + resource
 	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptInspect, []string{key}, nil)
 	o := m.collect(ctx, r, m.quorum, false, classifyInspect)
