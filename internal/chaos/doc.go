@@ -1,0 +1,37 @@
+// Package chaos is the fault-injection suite of redlock: it shows that
+// mutual exclusion holds while Redis servers pause, crash, slow down and get
+// cut off, and that its checkers see violations when the algorithm is broken
+// on purpose (negative controls).
+//
+// A scenario starts N real redis-server processes (internal/redistest), puts
+// an in-process toxiproxy in front of each (latency, black holes, connection
+// resets), and runs a workload of goroutine workers and worker subprocesses
+// (the test binary run again) that contend on a few resources with ~1s TTLs,
+// some with a fixed lease and some auto-extended. Every acquisition is
+// recorded with its times on CLOCK_MONOTONIC, which is comparable across
+// processes. A nemesis running on the test goroutine injects the scenario's
+// faults meanwhile. Afterwards the checkers look at the history:
+//
+//   - exclusion: per resource, no two holders' windows overlap. A window is
+//     [return of the Lock call, min(validity deadline, release)]; an
+//     extension that returned after the deadline it extended, a lock that
+//     turned valid again after it was seen invalid, a holder that still saw
+//     Valid() after its deadline or was not told (Lost) after sleeping past
+//     it, and a lock granted with validity left by an attempt that slept
+//     for a TTL after the replies are violations too;
+//   - keys: sampled during the run, no lock key lacks a TTL; after healing,
+//     TTL and drift, no lock key remains on any server;
+//   - ownership: an unlock or extension never touches another holder's key;
+//   - hygiene: no goroutine leaks (goleak in TestMain), file descriptors back
+//     to their baseline after every scenario;
+//   - fencing: for fenced locks (redlock.Fenced), tokens unique and
+//     increasing in window order; a holder that paused past its TTL has
+//     its late write rejected by a fenced store.
+//
+// The short mode (the default) runs in `go test ./...`. The full mode:
+//
+//	go test -race -count=1 ./internal/chaos -run . -chaos.full -v
+//
+// (or CHAOS_FULL=1). CHAOS_REPORT=path (or -chaos.report path) writes the
+// per-scenario table as Markdown.
+package chaos
