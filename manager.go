@@ -571,14 +571,10 @@ func (m *Manager) cleanup(r *round, o *outcome, ks *keyset, token string) {
 	if !any {
 		return
 	}
-	// Each release follows the attempt's call to its instance (after = r:
-	// an instance that has not answered yet gets its release once it has,
-	// the others at once), with a fresh bounded context: it runs even when
-	// the caller's ctx ended. The call returns once every release is done,
-	// since the next attempt (or call) may use the same token.
+	r.settle()
 	ctx := context.Background()
 	s, cl := ks.releaseScript()
-	rr := m.fanoutTo(ctx, m.cfg.NodeTimeout, only, r, s, ks.keys, []string{token, ReleaseChannel})
+	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token, ReleaseChannel})
 	ro := m.collect(ctx, rr, 0, true, cl)
 	if ro.failed > 0 {
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",

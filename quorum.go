@@ -48,9 +48,14 @@ type round struct {
 	sent    []bool         // which instances the round was sent to
 	sentArr [smallN]bool
 	out     outcome // the tally, filled by collect
+}
 
-	after    *round        // calls to instance i wait for after's call to i (fanoutAfter)
-	returned atomic.Uint64 // bit i: the call to instance i returned (i < 64)
+// settle waits until every call of the round has returned, or until the
+// round's deadline passed: its context ends at whichever comes first.
+func (r *round) settle() {
+	if r.pending.Load() > 0 {
+		<-r.rctx.done
+	}
 }
 
 // outcome is the tally of a round.
@@ -92,20 +97,8 @@ func call(ctx context.Context, in *instance, s *script, keys, args []string) (an
 // reads the replies. The calls are counted in m.ops, so Close waits for
 // stragglers.
 func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool, s *script, keys, args []string) *round {
-	return m.fanoutTo(ctx, timeout, only, nil, s, keys, args)
-}
-
-// fanoutAfter is fanout to every instance, where the call to an instance
-// whose call in round after has not returned yet waits for it first (at
-// most until after's deadline), so that the two reach that instance in
-// order. after may be nil.
-func (m *Manager) fanoutAfter(ctx context.Context, timeout time.Duration, after *round, s *script, keys, args []string) *round {
-	return m.fanoutTo(ctx, timeout, nil, after, s, keys, args)
-}
-
-func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bool, after *round, s *script, keys, args []string) *round {
 	n := len(m.inst)
-	r := &round{ch: make(chan reply, n), after: after}
+	r := &round{ch: make(chan reply, n)}
 	if n <= smallN {
 		r.sent = r.sentArr[:n]
 	} else {
@@ -142,18 +135,7 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 
 // run is one call of a round, on its own goroutine.
 func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
-	if a := r.after; a != nil && a.sent[i] && (i >= 64 || a.returned.Load()&(1<<i) == 0) {
-		// Keep the order on instance i: after's call there first. Its
-		// context ends when all its calls returned or at its deadline.
-		select {
-		case <-a.rctx.done:
-		case <-r.rctx.done:
-		}
-	}
 	v, err := call(&r.rctx, m.inst[i], s, keys, args)
-	if i < 64 {
-		r.returned.Or(1 << i)
-	}
 	r.ch <- reply{idx: i, val: v, err: err}
 	if r.pending.Add(-1) == 0 {
 		r.rctx.end(endReturned)
