@@ -945,7 +945,7 @@ func TestCtxCancelledMidAcquire(t *testing.T) {
 			servers[i] = redistest.StartWith(t, redistest.Options{Args: []string{"--enable-debug-command", "yes"}})
 		}
 		m, cs := newCountingManager(t, servers, redlock.Config{NodeTimeout: 5 * time.Second, RetryCount: 1})
-		warmUp(t, ctx, m)
+		warmUp(t, ctx, m, servers...)
 		live, slow := servers[0], servers[1:]
 		before := make([]int, len(slow))
 		slept := make(chan error, len(slow))
@@ -1046,7 +1046,7 @@ func TestCtxCancelledMidAcquire(t *testing.T) {
 
 // warmUp loads the scripts on every instance with a lock/unlock cycle, so
 // that queued EVALSHAs run instead of failing with NOSCRIPT.
-func warmUp(t *testing.T, ctx context.Context, m *redlock.Manager) {
+func warmUp(t *testing.T, ctx context.Context, m *redlock.Manager, servers ...*redistest.Server) {
 	t.Helper()
 	l, err := m.Lock(ctx, "warm-up")
 	if err != nil {
@@ -1054,6 +1054,13 @@ func warmUp(t *testing.T, ctx context.Context, m *redlock.Manager) {
 	}
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// Unlock returns at quorum: let the last release land before the
+	// caller counts commands.
+	for _, s := range servers {
+		waitFor(t, 5*time.Second, s.String()+" to drop the warm-up key", func() bool {
+			return get(t, s, "warm-up") == "(nil)"
+		})
 	}
 }
 
