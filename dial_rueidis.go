@@ -36,13 +36,11 @@ var errNotDialedYet = errors.New("redlock: connection is dialed on first use")
 // errDialerClosed is returned by calls on a lazily built client after Close.
 var errDialerClosed = errors.New("redlock: client closed")
 
-// dialRueidis builds the rueidis client for one endpoint: the candidate
-// default wire of New and NewFromEndpoints (not called yet: dial uses
-// go-redis). It accepts the same endpoints as dial and, like dial, does
-// not contact the instance: the first call connects, within that call's
-// context.
+// dialRueidis builds the rueidis client for one endpoint: the wire of New
+// and NewFromEndpoints. Like every dial here it does not contact the
+// instance: the first call connects, within that call's context.
 //
-// Differences from dial: Endpoint.PoolSize has no rueidis counterpart
+// Differences from the go-redis wire (the benchmarks' dial): Endpoint.PoolSize has no rueidis counterpart
 // (rueidis pipelines every caller's commands on 2^PipelineMultiplex shared
 // connections per server) and is ignored; ReadTimeout and WriteTimeout
 // become ConnWriteTimeout (rueidis's bound on waiting for a reply on a
