@@ -77,12 +77,16 @@ type Endpoint struct {
 	// DialTimeout bounds establishing one connection (TCP, TLS, HELLO).
 	// Default: the larger of Config.NodeTimeout and 1s.
 	DialTimeout time.Duration
-	// ReadTimeout and WriteTimeout bound one socket read or write; every
-	// call is also bounded by Config.NodeTimeout. Default: go-redis's (3s).
+	// ReadTimeout and WriteTimeout bound waiting on one connection: the
+	// larger of the two becomes rueidis's ConnWriteTimeout, after which the
+	// connection is closed. Every call is also bounded by
+	// Config.NodeTimeout. Default: rueidis's (10s).
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	// PoolSize is the largest number of connections kept per server, at
-	// most MaxPoolSize. Default: go-redis's (10 per GOMAXPROCS).
+	// PoolSize is validated (at most MaxPoolSize) and accepted for
+	// compatibility with URLs written for go-redis and aioredlock; the
+	// rueidis wire pipelines every caller's commands on shared connections
+	// and ignores it.
 	PoolSize int
 }
 
