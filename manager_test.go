@@ -769,6 +769,12 @@ func TestWireFormat(t *testing.T) {
 			if err := l.Unlock(ctx); err != nil {
 				t.Fatal(err)
 			}
+			// Unlock returns at quorum: let the last release land.
+			for _, s := range servers {
+				waitFor(t, 5*time.Second, s.String()+" to drop "+res, func() bool {
+					return len(s.Keys(t)) == 0
+				})
+			}
 		}
 
 		// A caller-chosen token is stored verbatim; no prefix by default.
