@@ -41,11 +41,10 @@ const smallN = 8
 
 // round is one fan-out of a script to every instance (or a subset).
 type round struct {
-	ch      chan reply     // buffered to the number of calls: senders never block
-	wg      sync.WaitGroup // done when every call of the round has returned
-	pending atomic.Int32   // calls that have not returned yet
-	rctx    roundCtx       // the calls' context: ends when all returned or at the deadline
-	sent    []bool         // which instances the round was sent to
+	ch      chan reply   // buffered to the number of calls: senders never block
+	pending atomic.Int32 // calls that have not returned yet
+	rctx    roundCtx     // the calls' context: ends when all returned or at the deadline
+	sent    []bool       // which instances the round was sent to
 	sentArr [smallN]bool
 	out     outcome // the tally, filled by collect
 }
@@ -123,7 +122,6 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 		return r
 	}
 	r.pending.Store(int32(calls))
-	r.wg.Add(calls)
 	m.ops.Add(calls)
 	for i := range m.inst {
 		if r.sent[i] {
@@ -140,7 +138,6 @@ func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
 	if r.pending.Add(-1) == 0 {
 		r.rctx.end(endReturned)
 	}
-	r.wg.Done()
 	m.ops.Done()
 }
 
