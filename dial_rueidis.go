@@ -73,6 +73,18 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		ReadBufferEachConn:  rueidisReadBuffer,
 		WriteBufferEachConn: rueidisWriteBuffer,
 		ConnWriteTimeout:    max(ep.ReadTimeout, ep.WriteTimeout), // 0: rueidis's default (10s)
+		// Without it, a connection used by one caller at a time runs each
+		// command synchronously under the context's deadline and closes
+		// the connection when the deadline passes: every call that
+		// outlived NodeTimeout cost a reconnect. Under faults (a paused or
+		// slow instance) that became a reconnect storm, loopback ran out
+		// of usable ports (tens of thousands of TIME_WAIT sockets) and
+		// connects waited for SYN retransmits: the fault suite saw every
+		// call fail for whole runs. Pipelined, a timed-out call only stops
+		// waiting; the connection stays, and commands sent to an instance
+		// reach it in order. rueidis still closes a connection that has
+		// not answered for ConnWriteTimeout.
+		AlwaysPipelining: true,
 	}
 	switch ep.kind() {
 	case kindSentinel:

@@ -12,7 +12,14 @@
 //
 // measured with Go's monotonic clock; if that deadline has already passed
 // the attempt fails. A failed or cancelled attempt releases what it may have
-// set, on every instance that did not refuse, before the call returns.
+// set, on every instance that did not refuse; the call returns once those
+// releases are done, except that once ctx has ended it waits only for the
+// instances that set the key, and the releases to slow or unreachable ones
+// finish in the background (Close waits for them), so that a call returns
+// by its deadline. Each release to an instance is sent after that
+// instance's answer to the acquisition, so that it reaches the key. Every
+// attempt of a call draws a fresh token (unless the Token option fixes
+// one), so a late release of one attempt never deletes the key of the next.
 // Extension resets the TTL only where the key still holds the token, and
 // never re-creates an expired key. Release deletes the key only where it
 // holds the token. An attempt costs one parallel round trip, and it returns

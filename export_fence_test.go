@@ -9,3 +9,10 @@ func WaitersForTest(m *Manager, resource string) int {
 	defer m.waits.mu.Unlock()
 	return len(m.waits.q[m.cfg.KeyPrefix+resource])
 }
+
+// SubscriptionsForTest returns how many release subscriptions m has.
+func SubscriptionsForTest(m *Manager) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.subs)
+}

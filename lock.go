@@ -312,11 +312,6 @@ func (l *Lock) unlock(ctx context.Context) error {
 	for _, f := range fs {
 		f()
 	}
-	if l.acquired != nil {
-		// An instance that answered after the quorum was reached may still
-		// be setting the key: let it finish so the release reaches it.
-		l.acquired.settle()
-	}
 	if ctx.Err() != nil {
 		ctx = context.WithoutCancel(ctx)
 	}
@@ -324,7 +319,10 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if m.hooks != nil && m.hooks.PlainDelete {
 		release = scriptUnsafeDelete
 	}
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, release, l.ks.keys, []string{l.token, ReleaseChannel})
+	// An instance that answered the acquisition after the quorum was
+	// reached may still be setting the key: its release waits for that
+	// answer (the others go at once), so that it reaches the key.
+	r := m.fanoutAfter(ctx, m.cfg.NodeTimeout, l.acquired, release, l.ks.keys, []string{l.token, ReleaseChannel})
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
 		m.waits.wake(k) // local waiters need no message

@@ -221,6 +221,7 @@ type request struct {
 	resource string // the first resource (the only one, but for LockMany)
 	ks       keyset
 	token    string
+	own      bool // token generated here: no one else can use it
 	ttl      time.Duration
 	auto     bool
 	fenced   bool
@@ -263,7 +264,7 @@ func (m *Manager) newRequestMany(resources []string, opts []LockOption) (request
 		}
 		r.token = o.token
 	} else {
-		r.token = newToken()
+		r.token, r.own = newToken(), true
 	}
 	return r, nil
 }
@@ -303,7 +304,9 @@ func newToken() string {
 // by another token), ErrUnavailable (too few instances answered), ErrInvalid
 // or ErrClosed; if ctx ended first, also with ctx.Err(). ctx bounds the
 // whole call; nothing is sent once ctx has ended. A failed attempt releases
-// whatever it may have set before the call returns.
+// whatever it may have set; the call returns by ctx's deadline, finishing
+// the releases to instances that have not answered in the background (see
+// the package documentation).
 //
 // Without the TTL option the lock gets Config.DefaultTTL and is extended
 // automatically until Unlock, Close, or loss (see Lock.Lost).
@@ -353,6 +356,12 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 			}
 			if err := m.waitTurn(ctx, key, w, m.retryDelay()); err != nil {
 				break
+			}
+			if req.own {
+				// A fresh token per attempt: a release of the last attempt
+				// still on its way to a slow instance cannot delete the key
+				// this one sets there.
+				req.token = newToken()
 			}
 		}
 		if ctx.Err() != nil {
@@ -426,7 +435,7 @@ func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bo
 		}
 		o.yes, o.failed = 0, o.failed+o.yes
 	}
-	m.cleanup(r, o, &req.ks, req.token)
+	m.cleanup(ctx, r, o, &req.ks, req.token, req.own)
 	return nil, o, false
 }
 
@@ -560,25 +569,92 @@ func classifyAcquire(v any, err error) (vote, error) {
 // may have set it (voted yes, failed, or had not answered), waiting first
 // for the stragglers of the attempt. It uses a fresh bounded context, so it
 // runs even when the caller's ctx ended.
-func (m *Manager) cleanup(r *round, o *outcome, ks *keyset, token string) {
-	only := make([]bool, len(m.inst))
-	any := false
+func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset, token string, own bool) {
+	var onlyArr [smallN]bool
+	only := onlyArr[:0]
+	if len(m.inst) > smallN {
+		only = make([]bool, 0, len(m.inst))
+	}
+	only = only[:len(m.inst)]
+	calls := 0
 	for i, v := range o.votes {
 		if r.sent[i] && v != voteRefused {
-			only[i], any = true, true
+			only[i] = true
+			calls++
 		}
 	}
-	if !any {
+	if calls == 0 {
 		return
 	}
-	r.settle()
-	ctx := context.Background()
+	// Each release follows the attempt's call to its instance (after = r:
+	// an instance that has not answered yet gets its release once it has,
+	// the others at once), with a fresh bounded context: it runs even when
+	// the caller's ctx ended.
 	s, cl := ks.releaseScript()
-	rr := m.fanout(ctx, m.cfg.NodeTimeout, only, s, ks.keys, []string{token, ReleaseChannel})
-	ro := m.collect(ctx, rr, 0, true, cl)
-	if ro.failed > 0 {
+	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, r, s, ks.keys, []string{token, ReleaseChannel})
+	// The call waits for every release, except with a token of its own
+	// once ctx has ended: no later attempt uses that token and no one else
+	// knows it, so the releases to instances that did not set the key
+	// (failed, or not answered yet) may finish in the background, counted
+	// in m.ops (Close waits for them). The releases to the instances that
+	// set it are still waited for (one round trip): a later call of this
+	// process then finds those keys gone.
+	cut := ctx.Done()
+	if !own {
+		cut = nil
+	}
+	var want uint64 // instances that set the key (i < 64)
+	for i, v := range o.votes {
+		if v == voteYes && i < 64 {
+			want |= 1 << uint(i)
+		}
+	}
+	// Replies that came after the outcome was decided: those instances
+	// may have set the key too.
+late:
+	for {
+		select {
+		case rep := <-r.ch:
+			if rep.err == nil && rep.idx < 64 {
+				want |= 1 << uint(rep.idx)
+			}
+		default:
+			break late
+		}
+	}
+	failed := 0
+	add := func(rep reply) {
+		calls--
+		want &^= 1 << uint(rep.idx&63)
+		if v, _ := cl(rep.val, rep.err); v == voteFailed {
+			failed++
+		}
+	}
+wait:
+	for calls > 0 {
+		if cut == nil && ctx.Err() != nil && own && want == 0 {
+			return
+		}
+		select {
+		case rep := <-rr.ch:
+			add(rep)
+		case <-cut:
+			cut = nil // checked at the top from now on
+		case <-rr.rctx.done:
+			for calls > 0 {
+				select {
+				case rep := <-rr.ch:
+					add(rep)
+				default:
+					failed += calls // not answered by the deadline
+					break wait
+				}
+			}
+		}
+	}
+	if failed > 0 {
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
-			"key", quoteResource(ks.keys[0]), "failed", ro.failed)
+			"key", quoteResource(ks.keys[0]), "failed", failed)
 	}
 }
 

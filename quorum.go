@@ -47,14 +47,54 @@ type round struct {
 	sent    []bool       // which instances the round was sent to
 	sentArr [smallN]bool
 	out     outcome // the tally, filled by collect
+
+	after    *round                // calls to instance i wait for after's call to i (fanoutAfter)
+	returned atomic.Uint64         // bit i: the call to instance i returned (i < 64)
+	mu       sync.Mutex            // guards waitCh
+	waitCh   [smallN]chan struct{} // made by a later round waiting for call i; closed when it returns
 }
 
-// settle waits until every call of the round has returned, or until the
-// round's deadline passed: its context ends at whichever comes first.
-func (r *round) settle() {
-	if r.pending.Load() > 0 {
-		<-r.rctx.done
+// hasReturned reports whether the call of r to instance i returned (false
+// for i ≥ 64, which the bitmask does not track).
+func (r *round) hasReturned(i int) bool {
+	return i < 64 && r.returned.Load()&(1<<i) != 0
+}
+
+// returnedCh returns a channel that is closed once the call of r to
+// instance i has returned, or nil if it has already. For i ≥ smallN it is
+// the round's context's: closed once every call returned or at the
+// deadline.
+func (r *round) returnedCh(i int) <-chan struct{} {
+	if i >= smallN {
+		return r.rctx.done
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hasReturned(i) {
+		return nil
+	}
+	if r.waitCh[i] == nil {
+		r.waitCh[i] = make(chan struct{})
+	}
+	return r.waitCh[i]
+}
+
+// markReturned records that the call to instance i returned and wakes the
+// rounds waiting for it.
+func (r *round) markReturned(i int) {
+	if i >= 64 {
+		return
+	}
+	if i >= smallN {
+		r.returned.Or(1 << i)
+		return
+	}
+	r.mu.Lock()
+	r.returned.Or(1 << i)
+	if ch := r.waitCh[i]; ch != nil {
+		close(ch)
+	}
+	r.mu.Unlock()
 }
 
 // outcome is the tally of a round.
@@ -96,8 +136,20 @@ func call(ctx context.Context, in *instance, s *script, keys, args []string) (an
 // reads the replies. The calls are counted in m.ops, so Close waits for
 // stragglers.
 func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool, s *script, keys, args []string) *round {
+	return m.fanoutTo(ctx, timeout, only, nil, s, keys, args)
+}
+
+// fanoutAfter is fanout to every instance, where the call to an instance
+// whose call in round after has not returned yet waits for it first (at
+// most until after's deadline), so that the two reach that instance in
+// order. after may be nil.
+func (m *Manager) fanoutAfter(ctx context.Context, timeout time.Duration, after *round, s *script, keys, args []string) *round {
+	return m.fanoutTo(ctx, timeout, nil, after, s, keys, args)
+}
+
+func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bool, after *round, s *script, keys, args []string) *round {
 	n := len(m.inst)
-	r := &round{ch: make(chan reply, n)}
+	r := &round{ch: make(chan reply, n), after: after}
 	if n <= smallN {
 		r.sent = r.sentArr[:n]
 	} else {
@@ -133,7 +185,18 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 
 // run is one call of a round, on its own goroutine.
 func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
+	if a := r.after; a != nil && a.sent[i] && !a.hasReturned(i) {
+		// Keep the order on instance i: after's call there first (it
+		// returns by its deadline at the latest).
+		if ch := a.returnedCh(i); ch != nil {
+			select {
+			case <-ch:
+			case <-r.rctx.done:
+			}
+		}
+	}
 	v, err := call(&r.rctx, m.inst[i], s, keys, args)
+	r.markReturned(i)
 	r.ch <- reply{idx: i, val: v, err: err}
 	if r.pending.Add(-1) == 0 {
 		r.rctx.end(endReturned)

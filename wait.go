@@ -132,29 +132,35 @@ func (m *Manager) waitTurn(ctx context.Context, key string, w *waiter, delay tim
 }
 
 // subscribe starts, once, the release subscriptions of the instances whose
-// client is a Subscriber. Failures only leave waiters polling.
+// client is a Subscriber: in the background, one goroutine per instance
+// (counted in m.ops, so Close waits for them), so that a slow or dead
+// instance never delays the caller. Failures only leave waiters polling.
+// The caller holds an operation (m.enter).
 func (m *Manager) subscribe() {
 	m.subOnce.Do(func() {
 		for _, in := range m.inst {
 			sub, ok := in.client.(Subscriber)
-			if !ok {
+			if !ok || !m.enter() {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.NodeTimeout)
-			c, err := sub.Subscribe(ctx, ReleaseChannel, m.onRelease)
-			cancel()
-			if err != nil {
-				m.log.Warn("redlock: release subscription failed; waiters poll", "instance", in.name, "err", err)
-				continue
-			}
-			m.mu.Lock()
-			if m.closed {
+			go func() {
+				defer m.leave()
+				ctx, cancel := context.WithTimeout(context.Background(), max(m.cfg.NodeTimeout, time.Second))
+				c, err := sub.Subscribe(ctx, ReleaseChannel, m.onRelease)
+				cancel()
+				if err != nil {
+					m.log.Warn("redlock: release subscription failed; waiters poll", "instance", in.name, "err", err)
+					return
+				}
+				m.mu.Lock()
+				if m.closed {
+					m.mu.Unlock()
+					_ = c.Close()
+					return
+				}
+				m.subs = append(m.subs, c)
 				m.mu.Unlock()
-				_ = c.Close()
-				return
-			}
-			m.subs = append(m.subs, c)
-			m.mu.Unlock()
+			}()
 		}
 	})
 }

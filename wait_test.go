@@ -34,9 +34,9 @@ func TestLockWaitWakesOnRelease(t *testing.T) {
 	}()
 	// Wait until the waiter has failed once and queued (it then subscribes).
 	deadline := time.Now().Add(10 * time.Second)
-	for redlock.WaitersForTest(waiter, "wake") == 0 {
+	for redlock.WaitersForTest(waiter, "wake") == 0 || redlock.SubscriptionsForTest(waiter) < len(servers) {
 		if time.Now().After(deadline) {
-			t.Fatal("waiter never queued")
+			t.Fatal("waiter never queued and subscribed")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

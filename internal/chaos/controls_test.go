@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,8 +46,8 @@ func runControl(t *testing.T, sc Scenario) {
 			report.Add("Negative controls (violations expected)", TableHeader, res.Row())
 			t.Logf("\n%s\n%s", TableHeader, res.Row())
 			if res.Expected == 0 {
-				t.Fatalf("negative control %q: no violation of the kinds %v within %v (%d acquisitions; other violations: %v): the checker cannot see this failure",
-					sc.Name, sc.Expect, controlBudget(), res.Acquisitions, kinds(res.Violations))
+				t.Fatalf("negative control %q: no violation of the kinds %v within %v (%d acquisitions; other violations: %v): the checker cannot see this failure; failed calls by message:\n%s",
+					sc.Name, sc.Expect, controlBudget(), res.Acquisitions, kinds(res.Violations), strings.Join(res.FailureSummary(15), "\n"))
 			}
 			t.Logf("first %s after %v; violations by kind: %v", res.ExpectedKind, res.ExpectedAt, kinds(res.Violations))
 		})

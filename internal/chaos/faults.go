@@ -28,14 +28,14 @@ type ClusterOptions struct {
 }
 
 // Cluster is N redis-servers, each behind one toxiproxy proxy per client
-// group, and the faults that can be injected into them. Methods that take
+// group (toxiproxy's toxics, our accept loop: see faultProxy), and the faults that can be injected into them. Methods that take
 // no testing.TB are safe for concurrent use; the others must be called from
 // the test goroutine.
 type Cluster struct {
 	Servers []*redistest.Server
 	opts    ClusterOptions
 	api     *toxiproxy.ApiServer
-	proxies [][]*toxiproxy.Proxy // [group][server]
+	proxies [][]*faultProxy // [group][server]
 
 	mu     sync.Mutex
 	paused []bool
@@ -54,23 +54,23 @@ func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
 		c.Servers = append(c.Servers, redistest.StartWith(t, redistest.Options{AOF: opts.AOF}))
 	}
 	c.api = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	c.proxies = make([][]*toxiproxy.Proxy, opts.Groups)
+	c.proxies = make([][]*faultProxy, opts.Groups)
+	t.Cleanup(func() {
+		for _, ps := range c.proxies {
+			for _, p := range ps {
+				p.Close()
+			}
+		}
+	})
 	for g := range c.proxies {
 		for i, s := range c.Servers {
-			p := toxiproxy.NewProxy(c.api, fmt.Sprintf("g%d-s%d", g, i), "127.0.0.1:0", s.Addr())
-			if err := p.Start(); err != nil {
+			p, err := startProxy(c.api, fmt.Sprintf("g%d-s%d", g, i), s.Addr())
+			if err != nil {
 				t.Fatalf("chaos: start proxy for %s: %v", s, err)
 			}
 			c.proxies[g] = append(c.proxies[g], p)
 		}
 	}
-	t.Cleanup(func() {
-		for _, ps := range c.proxies {
-			for _, p := range ps {
-				p.Stop()
-			}
-		}
-	})
 	return c
 }
 
@@ -82,9 +82,7 @@ func (c *Cluster) N() int { return c.opts.N }
 func (c *Cluster) Endpoints(g int) []string {
 	out := make([]string, len(c.proxies[g]))
 	for i, p := range c.proxies[g] {
-		p.Lock()
-		out[i] = p.Listen
-		p.Unlock()
+		out[i] = p.Addr()
 	}
 	return out
 }
@@ -141,8 +139,8 @@ func (c *Cluster) Toxic(g, i int, typ, stream string, attrs map[string]any) (str
 		return "", err
 	}
 	for _, p := range c.groupProxies(g, i) {
-		if _, err := p.Toxics.AddToxicJson(strings.NewReader(string(body))); err != nil {
-			return "", fmt.Errorf("chaos: add %s toxic to %s: %w", typ, p.Name, err)
+		if _, err := p.tp.Toxics.AddToxicJson(strings.NewReader(string(body))); err != nil {
+			return "", fmt.Errorf("chaos: add %s toxic to %s: %w", typ, p.tp.Name, err)
 		}
 	}
 	return name, nil
@@ -152,18 +150,18 @@ func (c *Cluster) Toxic(g, i int, typ, stream string, attrs map[string]any) (str
 // group g (g < 0: every group).
 func (c *Cluster) RemoveToxic(g, i int, name string) error {
 	for _, p := range c.groupProxies(g, i) {
-		if err := p.Toxics.RemoveToxic(context.Background(), name); err != nil {
-			return fmt.Errorf("chaos: remove toxic %s from %s: %w", name, p.Name, err)
+		if err := p.tp.Toxics.RemoveToxic(context.Background(), name); err != nil {
+			return fmt.Errorf("chaos: remove toxic %s from %s: %w", name, p.tp.Name, err)
 		}
 	}
 	return nil
 }
 
-func (c *Cluster) groupProxies(g, i int) []*toxiproxy.Proxy {
+func (c *Cluster) groupProxies(g, i int) []*faultProxy {
 	if g >= 0 {
-		return []*toxiproxy.Proxy{c.proxies[g][i]}
+		return []*faultProxy{c.proxies[g][i]}
 	}
-	var out []*toxiproxy.Proxy
+	var out []*faultProxy
 	for _, ps := range c.proxies {
 		out = append(out, ps[i])
 	}
@@ -174,7 +172,7 @@ func (c *Cluster) groupProxies(g, i int) []*toxiproxy.Proxy {
 func (c *Cluster) ClearToxics() {
 	for _, ps := range c.proxies {
 		for _, p := range ps {
-			p.Toxics.ResetToxics(context.Background())
+			p.tp.Toxics.ResetToxics(context.Background())
 		}
 	}
 }

@@ -27,6 +27,8 @@ type Record struct {
 	// ("not-acquired", "unavailable", "ctx", "other").
 	OK  bool   `json:"ok,omitempty"`
 	Err string `json:"err,omitempty"`
+	// ErrText is the failed call's error message, for diagnosis.
+	ErrText string `json:"errtext,omitempty"`
 	// TTL is the lock's TTL (ns).
 	TTL int64 `json:"ttl,omitempty"`
 	// AcqPaused is how long the call slept in its acquisition attempts

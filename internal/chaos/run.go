@@ -336,6 +336,64 @@ func Execute(t testing.TB, sc Scenario) *Result {
 	return res
 }
 
+// FailureSummary counts the failed Lock calls by worker kind (goroutine
+// or subprocess) and error message, most frequent first, at most max
+// lines: what to look at when a run made fewer acquisitions than it should.
+func (r *Result) FailureSummary(max int) []string {
+	counts := map[string]int{}
+	for _, rc := range r.Records {
+		if rc.OK {
+			continue
+		}
+		kind := "goroutine"
+		if strings.HasPrefix(rc.Worker, "p") {
+			kind = "subprocess"
+		}
+		msg := rc.ErrText
+		if len(msg) > 300 {
+			msg = msg[:300] + "..."
+		}
+		counts[kind+": "+msg]++
+	}
+	lines := make([]string, 0, len(counts))
+	for k, n := range counts {
+		lines = append(lines, fmt.Sprintf("%6d %s", n, k))
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i] > lines[j] })
+	if len(lines) > max {
+		lines = lines[:max]
+	}
+	// A timeline: calls and successes per half second, by invocation.
+	type bucket struct{ calls, ok int }
+	var tl []bucket
+	for _, rc := range r.Records {
+		b := int((rc.Invoke - r.start) / int64(500*time.Millisecond))
+		if b < 0 || b > 1000 {
+			continue
+		}
+		for len(tl) <= b {
+			tl = append(tl, bucket{})
+		}
+		tl[b].calls++
+		if rc.OK {
+			tl[b].ok++
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString("timeline (ok/calls per 0.5s):")
+	for _, b := range tl {
+		fmt.Fprintf(&sb, " %d/%d", b.ok, b.calls)
+	}
+	lines = append(lines, sb.String())
+	for _, rc := range r.Records {
+		if !rc.OK && rc.ErrText != "" {
+			lines = append(lines, "first failure in full: "+rc.ErrText)
+			break
+		}
+	}
+	return lines
+}
+
 // percentile returns the p-quantile of ds (nearest rank).
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {

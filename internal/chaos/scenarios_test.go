@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,7 +83,7 @@ func runScenario(t *testing.T, sc Scenario) *Result {
 		floor = min(floor, 10)
 	}
 	if res.Acquisitions < floor {
-		t.Errorf("%d acquisitions, want at least %d", res.Acquisitions, floor)
+		t.Errorf("%d acquisitions, want at least %d; failed calls by message:\n%s", res.Acquisitions, floor, strings.Join(res.FailureSummary(15), "\n"))
 	}
 	return res
 }

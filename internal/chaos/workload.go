@@ -181,7 +181,7 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 		r.Return = Mono()
 		r.AcqPaused, r.AcqPausedLast = int64(total), int64(last)
 		if err != nil {
-			r.Err = Classify(err)
+			r.Err, r.ErrText = Classify(err), err.Error()
 			rec.Add(r)
 			continue
 		}
