@@ -16,3 +16,11 @@ func SubscriptionsForTest(m *Manager) int {
 	defer m.mu.Unlock()
 	return len(m.subs)
 }
+
+// HeldForTest returns how many locks m keeps in its held set, expired ones
+// not yet pruned included.
+func HeldForTest(m *Manager) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.locks)
+}

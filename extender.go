@@ -228,7 +228,9 @@ func (l *Lock) afterAutoExtend(start, now time.Time, yes, refused int) {
 	if yes >= m.quorum && m.cfg.validity(l.ttl, now.Sub(start)) > 0 {
 		if until := start.Add(l.ttl - m.cfg.drift(l.ttl)); until.After(l.until) {
 			l.until = until
-			l.expiry.Reset(until.Sub(m.now()))
+			if l.expiry != nil {
+				l.expiry.Reset(until.Sub(m.now()))
+			}
 		}
 		next := start.Add(l.refreshDelay())
 		l.mu.Unlock()

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -16,36 +17,45 @@ type Lock struct {
 	ks       keyset
 	token    string
 	fence    uint64
-	auto     bool          // extended automatically
-	lost     chan struct{} // closed once the lock is no longer held
+	auto     bool // extended automatically
 
 	acquired *round // the acquisition round, whose stragglers Unlock waits for
 
 	mu       sync.Mutex
 	ttl      time.Duration
 	until    time.Time
-	released bool        // Unlock was called
-	gone     bool        // lost is closed
-	expiry   *time.Timer // closes lost at until
-	refresh  *time.Timer // auto-extension of a multi-key lock
-	due      time.Time   // next batched auto-extension (guarded by m.ext.mu)
+	released bool          // Unlock was called
+	gone     bool          // the lock is lost (lost, if made, is closed)
+	lost     chan struct{} // made on first use (Lost, onLoss); closed once lost
+	expiry   *time.Timer   // loses the lock at until; nil until watched (auto-extended locks: at once)
+	refresh  *time.Timer   // auto-extension of a multi-key lock
+	due      time.Time     // next batched auto-extension (guarded by m.ext.mu)
 	onLost   []func()
 }
 
 func (m *Manager) newLock(req request, until time.Time, acquired *round) *Lock {
 	l := &Lock{
 		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto,
-		lost: make(chan struct{}), acquired: acquired, ttl: req.ttl, until: until,
+		acquired: acquired, ttl: req.ttl, until: until,
 	}
-	l.mu.Lock()
-	l.expiry = time.AfterFunc(until.Sub(m.now()), l.expire)
-	if l.auto && len(l.ks.keys) > 1 {
-		l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
+	if l.auto {
+		// The expiry timer of a lock nobody watches is made lazily (see
+		// watchLocked); an auto-extended lock needs it at once, since it
+		// ends the lock when extensions fail until the deadline.
+		l.mu.Lock()
+		l.watchLocked()
+		if len(l.ks.keys) > 1 {
+			l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
+		}
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 	m.mu.Lock()
 	m.locks[l] = struct{}{}
+	expired := m.pruneLocked()
 	m.mu.Unlock()
+	for _, x := range expired {
+		x.lose(reasonExpired)
+	}
 	if l.auto && len(l.ks.keys) == 1 {
 		m.ext.schedule(l, m.now().Add(l.refreshDelay()))
 	}
@@ -102,7 +112,36 @@ func (l *Lock) Until() time.Time {
 // Lost returns a channel that is closed once the lock is no longer held:
 // it was unlocked, an extension found it held by another token or gone on
 // too many instances, or its validity deadline passed.
-func (l *Lock) Lost() <-chan struct{} { return l.lost }
+func (l *Lock) Lost() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		if l.gone {
+			return closedChan
+		}
+		l.lost = make(chan struct{})
+	}
+	l.watchLocked()
+	return l.lost
+}
+
+// closedChan is a closed channel: Lost of a lock lost before anyone asked.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// watchLocked starts the expiry timer, which loses the lock at its
+// deadline, unless it runs or the lock is gone. Until someone watches the
+// lock (Lost, onLoss, auto-extension) the deadline is only read by Valid,
+// and Manager.pruneLocked drops an expired lock from the held set: a lock
+// costs no timer. Callers hold l.mu.
+func (l *Lock) watchLocked() {
+	if l.expiry == nil && !l.gone {
+		l.expiry = time.AfterFunc(l.until.Sub(l.m.now()), l.expire)
+	}
+}
 
 // onLoss registers f to run (once, on its own) when the lock is lost; at
 // once if it already is.
@@ -114,6 +153,7 @@ func (l *Lock) onLoss(f func()) {
 		return
 	}
 	l.onLost = append(l.onLost, f)
+	l.watchLocked()
 	l.mu.Unlock()
 }
 
@@ -123,8 +163,12 @@ func (l *Lock) markLostLocked() []func() {
 		return nil
 	}
 	l.gone = true
-	close(l.lost)
-	l.expiry.Stop()
+	if l.lost != nil {
+		close(l.lost)
+	}
+	if l.expiry != nil {
+		l.expiry.Stop()
+	}
 	if l.refresh != nil {
 		l.refresh.Stop()
 	}
@@ -135,16 +179,22 @@ func (l *Lock) markLostLocked() []func() {
 
 func (l *Lock) lose(reason string) {
 	l.mu.Lock()
+	already := l.gone
 	fs := l.markLostLocked()
 	l.mu.Unlock()
-	if fs == nil {
+	if already {
 		return
 	}
 	l.m.mu.Lock()
 	delete(l.m.locks, l)
 	l.m.mu.Unlock()
 	if reason != "" {
-		l.m.log.Warn("redlock: lock lost", "resource", quoteResource(l.resource), "reason", reason)
+		// A fixed-TTL lock left to expire is normal use: not a warning.
+		level := slog.LevelWarn
+		if !l.auto && reason == reasonExpired {
+			level = slog.LevelDebug
+		}
+		l.m.log.Log(context.Background(), level, "redlock: lock lost", "resource", quoteResource(l.resource), "reason", reason)
 	}
 	for _, f := range fs {
 		f()
@@ -156,15 +206,18 @@ func (l *Lock) expire() {
 	l.mu.Lock()
 	if l.gone || l.m.now().Before(l.until) {
 		// Extended meanwhile: the timer was reset, or will be.
-		if !l.gone {
+		if !l.gone && l.expiry != nil {
 			l.expiry.Reset(l.until.Sub(l.m.now()))
 		}
 		l.mu.Unlock()
 		return
 	}
 	l.mu.Unlock()
-	l.lose("validity deadline passed")
+	l.lose(reasonExpired)
 }
+
+// reasonExpired is the loss reason of a lock whose deadline passed.
+const reasonExpired = "validity deadline passed"
 
 func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
 
@@ -250,7 +303,9 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 		}
 		if until := start.Add(ttl - m.cfg.drift(ttl)); until.After(l.until) || !auto {
 			l.until = until
-			l.expiry.Reset(until.Sub(m.now()))
+			if l.expiry != nil {
+				l.expiry.Reset(until.Sub(m.now()))
+			}
 		}
 		if !auto {
 			l.ttl = ttl

@@ -33,16 +33,19 @@ type Manager struct {
 	now     func() time.Time // the clock; tests may replace it
 	hooks   *testhooks.Hooks // nil except in this module's own fault tests
 
-	ops sync.WaitGroup // in-flight calls and background work
+	ops     sync.WaitGroup // in-flight calls and background work
+	workers sync.WaitGroup // the instances' call workers (see dispatch)
+	quit    chan struct{}  // closed by Close: workers exit
 
 	ext     extender    // batched auto-extension of single-key locks
 	waits   waitSet     // local callers waiting for a lock, per key
 	subOnce sync.Once   // starts the release subscriptions
 	subs    []io.Closer // release subscriptions, closed by Close
 
-	mu     sync.Mutex
-	closed bool
-	locks  map[*Lock]struct{} // held locks, for Locks and Close
+	mu      sync.Mutex
+	closed  bool
+	locks   map[*Lock]struct{} // held locks, for Locks and Close
+	pruneAt int                // len(locks) at which pruneLocked next looks
 }
 
 // New returns a Manager over the instances named by endpoints, dialing a
@@ -131,6 +134,10 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 		log:     cfg.Logger,
 		now:     time.Now,
 		locks:   make(map[*Lock]struct{}),
+		quit:    make(chan struct{}),
+	}
+	for _, in := range inst {
+		in.work = make(chan *job)
 	}
 	m.ext.m = m
 	return m
@@ -863,6 +870,8 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	m.ext.close()
+	close(m.quit)
+	m.workers.Wait()
 	m.mu.Lock()
 	subs := m.subs
 	m.subs = nil
@@ -881,6 +890,28 @@ func (m *Manager) Close(ctx context.Context) error {
 }
 
 // heldLocks returns the locks registered with m.
+// pruneLocked returns the locks whose deadline passed without anyone
+// watching them (no expiry timer), for the caller to lose once it released
+// m.mu: it keeps the held set from growing with locks that were left to
+// expire. It looks only when the set has doubled since it last did, so
+// that its cost stays constant per lock. Callers hold m.mu.
+func (m *Manager) pruneLocked() []*Lock {
+	if len(m.locks) < m.pruneAt {
+		return nil
+	}
+	var expired []*Lock
+	now := m.now()
+	for l := range m.locks {
+		l.mu.Lock()
+		if l.expiry == nil && !l.gone && !now.Before(l.until) {
+			expired = append(expired, l)
+		}
+		l.mu.Unlock()
+	}
+	m.pruneAt = 2*(len(m.locks)-len(expired)) + 64
+	return expired
+}
+
 func (m *Manager) heldLocks() []*Lock {
 	m.mu.Lock()
 	defer m.mu.Unlock()

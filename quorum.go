@@ -11,7 +11,50 @@ import (
 // instance is one independent Redis instance.
 type instance struct {
 	client Client
-	name   string // redacted endpoint, for errors and logs
+	name   string    // redacted endpoint, for errors and logs
+	work   chan *job // unbuffered: a send succeeds when an idle worker waits
+}
+
+// job is one call of a round to one instance, run by a worker.
+type job struct {
+	r    *round
+	i    int
+	s    *script
+	keys []string
+}
+
+// workerIdle is how long a worker waits for a call before it exits.
+const workerIdle = 10 * time.Second
+
+// dispatch hands j to an idle worker of its instance, or starts a worker
+// for it. Workers are long-lived goroutines owned by the Manager (one per
+// call in flight at the peak, per instance, exiting after workerIdle
+// without work or once the Manager is closed): a call costs no goroutine
+// start and no allocation.
+func (m *Manager) dispatch(in *instance, j *job) {
+	select {
+	case in.work <- j:
+	default:
+		m.workers.Add(1)
+		go m.worker(in, j)
+	}
+}
+
+func (m *Manager) worker(in *instance, j *job) {
+	defer m.workers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		j.r.run(m, j.i, j.s, j.keys)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-in.work:
+		case <-idle.C:
+			return
+		case <-m.quit:
+			return
+		}
+	}
 }
 
 // vote is how one instance answered one call.
@@ -52,6 +95,11 @@ type round struct {
 	returned atomic.Uint64         // bit i: the call to instance i returned (i < 64)
 	mu       sync.Mutex            // guards waitCh
 	waitCh   [smallN]chan struct{} // made by a later round waiting for call i; closed when it returns
+
+	args    []string // the script's arguments (a copy, in argsArr when short)
+	argsArr [3]string
+	jobs    []job
+	jobsArr [smallN]job
 }
 
 // hasReturned reports whether the call of r to instance i returned (false
@@ -151,10 +199,18 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 	n := len(m.inst)
 	r := &round{ch: make(chan reply, n), after: after}
 	if n <= smallN {
-		r.sent = r.sentArr[:n]
+		r.sent, r.jobs = r.sentArr[:n], r.jobsArr[:n]
 	} else {
-		r.sent = make([]bool, n)
+		r.sent, r.jobs = make([]bool, n), make([]job, n)
 	}
+	// A copy, so that the caller's slice does not escape (no allocation
+	// for a literal).
+	if len(args) <= len(r.argsArr) {
+		r.args = r.argsArr[:len(args)]
+	} else {
+		r.args = make([]string, len(args))
+	}
+	copy(r.args, args)
 	calls := 0
 	for i := range m.inst {
 		if only == nil || only[i] {
@@ -175,16 +231,18 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 	}
 	r.pending.Store(int32(calls))
 	m.ops.Add(calls)
-	for i := range m.inst {
+	for i, in := range m.inst {
 		if r.sent[i] {
-			go r.run(m, i, s, keys, args)
+			j := &r.jobs[i]
+			j.r, j.i, j.s, j.keys = r, i, s, keys
+			m.dispatch(in, j)
 		}
 	}
 	return r
 }
 
 // run is one call of a round, on its own goroutine.
-func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
+func (r *round) run(m *Manager, i int, s *script, keys []string) {
 	if a := r.after; a != nil && a.sent[i] && !a.hasReturned(i) {
 		// Keep the order on instance i: after's call there first (it
 		// returns by its deadline at the latest).
@@ -195,7 +253,7 @@ func (r *round) run(m *Manager, i int, s *script, keys, args []string) {
 			}
 		}
 	}
-	v, err := call(&r.rctx, m.inst[i], s, keys, args)
+	v, err := call(&r.rctx, m.inst[i], s, keys, r.args)
 	r.markReturned(i)
 	r.ch <- reply{idx: i, val: v, err: err}
 	if r.pending.Add(-1) == 0 {
