@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,6 +154,77 @@ func BenchmarkExtend(b *testing.B) {
 			b.StopTimer()
 			if err := l.Unlock(ctx); err != nil {
 				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// BenchmarkLockUnlockResources is one caller cycling while the Manager
+// holds H other locks (N=3; H = 0, 100, 10,000, 100,000, taken by 64
+// goroutines before the measurement, with a fixed TTL): per-resource state
+// (the held set, the instances' keyspace) must not make a cycle slower as
+// it grows (issue 7: flat ±20% from 1 to 100,000 resources). The caller
+// itself cycles over 1,000 names.
+func BenchmarkLockUnlockResources(b *testing.B) {
+	servers := redistest.Start(b, 3)
+	m := benchManager(b, servers, 3, dialRueidis)
+	warm(b, m)
+	ctx := context.Background()
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = "bench:probe:" + strconv.Itoa(i)
+	}
+	b.Cleanup(func() { // before Close (cleanups run last first): release in parallel
+		locks := m.Locks()
+		var wg sync.WaitGroup
+		for g := 0; g < 64; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < len(locks); i += 64 {
+					_ = locks[i].Unlock(ctx)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	held := 0
+	for _, h := range []int{0, 100, 10_000, 100_000} {
+		// Take the locks up to h (they stay held until Close).
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		next := atomic.Int64{}
+		next.Store(int64(held))
+		for g := 0; g < 64; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(h) {
+						return
+					}
+					if _, err := m.Lock(ctx, "bench:held:"+strconv.FormatInt(i, 10), TTL(10*time.Minute)); err != nil {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			b.Fatalf("%d locks of %d not taken", failed.Load(), h-held)
+		}
+		held = max(held, h)
+		b.Run("held="+strconv.Itoa(h), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := cycle(ctx, m, names[i]); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == len(names) {
+					i = 0
+				}
 			}
 		})
 	}
