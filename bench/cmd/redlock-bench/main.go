@@ -1,6 +1,7 @@
-// Command redlock-bench compares this library with redsync, bsm/redislock
-// and the raw go-redis and rueidis round-trip floors on redis-servers it
-// starts itself, and writes a markdown table and an SVG chart.
+// Command redlock-bench compares this library with redsync, bsm/redislock,
+// node-redlock (in node, when node and npm are available) and the raw
+// go-redis and rueidis round-trip floors on redis-servers it starts itself,
+// and writes a markdown table and an SVG chart.
 //
 //	go -C bench run ./cmd/redlock-bench          # defaults: N=3, 2 rounds of 3s cells (~2.5 min)
 //	go -C bench run ./cmd/redlock-bench -quick   # about a minute

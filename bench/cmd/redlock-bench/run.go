@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		hold      = fs.Duration("hold", harness.DefaultHold, "how long a contended holder keeps the lock")
 		ttl       = fs.Duration("ttl", harness.DefaultTTL, "fixed TTL of every lock")
 		procs     = fs.Int("procs", 0, "GOMAXPROCS for the run (0: Go's default, the number of CPUs)")
-		impls     = fs.String("impls", "", "comma-separated implementations (default all: redlock, redlock-goredis, redsync, redislock, goredis-floor, rueidis-floor)")
+		impls     = fs.String("impls", "", "comma-separated implementations (default all: redlock, redlock-goredis, redsync, redislock, node-redlock, goredis-floor, rueidis-floor; node-redlock is skipped with a note when node or npm is missing or npm ci fails)")
 		quick     = fs.Bool("quick", false, "about a minute: 2 rounds of 1s cells (contended 2s), 200ms warm-up, unless those flags are given")
 		out       = fs.String("out", "", "markdown output (default <bench>/results/latest.md; \"-\" for none)")
 		chart     = fs.String("chart", "", "SVG chart output (default <bench>/results/chart.svg; \"-\" for none)")

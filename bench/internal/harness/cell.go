@@ -39,7 +39,8 @@ type Result struct {
 	// next holder's Lock returning (contended).
 	P50, P99 time.Duration
 	// Allocs is runtime.MemStats.Mallocs over the measured time divided by
-	// Ops (process-wide: client background goroutines count too).
+	// Ops (process-wide: client background goroutines count too); NaN where
+	// it does not apply (an implementation outside this process).
 	Allocs float64
 	// MaxWait (contended) is the longest time a waiter spent in Lock,
 	// including waits still running when the cell ended.
@@ -291,8 +292,19 @@ func runContended(ctx context.Context, tgt Target, c int, cfg cellConfig) Result
 	return r
 }
 
-// runCell sets im up over addrs, runs w and closes it.
+// runCell sets im up over addrs, runs w and closes it (or hands the cell to
+// im.RunCell).
 func runCell(ctx context.Context, im *Impl, addrs []string, w Workload, cfg cellConfig, ttl time.Duration) (Result, error) {
+	if im.RunCell != nil {
+		r, err := im.RunCell(ctx, addrs, w, cfg, ttl)
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil && ctx.Err() != nil {
+			return r, errors.Join(errors.New("interrupted"), err)
+		}
+		return r, err
+	}
 	tgt, err := im.Setup(addrs, Params{TTL: ttl, Contended: w.Contended})
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: set up: %w", im.Key, err)

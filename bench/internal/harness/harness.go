@@ -1,7 +1,8 @@
 // Package harness runs the same lock workloads through this library, its
-// peers (redsync, bsm/redislock) and the raw round-trip floors (go-redis,
-// rueidis) against redis-server processes it starts, and reports the
-// medians as markdown and an SVG chart.
+// peers (redsync, bsm/redislock, and node-redlock in a node process when node
+// and npm are available) and the raw round-trip floors (go-redis, rueidis)
+// against redis-server processes it starts, and reports the medians as
+// markdown and an SVG chart.
 //
 // Methodology (shared/reference/peer-benchmarks.md): one op is a lock+unlock
 // cycle; cells of a fixed duration alternate implementations cell by cell
@@ -16,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/redlock-go/redlock/bench/internal/redisproc"
@@ -158,7 +161,8 @@ type Row struct {
 }
 
 // Summary is the median over rounds of each measure (MaxWait: the largest,
-// Errors: the sum).
+// Errors: the sum). Allocs is NaN where it does not apply or no round had
+// ops.
 type Summary struct {
 	OpsPerSec float64
 	P50, P99  time.Duration
@@ -181,6 +185,17 @@ type Report struct {
 	GOMAXPROCS   int
 	NumCPU       int
 	Rows         []*Row
+	// Notes are the notes of the prepared implementations, as
+	// "<key>: <note>".
+	Notes []string
+	// Skipped lists the implementations whose Prepare failed.
+	Skipped []Skipped
+}
+
+// Skipped is an implementation that did not run, and why.
+type Skipped struct {
+	Key    string
+	Reason string
 }
 
 // Row returns the row of (n, workload, impl key), or nil.
@@ -216,6 +231,9 @@ func (o Options) Estimate() time.Duration {
 					cell = o.ContendedCell
 				}
 				d += cell + o.Warmup + 20*time.Millisecond
+				if im.RunCell != nil {
+					d += 300 * time.Millisecond // starting a process
+				}
 			}
 		}
 	}
@@ -233,6 +251,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer runtime.GOMAXPROCS(prev)
 	}
 	version, err := redisproc.CheckVersion(opts.RedisServer)
+	if err != nil {
+		return nil, err
+	}
+	impls, notes, skipped, err := prepare(ctx, opts.Impls, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -254,10 +276,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		RedisVersion: version,
 		GOMAXPROCS:   runtime.GOMAXPROCS(0),
 		NumCPU:       runtime.NumCPU(),
+		Notes:        notes,
+		Skipped:      skipped,
 	}
 	for _, n := range opts.Ns {
 		for _, w := range opts.Workloads() {
-			for _, im := range opts.Impls {
+			for _, im := range impls {
 				if im.appliesTo(n, w) {
 					rep.Rows = append(rep.Rows, &Row{N: n, Workload: w, Impl: im})
 				}
@@ -301,9 +325,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 					}
 					row.Rounds = append(row.Rounds, res)
 					if opts.Progress != nil {
-						fmt.Fprintf(opts.Progress, "[%d/%d] round %d N=%d %-10s %-16s %10s/s  p50 %8s  p99 %8s  %6.1f allocs  errors %d  other CPU %s\n",
+						fmt.Fprintf(opts.Progress, "[%d/%d] round %d N=%d %-10s %-16s %10s/s  p50 %8s  p99 %8s  %6s allocs  errors %d  other CPU %s\n",
 							cell, total, round+1, n, w.Name(), row.Impl.Key, fmtInt(res.OpsPerSec()),
-							fmtMicros(res.P50), fmtMicros(res.P99), res.Allocs, res.Errors, fmtCores(res.OtherCores))
+							fmtMicros(res.P50), fmtMicros(res.P99), fmtAllocs(res.Allocs, 1), res.Errors, fmtCores(res.OtherCores))
 					}
 				}
 			}
@@ -316,6 +340,38 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
+// prepare runs the Prepare of every implementation that has one and returns
+// the implementations that can run, their notes and the skipped ones (one
+// progress line each). It fails only when ctx ends.
+func prepare(ctx context.Context, all []*Impl, progress io.Writer) (impls []*Impl, notes []string, skipped []Skipped, err error) {
+	for _, im := range all {
+		if im.Prepare == nil {
+			impls = append(impls, im)
+			continue
+		}
+		note, err := im.Prepare(ctx)
+		if ctx.Err() != nil {
+			return nil, nil, nil, errors.Join(fmt.Errorf("%s: prepare: interrupted", im.Key), ctx.Err())
+		}
+		if err != nil {
+			reason := strings.Join(strings.Fields(err.Error()), " ")
+			skipped = append(skipped, Skipped{Key: im.Key, Reason: reason})
+			if progress != nil {
+				fmt.Fprintf(progress, "%s: not run: %s\n", im.Key, reason)
+			}
+			continue
+		}
+		notes = append(notes, im.Key+": "+note)
+		if progress != nil {
+			fmt.Fprintf(progress, "%s: %s\n", im.Key, note)
+		}
+		impls = append(impls, im)
+	}
+	return impls, notes, skipped, nil
+}
+
+// summarize takes the medians over rounds; Allocs is NaN when no round had
+// ops.
 func summarize(rs []Result) Summary {
 	s := Summary{OtherCores: -1}
 	var ops, allocs, p50, p99 []float64
@@ -334,6 +390,9 @@ func summarize(rs []Result) Summary {
 		}
 	}
 	s.OpsPerSec, s.Allocs = median(ops), median(allocs)
+	if len(allocs) == 0 {
+		s.Allocs = math.NaN()
+	}
 	s.P50, s.P99 = time.Duration(median(p50)), time.Duration(median(p99))
 	return s
 }

@@ -14,13 +14,26 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestRunShort runs every implementation through every workload in a very
-// short mode and checks that the report has every row, no errors, and a
-// chart line per implementation.
+// goImpls is every implementation but node-redlock, which has its own
+// tests (impl_node_test.go) and needs node and npm.
+func goImpls() []*Impl {
+	var out []*Impl
+	for _, im := range Impls() {
+		if im.Key != nodeKey {
+			out = append(out, im)
+		}
+	}
+	return out
+}
+
+// TestRunShort runs every in-process implementation through every workload
+// in a very short mode and checks that the report has every row, no errors,
+// and a chart line per implementation.
 func TestRunShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	opts := Options{
+		Impls:         goImpls(),
 		Ns:            []int{1, 3},
 		Cs:            []int{1, 4},
 		Waiters:       4,
@@ -43,7 +56,7 @@ func TestRunShort(t *testing.T) {
 	wantRows := 0
 	for _, n := range []int{1, 3} {
 		for _, w := range []Workload{{C: 1}, {C: 4}, {Contended: true, C: 4}} {
-			for _, im := range Impls() {
+			for _, im := range goImpls() {
 				applies := !(im.SingleOnly && n != 1) && !(im.Floor && w.Contended)
 				row := rep.Row(n, w, im.Key)
 				if !applies {

@@ -20,7 +20,19 @@ type Impl struct {
 	// Setup connects to the instances at addrs. A contended target's Lock
 	// waits for the lock with the library's own retry policy (bounded by
 	// ctx); an uncontended one makes the library's ordinary Lock call.
+	// Unused when RunCell is set.
 	Setup func(addrs []string, p Params) (Target, error)
+	// RunCell, when set, runs a whole cell instead of Setup and the
+	// harness's loops: for an implementation outside this process, where a
+	// call per Worker method would measure the process boundary. It warms
+	// up for cfg.warmup, measures w for cfg.duration with the same
+	// definitions of an op and of its latency, and fills Result.OtherCores
+	// itself. An error aborts the run.
+	RunCell func(ctx context.Context, addrs []string, w Workload, cfg cellConfig, ttl time.Duration) (Result, error)
+	// Prepare, when set, runs once before the first cell (for example to
+	// install dependencies) and returns a note for the report. An error
+	// skips the implementation for the run, reported as "not run: <reason>".
+	Prepare func(ctx context.Context) (note string, err error)
 }
 
 // Params are the per-lock choices shared by all implementations.
@@ -56,6 +68,7 @@ func Impls() []*Impl {
 		implRedlockGoredis(),
 		implRedsync(),
 		implRedislock(),
+		implNodeRedlock(),
 		implGoredisFloor(),
 		implRueidisFloor(),
 	}
