@@ -13,10 +13,12 @@
 // measured with Go's monotonic clock; if that deadline has already passed
 // the attempt fails. A failed or cancelled attempt releases what it may have
 // set, on every instance that did not refuse; the call returns once those
-// releases are done, except that once ctx has ended it waits only for the
+// releases are done, except that once ctx has ended (and the token is the
+// call's own, not fixed with the Token option) it waits only for the
 // instances that set the key, and the releases to slow or unreachable ones
 // finish in the background (Close waits for them), so that a call returns
-// by its deadline. Each release to an instance is sent after that
+// at its deadline, or up to Config.NodeTimeout later if an instance that
+// set the key stops answering. Each release to an instance is sent after that
 // instance's answer to the acquisition, so that it reaches the key. Every
 // attempt of a call draws a fresh token (unless the Token option fixes
 // one), so a late release of one attempt never deletes the key of the next.
@@ -65,10 +67,13 @@
 // A Manager owns the background work of its locks: auto-extension of locks
 // taken without the TTL option (every 0.6×TTL; one goroutine per Manager
 // extends all of them, with one script call per instance per tick), the
-// timers that close Lock.Lost at the deadline, and the pub/sub subscriptions
-// (one per instance, started by the first caller that has to wait) on which
-// releases wake waiting callers. Close releases every held lock, stops that
-// work, waits for in-flight calls and closes the clients New dialed.
+// timers that close Lock.Lost at the deadline, the pub/sub subscriptions
+// (one per instance, started in the background by the first caller that has
+// to wait) on which releases wake waiting callers, and the call workers
+// (long-lived goroutines per instance, as many as calls were in flight at
+// the peak; each exits after 10 s without work). Close releases every held
+// lock, stops that work, waits for in-flight calls and background releases,
+// and closes the clients New dialed.
 //
 // # Wake-ups
 //

@@ -121,13 +121,16 @@ func (e *extender) run() {
 func (e *extender) extend(batch []*Lock) {
 	m := e.m
 	// Drop locks that were released or lost meanwhile.
+	// ttls are read under each lock's mu: Extend may change a TTL meanwhile.
 	live := batch[:0]
+	var ttls []time.Duration
 	for _, l := range batch {
 		l.mu.Lock()
-		ok := !l.released && !l.gone
+		ok, ttl := !l.released && !l.gone, l.ttl
 		l.mu.Unlock()
 		if ok {
 			live = append(live, l)
+			ttls = append(ttls, ttl)
 		}
 	}
 	batch = live
@@ -135,9 +138,9 @@ func (e *extender) extend(batch []*Lock) {
 		return
 	}
 	start := m.now()
-	minTTL := batch[0].ttl
-	for _, l := range batch {
-		minTTL = min(minTTL, l.ttl)
+	minTTL := ttls[0]
+	for _, t := range ttls {
+		minTTL = min(minTTL, t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(m.cfg.NodeTimeout, minTTL))
 	defer cancel()
@@ -156,7 +159,7 @@ func (e *extender) extend(batch []*Lock) {
 				args := make([]string, 0, 2*len(group))
 				for k, j := range group {
 					keys[k] = batch[j].ks.keys[0]
-					args = append(args, batch[j].token, fmtMillis(batch[j].ttl))
+					args = append(args, batch[j].token, fmtMillis(ttls[j]))
 				}
 				v, err := call(ctx, in, scriptExtendBatch, keys, args)
 				a, _ := v.([]any)
@@ -183,7 +186,7 @@ func (e *extender) extend(batch []*Lock) {
 				refused++
 			}
 		}
-		l.afterAutoExtend(start, now, yes, refused)
+		l.afterAutoExtend(start, now, ttls[j], yes, refused)
 	}
 }
 
@@ -218,15 +221,17 @@ func groups(in *instance, batch []*Lock) [][]int {
 
 // afterAutoExtend applies the outcome of a batched extension to l and
 // schedules the next one.
-func (l *Lock) afterAutoExtend(start, now time.Time, yes, refused int) {
+func (l *Lock) afterAutoExtend(start, now time.Time, ttl time.Duration, yes, refused int) {
 	m := l.m
 	l.mu.Lock()
 	if l.released || l.gone {
 		l.mu.Unlock()
 		return
 	}
-	if yes >= m.quorum && m.cfg.validity(l.ttl, now.Sub(start)) > 0 {
-		if until := start.Add(l.ttl - m.cfg.drift(l.ttl)); until.After(l.until) {
+	// ttl is the lease the instances were sent (l.ttl may have changed
+	// since, by Extend).
+	if yes >= m.quorum && m.cfg.validity(ttl, now.Sub(start)) > 0 {
+		if until := start.Add(ttl - m.cfg.drift(ttl)); until.After(l.until) {
 			l.until = until
 			if l.expiry != nil {
 				l.expiry.Reset(until.Sub(m.now()))

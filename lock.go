@@ -111,7 +111,9 @@ func (l *Lock) Until() time.Time {
 
 // Lost returns a channel that is closed once the lock is no longer held:
 // it was unlocked, an extension found it held by another token or gone on
-// too many instances, or its validity deadline passed.
+// too many instances, or its validity deadline passed. The first call
+// starts the timer that closes it at the deadline (a lock nobody watches
+// costs no timer).
 func (l *Lock) Lost() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -297,6 +299,14 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
 	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
 		l.mu.Lock()
+		if !l.released && !l.gone && !m.now().Before(l.until) {
+			// The deadline passed while the extension was on its way: the
+			// lock was lost then (the expiry timer, if any, fires about
+			// now), and an extension must not bring it back.
+			l.mu.Unlock()
+			l.lose(reasonExpired)
+			l.mu.Lock()
+		}
 		defer l.mu.Unlock()
 		if l.released || l.gone {
 			return &QuorumError{Op: "extend", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}

@@ -313,7 +313,8 @@ func newToken() string {
 // whole call; nothing is sent once ctx has ended. A failed attempt releases
 // whatever it may have set; the call returns by ctx's deadline, finishing
 // the releases to instances that have not answered in the background (see
-// the package documentation).
+// the package documentation; with the Token option, or for the
+// instances that set the key, it may wait up to Config.NodeTimeout more).
 //
 // Without the TTL option the lock gets Config.DefaultTTL and is extended
 // automatically until Unlock, Close, or loss (see Lock.Lost).
@@ -632,7 +633,9 @@ late:
 	failed := 0
 	add := func(rep reply) {
 		calls--
-		want &^= 1 << uint(rep.idx&63)
+		if rep.idx < 64 {
+			want &^= 1 << uint(rep.idx)
+		}
 		if v, _ := cl(rep.val, rep.err); v == voteFailed {
 			failed++
 		}
@@ -859,6 +862,12 @@ func (m *Manager) Close(ctx context.Context) error {
 	var errs []error
 	for {
 		for _, l := range m.heldLocks() {
+			if !l.Valid() {
+				// Expired (a lock left to its TTL, not yet pruned): its
+				// keys are expiring; nothing to release.
+				l.lose(reasonExpired)
+				continue
+			}
 			if err := l.unlock(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
 				m.log.Warn("redlock: release on close failed", "resource", quoteResource(l.resource), "err", err)
 				errs = append(errs, err)
@@ -889,7 +898,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// heldLocks returns the locks registered with m.
 // pruneLocked returns the locks whose deadline passed without anyone
 // watching them (no expiry timer), for the caller to lose once it released
 // m.mu: it keeps the held set from growing with locks that were left to
@@ -912,6 +920,7 @@ func (m *Manager) pruneLocked() []*Lock {
 	return expired
 }
 
+// heldLocks returns the locks registered with m.
 func (m *Manager) heldLocks() []*Lock {
 	m.mu.Lock()
 	defer m.mu.Unlock()

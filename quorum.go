@@ -46,6 +46,7 @@ func (m *Manager) worker(in *instance, j *job) {
 	defer idle.Stop()
 	for {
 		j.r.run(m, j.i, j.s, j.keys)
+		j = nil // do not keep the round alive while idle
 		idle.Reset(workerIdle)
 		select {
 		case j = <-in.work:
@@ -188,9 +189,11 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 }
 
 // fanoutAfter is fanout to every instance, where the call to an instance
-// whose call in round after has not returned yet waits for it first (at
-// most until after's deadline), so that the two reach that instance in
-// order. after may be nil.
+// whose call in round after has not returned yet waits for that call first
+// (which returns by after's deadline; the wait ends at the new round's
+// deadline in any case; for instances beyond smallN it waits for all of
+// after's calls), so that the two reach that instance in order. after may
+// be nil.
 func (m *Manager) fanoutAfter(ctx context.Context, timeout time.Duration, after *round, s *script, keys, args []string) *round {
 	return m.fanoutTo(ctx, timeout, nil, after, s, keys, args)
 }
@@ -241,7 +244,7 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 	return r
 }
 
-// run is one call of a round, on its own goroutine.
+// run is one call of a round, on a worker (see dispatch).
 func (r *round) run(m *Manager, i int, s *script, keys []string) {
 	if a := r.after; a != nil && a.sent[i] && !a.hasReturned(i) {
 		// Keep the order on instance i: after's call there first (it
