@@ -89,6 +89,13 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		// acquisition, even one whose caller stopped waiting, runs after
 		// it. Measured: no loss at 64 callers, slightly faster at 1.
 		PipelineMultiplex: -1,
+		// After each write to a connection, wait up to 20 µs for more
+		// commands to batch into the next write: with many callers that
+		// is fewer syscalls per lock (64 callers, N=3: 43 µs per cycle
+		// instead of 53-57 in BenchmarkLockUnlockParallel; 10 µs gained
+		// nothing, 50 µs little more), and one caller does not notice it
+		// (its next command comes a round trip later).
+		MaxFlushDelay: 20 * time.Microsecond,
 	}
 	switch ep.kind() {
 	case kindSentinel:
