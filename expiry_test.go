@@ -25,8 +25,10 @@ func TestUnwatchedLocksArePruned(t *testing.T) {
 		}
 		last = l
 	}
-	if got := redlock.HeldForTest(m); got != n {
-		t.Fatalf("held set: %d locks, want %d", got, n)
+	// (Some may already have expired and been pruned on a slow machine:
+	// the set is pruned whenever it doubles.)
+	if got := redlock.HeldForTest(m); got > n {
+		t.Fatalf("held set: %d locks, want at most %d", got, n)
 	}
 	waitFor(t, 10*time.Second, "the locks to expire", func() bool { return !last.Valid() })
 	if got := len(m.Locks()); got != 0 {
