@@ -80,3 +80,30 @@ func TestLostAfterUnwatchedExpiry(t *testing.T) {
 		t.Fatal("Lost() of an unlocked lock is not closed")
 	}
 }
+
+// TestReleaseScriptLoadedWithAcquire: the first acquisition on an instance
+// without the scripts also loads the release script, so that a release
+// which reaches the instance only after its caller stopped waiting (it
+// gets no EVAL fallback) does not fail with NOSCRIPT and leave the key.
+func TestReleaseScriptLoadedWithAcquire(t *testing.T) {
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 1)
+	m := newManager(t, servers, redlock.Config{})
+	sha := redlock.ScriptSHA("release")
+	if got := servers[0].Do(t, "SCRIPT", "EXISTS", sha); got != "0" {
+		t.Fatalf("fresh server: SCRIPT EXISTS release = %s", got)
+	}
+	l, err := m.Lock(ctx, "primed", redlock.TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := servers[0].Do(t, "SCRIPT", "EXISTS", sha); got != "1" {
+		t.Errorf("after the first acquisition: SCRIPT EXISTS release = %s, want 1", got)
+	}
+	if got := servers[0].Do(t, "GET", "primed"); got != l.Token() {
+		t.Errorf("the priming call touched the lock: %q, want %q", got, l.Token())
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
