@@ -579,11 +579,12 @@ func classifyAcquire(v any, err error) (vote, error) {
 // runs even when the caller's ctx ended.
 func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset, token string, own bool) {
 	var onlyArr [smallN]bool
-	only := onlyArr[:0]
-	if len(m.inst) > smallN {
-		only = make([]bool, 0, len(m.inst))
+	var only []bool
+	if len(m.inst) <= smallN {
+		only = onlyArr[:len(m.inst)]
+	} else {
+		only = make([]bool, len(m.inst))
 	}
-	only = only[:len(m.inst)]
 	calls := 0
 	for i, v := range o.votes {
 		if r.sent[i] && v != voteRefused {

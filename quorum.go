@@ -176,14 +176,8 @@ func call(ctx context.Context, in *instance, s *script, keys, args []string) (an
 	v, err := in.client.EvalSha(ctx, s.sha, keys, args)
 	if isNoScript(err) {
 		v, err = in.client.Eval(ctx, s.src, keys, args)
-		if s == scriptAcquire && err == nil {
-			// The instance never had the scripts, or lost them (restart,
-			// SCRIPT FLUSH). Load the release that will follow now, with
-			// a token no lock holds (no effect): a release that reaches the
-			// instance only after its caller stopped waiting (a paused
-			// instance) gets no EVAL fallback, and would fail with NOSCRIPT
-			// and leave the key until its TTL.
-			_, _ = in.client.Eval(ctx, scriptRelease.src, keys[:1], []string{""})
+		if p := s.primes; p != nil && err == nil {
+			_, _ = in.client.Eval(ctx, p.src, keys[:1], s.primeArgs) // see script.primes
 		}
 	}
 	return v, err

@@ -14,6 +14,13 @@ type script struct {
 	name string
 	src  string
 	sha  string
+	// primes is loaded, with an argument that makes it a no-op, whenever
+	// this script had to be loaded on an instance (NOSCRIPT): the release
+	// after an acquisition may reach the instance when its caller no
+	// longer waits, and then gets no EVAL fallback of its own.
+	primes *script
+	// primeArgs are primes' arguments for the no-op call.
+	primeArgs []string
 }
 
 func loadScript(name string) *script {
@@ -25,9 +32,15 @@ func loadScript(name string) *script {
 	return &script{name: name, src: string(b), sha: hex.EncodeToString(sum[:])}
 }
 
+// priming sets s.primes and returns s.
+func (s *script) priming(p *script, args ...string) *script {
+	s.primes, s.primeArgs = p, args
+	return s
+}
+
 // The scripts; each file documents its KEYS and ARGV.
 var (
-	scriptAcquire = loadScript("acquire")
+	scriptAcquire = loadScript("acquire").priming(scriptRelease, "") // a token no lock holds
 	scriptExtend  = loadScript("extend")
 	scriptRelease = loadScript("release")
 	scriptPTTL    = loadScript("pttl")
