@@ -351,9 +351,10 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 	var last *QuorumError
 	var w *waiter // our place in the local queue, once we had to wait
 	key := req.ks.keys[0]
+	acquired := false
 	defer func() {
 		if w != nil {
-			m.waits.leave(key, w)
+			m.waits.leave(key, w, acquired)
 		}
 	}()
 	for i := 0; attempts < 0 || i < attempts; i++ {
@@ -377,6 +378,7 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 		}
 		l, o, ok := m.attempt(ctx, req)
 		if ok {
+			acquired = true
 			return l, nil
 		}
 		if o.ctxErr != nil && last != nil {

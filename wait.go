@@ -64,8 +64,10 @@ func (s *waitSet) join(key string) *waiter {
 	return w
 }
 
-// leave removes w from key's queue and signals the new head.
-func (s *waitSet) leave(key string, w *waiter) {
+// leave removes w from key's queue and signals the new head, unless w
+// leaves because it acquired the lock: the new head would only find it
+// taken, so it waits for the release (or its next poll) instead.
+func (s *waitSet) leave(key string, w *waiter, acquired bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.q[key]
@@ -80,7 +82,9 @@ func (s *waitSet) leave(key string, w *waiter) {
 		return
 	}
 	s.q[key] = q
-	q[0].signal()
+	if !acquired {
+		q[0].signal()
+	}
 }
 
 // head reports whether w is first in key's queue.

@@ -17,7 +17,7 @@
 // only. It then measures for duration_ms and prints one JSON line:
 //
 //   {"ops":…,"elapsed_ns":…,"p50_ns":…,"p99_ns":…,"max_wait_ns":…,
-//    "errors":…,"first_error":"…"}
+//    "hold_mean_ns":…,"errors":…,"first_error":"…"}
 //
 // and exits when stdin closes. Uncontended (c callers, each on its own
 // resource <prefix>:<i>): an op is one redlock.acquire([resource], ttl_ms)
@@ -27,7 +27,8 @@
 // lock hold_ms, releases it, then waits until another waiter has acquired
 // before it contends again; an op is a handoff (an acquisition after another
 // holder's release), its latency from the previous holder starting release
-// to the acquire returning; max_wait_ns is the longest acquire call,
+// to the acquire returning; hold_mean_ns is how long a holder kept the lock
+// on average (setTimeout overshoots hold_ms); max_wait_ns is the longest acquire call,
 // including calls still waiting at the deadline. p50/p99 are nearest-rank
 // quantiles. Anything unexpected exits with status 2 and a message on
 // stderr.
@@ -129,6 +130,8 @@ async function contended(cfg, redlock, errs) {
   const longest = new Array(cfg.c).fill(0);
   const inAcquire = new Array(cfg.c).fill(0); // since() at the pending acquire's start; 0: none
   let lastRelease = 0; // since() when a holder started release; 0: none yet
+  let held = 0; // total time holders kept the lock before starting release
+  let holds = 0;
   let acquired = deferred(); // resolved at the next acquisition
   let ended = false;
   const end = deferred();
@@ -172,6 +175,8 @@ async function contended(cfg, redlock, errs) {
         await sleep(cfg.hold_ms);
       }
       lastRelease = since();
+      held += lastRelease - t1;
+      holds++;
       try {
         await lock.release();
       } catch (err) {
@@ -193,7 +198,7 @@ async function contended(cfg, redlock, errs) {
     }
     maxWait = Math.max(maxWait, longest[i]);
   }
-  return { lat, elapsed: stop - start, maxWait };
+  return { lat, elapsed: stop - start, maxWait, holdMean: holds > 0 ? Math.round(held / holds) : 0 };
 }
 
 // stdinLines returns a function that resolves to the next line of stdin, or
@@ -299,6 +304,7 @@ async function run(cfg) {
     p50_ns: quantile(sorted, 0.5),
     p99_ns: quantile(sorted, 0.99),
     max_wait_ns: m.maxWait,
+    hold_mean_ns: m.holdMean || 0,
     errors: errs.n,
     first_error: errs.first,
   });

@@ -173,6 +173,8 @@ type Summary struct {
 	// OtherCores is the largest Result.OtherCores over the rounds (-1:
 	// unknown).
 	OtherCores float64
+	// Hold is the median over rounds of Result.Hold (0: not measured).
+	Hold time.Duration
 }
 
 // Report is the outcome of Run.
@@ -374,9 +376,12 @@ func prepare(ctx context.Context, all []*Impl, progress io.Writer) (impls []*Imp
 // ops.
 func summarize(rs []Result) Summary {
 	s := Summary{OtherCores: -1}
-	var ops, allocs, p50, p99 []float64
+	var ops, allocs, p50, p99, holds []float64
 	for _, r := range rs {
 		ops = append(ops, r.OpsPerSec())
+		if r.Hold > 0 {
+			holds = append(holds, float64(r.Hold))
+		}
 		if r.Ops > 0 { // a round without ops has no latency to report
 			allocs = append(allocs, r.Allocs)
 			p50 = append(p50, float64(r.P50))
@@ -394,6 +399,7 @@ func summarize(rs []Result) Summary {
 		s.Allocs = math.NaN()
 	}
 	s.P50, s.P99 = time.Duration(median(p50)), time.Duration(median(p99))
+	s.Hold = time.Duration(median(holds))
 	return s
 }
 

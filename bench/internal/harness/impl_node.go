@@ -368,6 +368,7 @@ type nodeResult struct {
 	P50NS      int64  `json:"p50_ns"`
 	P99NS      int64  `json:"p99_ns"`
 	MaxWaitNS  int64  `json:"max_wait_ns"`
+	HoldMeanNS int64  `json:"hold_mean_ns"`
 	Errors     int64  `json:"errors"`
 	FirstError string `json:"first_error"`
 }
@@ -382,7 +383,7 @@ func parseNodeResult(line []byte) (Result, error) {
 	switch {
 	case nr.Ops == nil || nr.ElapsedNS == nil:
 		return Result{}, fmt.Errorf("result line %q lacks ops or elapsed_ns", tail(line, 300))
-	case *nr.Ops < 0 || *nr.ElapsedNS <= 0 || nr.P50NS < 0 || nr.P99NS < nr.P50NS || nr.MaxWaitNS < 0 || nr.Errors < 0:
+	case *nr.Ops < 0 || *nr.ElapsedNS <= 0 || nr.P50NS < 0 || nr.P99NS < nr.P50NS || nr.MaxWaitNS < 0 || nr.HoldMeanNS < 0 || nr.Errors < 0:
 		return Result{}, fmt.Errorf("result line %q has values out of range", tail(line, 300))
 	}
 	return Result{
@@ -392,6 +393,7 @@ func parseNodeResult(line []byte) (Result, error) {
 		P99:        time.Duration(nr.P99NS),
 		Allocs:     math.NaN(),
 		MaxWait:    time.Duration(nr.MaxWaitNS),
+		Hold:       time.Duration(nr.HoldMeanNS),
 		Errors:     nr.Errors,
 		FirstErr:   nr.FirstError,
 		OtherCores: -1,

@@ -128,6 +128,15 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	b.WriteString("\nContended rows count handoffs (an acquisition after another holder's release); their latency runs from the previous holder starting Unlock to the next holder's Lock returning. " +
 		"Max wait is the longest single Lock call of any waiter, including calls still waiting when the cell ended. " +
 		"Other CPU: cores kept busy, on average over the cell, by processes other than the harness and its redis-servers (and a node-redlock cell's node process) (from /proc; by round).\n")
+	var holds []string
+	for _, row := range r.Rows {
+		if row.Workload.Contended && row.Median.Hold > 0 {
+			holds = append(holds, fmt.Sprintf("N=%d %s %.2f ms", row.N, row.Impl.Key, float64(row.Median.Hold)/float64(time.Millisecond)))
+		}
+	}
+	if len(holds) > 0 {
+		fmt.Fprintf(&b, "\nMeasured hold (mean time a holder kept the lock before unlocking; configured %s; Go holds sleep with nanosleep(2), node with setTimeout): %s.\n", r.Opts.Hold, strings.Join(holds, " · "))
+	}
 	var errs []string
 	for _, row := range r.Rows {
 		if row.Median.Errors > 0 {
