@@ -35,7 +35,6 @@ type Manager struct {
 
 	ops     sync.WaitGroup // in-flight calls and background work
 	workers sync.WaitGroup // the instances' call workers (see dispatch)
-	quit    chan struct{}  // closed by Close: workers exit
 
 	ext     extender    // batched auto-extension of single-key locks
 	waits   waitSet     // local callers waiting for a lock, per key
@@ -134,10 +133,9 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 		log:     cfg.Logger,
 		now:     time.Now,
 		locks:   make(map[*Lock]struct{}),
-		quit:    make(chan struct{}),
 	}
 	for _, in := range inst {
-		in.work = make(chan *job)
+		in.pool.idle = workerIdle
 	}
 	m.ext.m = m
 	return m
@@ -603,6 +601,17 @@ func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset,
 	// the caller's ctx ended.
 	s, cl := ks.releaseScript()
 	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, r, s, ks.keys, []string{token, ReleaseChannel})
+	// Once the releases are done, wake this Manager's waiters on the keys
+	// (as Unlock does): the release message may not reach them (the
+	// subscription starts with the first wait and may not be up yet), and
+	// a waiter that tried while the key was still set would otherwise wait
+	// for its next poll.
+	keys := ks.keys
+	rr.rctx.AfterFunc(func() {
+		for _, k := range keys {
+			m.waits.wake(k)
+		}
+	})
 	// The call waits for every release, except with a token of its own
 	// once ctx has ended: no later attempt uses that token and no one else
 	// knows it, so the releases to instances that did not set the key
@@ -882,7 +891,9 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	m.ext.close()
-	close(m.quit)
+	for _, in := range m.inst {
+		in.pool.close()
+	}
 	m.workers.Wait()
 	m.mu.Lock()
 	subs := m.subs

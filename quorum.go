@@ -8,56 +8,6 @@ import (
 	"time"
 )
 
-// instance is one independent Redis instance.
-type instance struct {
-	client Client
-	name   string    // redacted endpoint, for errors and logs
-	work   chan *job // unbuffered: a send succeeds when an idle worker waits
-}
-
-// job is one call of a round to one instance, run by a worker.
-type job struct {
-	r    *round
-	i    int
-	s    *script
-	keys []string
-}
-
-// workerIdle is how long a worker waits for a call before it exits.
-const workerIdle = 10 * time.Second
-
-// dispatch hands j to an idle worker of its instance, or starts a worker
-// for it. Workers are long-lived goroutines owned by the Manager (one per
-// call in flight at the peak, per instance, exiting after workerIdle
-// without work or once the Manager is closed): a call costs no goroutine
-// start and no allocation.
-func (m *Manager) dispatch(in *instance, j *job) {
-	select {
-	case in.work <- j:
-	default:
-		m.workers.Add(1)
-		go m.worker(in, j)
-	}
-}
-
-func (m *Manager) worker(in *instance, j *job) {
-	defer m.workers.Done()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		j.r.run(m, j.i, j.s, j.keys)
-		j = nil // do not keep the round alive while idle
-		idle.Reset(workerIdle)
-		select {
-		case j = <-in.work:
-		case <-idle.C:
-			return
-		case <-m.quit:
-			return
-		}
-	}
-}
-
 // vote is how one instance answered one call.
 type vote int8
 
