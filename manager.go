@@ -374,7 +374,7 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 		if ctx.Err() != nil {
 			break
 		}
-		l, o, ok := m.attempt(ctx, req)
+		l, o, ok := m.attempt(ctx, req, w != nil)
 		if ok {
 			acquired = true
 			return l, nil
@@ -400,7 +400,8 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 }
 
 // attempt is one round of the Redlock algorithm (two for a fenced lock).
-func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bool) {
+// queued says that the caller is the head of its key's local queue.
+func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock, *outcome, bool) {
 	start := m.now()
 	timeout := min(m.cfg.NodeTimeout, req.ttl)
 	ttlArg := fmtMillis(req.ttl)
@@ -443,7 +444,7 @@ func (m *Manager) attempt(ctx context.Context, req request) (*Lock, *outcome, bo
 		}
 		o.yes, o.failed = 0, o.failed+o.yes
 	}
-	m.cleanup(ctx, r, o, &req.ks, req.token, req.own)
+	m.cleanup(ctx, r, o, &req.ks, req.token, req.own, queued)
 	return nil, o, false
 }
 
@@ -576,8 +577,8 @@ func classifyAcquire(v any, err error) (vote, error) {
 // cleanup releases, after a failed attempt, the key on every instance that
 // may have set it (voted yes, failed, or had not answered), waiting first
 // for the stragglers of the attempt. It uses a fresh bounded context, so it
-// runs even when the caller's ctx ended.
-func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset, token string, own bool) {
+// runs even when the caller's ctx ended. queued: see attempt.
+func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset, token string, own, queued bool) {
 	var onlyArr [smallN]bool
 	var only []bool
 	if len(m.inst) <= smallN {
@@ -601,17 +602,20 @@ func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset,
 	// the caller's ctx ended.
 	s, cl := ks.releaseScript()
 	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, r, s, ks.keys, []string{token, ReleaseChannel})
-	// Once the releases are done, wake this Manager's waiters on the keys
-	// (as Unlock does): the release message may not reach them (the
-	// subscription starts with the first wait and may not be up yet), and
-	// a waiter that tried while the key was still set would otherwise wait
-	// for its next poll.
-	keys := ks.keys
-	rr.rctx.AfterFunc(func() {
-		for _, k := range keys {
-			m.waits.wake(k)
-		}
-	})
+	// A first attempt (not queued) may have stood in the way of this
+	// Manager's waiters on the keys: once the releases are done, wake them
+	// (as Unlock does), since the release message may not reach them (the
+	// subscription starts with the first wait and may not be up yet). The
+	// head of a queue does not: no other local waiter tried meanwhile, and
+	// waking itself would retry at once, without the retry delay.
+	if !queued {
+		keys := ks.keys
+		rr.rctx.AfterFunc(func() {
+			for _, k := range keys {
+				m.waits.wake(k)
+			}
+		})
+	}
 	// The call waits for every release, except with a token of its own
 	// once ctx has ended: no later attempt uses that token and no one else
 	// knows it, so the releases to instances that did not set the key

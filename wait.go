@@ -28,12 +28,15 @@ type Subscriber interface {
 
 // waiter is one call waiting for its turn on a key.
 type waiter struct {
-	ch chan struct{} // buffered 1: a wake-up is never lost, never blocks
+	ch   chan struct{} // try now; buffered 1: a wake-up is never lost, never blocks
+	head chan struct{} // became the head: start polling; buffered 1 too
 }
 
-func (w *waiter) signal() {
+func (w *waiter) signal() { notify(w.ch) }
+
+func notify(ch chan struct{}) {
 	select {
-	case w.ch <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -49,7 +52,7 @@ type waitSet struct {
 
 // join queues a new waiter on key; the head is signalled at once.
 func (s *waitSet) join(key string) *waiter {
-	w := &waiter{ch: make(chan struct{}, 1)}
+	w := &waiter{ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.q == nil {
@@ -66,7 +69,8 @@ func (s *waitSet) join(key string) *waiter {
 
 // leave removes w from key's queue and signals the new head, unless w
 // leaves because it acquired the lock: the new head would only find it
-// taken, so it waits for the release (or its next poll) instead.
+// taken, so it is only told that it is the head now, and waits for the
+// release or its first poll (the lock may be left to expire).
 func (s *waitSet) leave(key string, w *waiter, acquired bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -82,7 +86,9 @@ func (s *waitSet) leave(key string, w *waiter, acquired bool) {
 		return
 	}
 	s.q[key] = q
-	if !acquired {
+	if acquired {
+		notify(q[0].head)
+	} else {
 		q[0].signal()
 	}
 }
@@ -119,6 +125,8 @@ func (m *Manager) waitTurn(ctx context.Context, key string, w *waiter, delay tim
 		select {
 		case <-w.ch:
 			turn = m.waits.head(key, w)
+		case <-w.head:
+			// Now first: loop to start polling.
 		case <-timeout:
 			turn = true
 		case <-ctx.Done():

@@ -1,6 +1,15 @@
 package redlock
 
-import "testing"
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redlock-go/redlock/internal/redistest"
+)
 
 // TestWaitSetLeave pins who is signalled when a waiter leaves its queue: the
 // new head after a failure or cancellation (it may have taken a wake-up
@@ -29,6 +38,11 @@ func TestWaitSetLeave(t *testing.T) {
 	if signalled(b) {
 		t.Error("the new head was signalled after the old head acquired the lock")
 	}
+	select {
+	case <-b.head:
+	default:
+		t.Error("the new head was not told it is the head (it would not poll)")
+	}
 	if !s.head("k", b) {
 		t.Fatal("b is not the head after a left")
 	}
@@ -40,4 +54,121 @@ func TestWaitSetLeave(t *testing.T) {
 	if len(s.q) != 0 {
 		t.Errorf("queues left: %v", s.q)
 	}
+}
+
+// queued returns how many callers wait in m's queue for key.
+func queued(m *Manager, key string) int {
+	m.waits.mu.Lock()
+	defer m.waits.mu.Unlock()
+	return len(m.waits.q[key])
+}
+
+func waitQueued(t *testing.T, m *Manager, key string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for queued(m, key) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers queued on %q, want %d", queued(m, key), key, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Locks left to expire (never unlocked) wake nobody: each waiter in turn
+// must find the lock free by polling, including one that became the head
+// when the waiter before it acquired the lock.
+func TestLockWaitQueuedAfterExpiry(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ttl := TTL(300 * time.Millisecond)
+	if _, err := m.Lock(ctx, "expiring", ttl); err != nil { // left to expire
+		t.Fatal(err)
+	}
+	key := m.cfg.KeyPrefix + "expiring"
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.LockWait(ctx, "expiring", ttl) // left to expire too
+		}()
+		waitQueued(t, m, key, i+1) // the first waiter queues before the second
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("waiter %d: %v", i, err)
+		}
+	}
+}
+
+// A queued caller whose attempts fail with a vote other than a refusal
+// (here: an instance that is down) still waits its retry delay between
+// attempts: the clean-up of its own attempt must not wake it.
+func TestLockWaitRetryDelayWithInstanceDown(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	const delay = 200 * time.Millisecond
+	m, err := New(eps, Config{RetryDelayMin: delay, RetryDelayMax: delay, NodeTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx := context.Background()
+	// Held by another token on servers[0] and servers[1] (a lock of
+	// another process), servers[2] down: every attempt gets one refusal
+	// and one failure besides its own yes.
+	key := m.cfg.KeyPrefix + "busy"
+	for _, s := range servers[:2] {
+		s.Do(t, "SET", key, "someone-else", "PX", "60000")
+	}
+	servers[2].Stop(t)
+	before := evalshaCalls(t, servers[0])
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := m.LockWait(wctx, "busy"); err == nil {
+		t.Fatal("acquired a lock held by another token")
+	}
+	calls := evalshaCalls(t, servers[0]) - before
+	// About 1s/200ms + 2 = 7 attempts, one script call each on this
+	// instance, plus the EVAL fallback and the release priming on first
+	// use (10 seen); a caller that woke itself would make one attempt per
+	// round trip (hundreds).
+	if calls > 25 {
+		t.Errorf("%d script calls on one instance in 1s with a %v retry delay: the caller retried without waiting", calls, delay)
+	}
+	t.Logf("%d script calls in 1s", calls)
+}
+
+// evalshaCalls returns the number of EVALSHA and EVAL calls s has served.
+func evalshaCalls(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(s.Do(t, "INFO", "commandstats"), "\n") {
+		if !strings.HasPrefix(line, "cmdstat_evalsha:") && !strings.HasPrefix(line, "cmdstat_eval:") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, "calls=")
+		v, _, _ := strings.Cut(rest, ",")
+		c, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("commandstats line %q: %v", line, err)
+		}
+		n += c
+	}
+	return n
 }
