@@ -603,19 +603,18 @@ func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset,
 	s, cl := ks.releaseScript()
 	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, r, s, ks.keys, []string{token, ReleaseChannel})
 	// A first attempt (not queued) may have stood in the way of this
-	// Manager's waiters on the keys: once the releases are done, wake them
-	// (as Unlock does), since the release message may not reach them (the
-	// subscription starts with the first wait and may not be up yet). The
-	// head of a queue does not: no other local waiter tried meanwhile, and
-	// waking itself would retry at once, without the retry delay.
-	if !queued {
-		keys := ks.keys
-		rr.rctx.AfterFunc(func() {
-			for _, k := range keys {
-				m.waits.wake(k)
-			}
-		})
+	// Manager's waiters on the keys: when its releases deleted a key, wake
+	// them (as Unlock does), since the release message may not reach them
+	// (the subscription starts with the first wait and may not be up yet).
+	// The head of a queue does not: no other local waiter tried meanwhile,
+	// and waking itself would retry at once, without the retry delay.
+	keys := ks.keys // not ks: the closure would move every attempt's request to the heap
+	wake := func() {
+		for _, k := range keys {
+			m.waits.wake(k)
+		}
 	}
+	deleted := false
 	// The call waits for every release, except with a token of its own
 	// once ctx has ended: no later attempt uses that token and no one else
 	// knows it, so the releases to instances that did not set the key
@@ -652,13 +651,19 @@ late:
 		if rep.idx < 64 {
 			want &^= 1 << uint(rep.idx)
 		}
-		if v, _ := cl(rep.val, rep.err); v == voteFailed {
+		switch v, _ := cl(rep.val, rep.err); v {
+		case voteFailed:
 			failed++
+		case voteYes:
+			deleted = true
 		}
 	}
 wait:
 	for calls > 0 {
 		if cut == nil && ctx.Err() != nil && own && want == 0 {
+			if !queued {
+				rr.rctx.AfterFunc(wake) // the rest may delete keys too
+			}
 			return
 		}
 		select {
@@ -677,6 +682,9 @@ wait:
 				}
 			}
 		}
+	}
+	if deleted && !queued {
+		wake()
 	}
 	if failed > 0 {
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
