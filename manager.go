@@ -348,20 +348,19 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 	defer m.leave()
 	var last *QuorumError
 	var w *waiter // our place in the local queue, once we had to wait
-	key := req.ks.keys[0]
 	acquired := false
 	defer func() {
 		if w != nil {
-			m.waits.leave(key, w, acquired)
+			m.waits.leave(w, acquired)
 		}
 	}()
 	for i := 0; attempts < 0 || i < attempts; i++ {
 		if i > 0 {
 			if w == nil {
 				m.subscribe()
-				w = m.waits.join(key)
+				w = m.waits.join(req.ks.keys)
 			}
-			if err := m.waitTurn(ctx, key, w, m.retryDelay()); err != nil {
+			if err := m.waitTurn(ctx, w, m.retryDelay()); err != nil {
 				break
 			}
 			if req.own {

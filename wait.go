@@ -26,8 +26,10 @@ type Subscriber interface {
 	Subscribe(ctx context.Context, channel string, onMessage func(payload string)) (io.Closer, error)
 }
 
-// waiter is one call waiting for its turn on a key.
+// waiter is one call waiting for its turn on a key (keys[0]; a LockMany
+// call also listens to the releases of its other keys).
 type waiter struct {
+	keys []string
 	ch   chan struct{} // try now; buffered 1: a wake-up is never lost, never blocks
 	head chan struct{} // became the head: start polling; buffered 1 too
 }
@@ -44,21 +46,32 @@ func notify(ch chan struct{}) {
 // waitSet queues, per key, the calls of this Manager that wait for a lock.
 // Only the head of a queue retries: the others wait for their turn, which
 // keeps the order fair and stops local waiters from splitting the votes
-// among themselves.
+// among themselves. A call for several keys queues on its first key only
+// (queueing on all of them could deadlock two calls that each head one
+// queue), and is also woken by the releases of its other keys while it is
+// the head of its queue.
 type waitSet struct {
-	mu sync.Mutex
-	q  map[string][]*waiter
+	mu     sync.Mutex
+	q      map[string][]*waiter
+	others map[string][]*waiter // by key: the multi-key waiters that have it but not first
 }
 
-// join queues a new waiter on key; the head is signalled at once.
-func (s *waitSet) join(key string) *waiter {
-	w := &waiter{ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
+// join queues a new waiter on keys[0]; the head is signalled at once.
+func (s *waitSet) join(keys []string) *waiter {
+	w := &waiter{keys: keys, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
+	key := keys[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.q == nil {
 		s.q = make(map[string][]*waiter)
 	}
 	s.q[key] = append(s.q[key], w)
+	for _, k := range keys[1:] {
+		if s.others == nil {
+			s.others = make(map[string][]*waiter)
+		}
+		s.others[k] = append(s.others[k], w)
+	}
 	if s.q[key][0] == w {
 		// A release may have come between our failed attempt and now: try
 		// again at once. From here on no wake-up is lost.
@@ -71,16 +84,18 @@ func (s *waitSet) join(key string) *waiter {
 // leaves because it acquired the lock: the new head would only find it
 // taken, so it is only told that it is the head now, and waits for the
 // release or its first poll (the lock may be left to expire).
-func (s *waitSet) leave(key string, w *waiter, acquired bool) {
+func (s *waitSet) leave(w *waiter, acquired bool) {
+	key := w.keys[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q := s.q[key]
-	for i, x := range q {
-		if x == w {
-			q = append(q[:i], q[i+1:]...)
-			break
+	for _, k := range w.keys[1:] {
+		if o := remove(s.others[k], w); len(o) > 0 {
+			s.others[k] = o
+		} else {
+			delete(s.others, k)
 		}
 	}
+	q := remove(s.q[key], w)
 	if len(q) == 0 {
 		delete(s.q, key)
 		return
@@ -93,38 +108,58 @@ func (s *waitSet) leave(key string, w *waiter, acquired bool) {
 	}
 }
 
-// head reports whether w is first in key's queue.
-func (s *waitSet) head(key string, w *waiter) bool {
+// remove returns q without w.
+func remove(q []*waiter, w *waiter) []*waiter {
+	for i, x := range q {
+		if x == w {
+			return append(q[:i], q[i+1:]...)
+		}
+	}
+	return q
+}
+
+// head reports whether w is first in its queue.
+func (s *waitSet) head(w *waiter) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q := s.q[key]
+	return s.headLocked(w)
+}
+
+func (s *waitSet) headLocked(w *waiter) bool {
+	q := s.q[w.keys[0]]
 	return len(q) > 0 && q[0] == w
 }
 
-// wake signals the head of key's queue: the lock may be free.
+// wake signals the head of key's queue, and the multi-key waiters that
+// want key and head their own queue: the lock may be free.
 func (s *waitSet) wake(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.q[key]; len(q) > 0 {
 		q[0].signal()
 	}
+	for _, w := range s.others[key] {
+		if s.headLocked(w) {
+			w.signal()
+		}
+	}
 }
 
 // waitTurn waits before the next attempt of w on key: for a release (or
 // the turn, for a waiter that is not first), or at most delay for the first
 // waiter, which keeps polling in case a message is lost.
-func (m *Manager) waitTurn(ctx context.Context, key string, w *waiter, delay time.Duration) error {
+func (m *Manager) waitTurn(ctx context.Context, w *waiter, delay time.Duration) error {
 	for {
 		var t *time.Timer
 		var timeout <-chan time.Time
-		if m.waits.head(key, w) {
+		if m.waits.head(w) {
 			t = time.NewTimer(delay)
 			timeout = t.C
 		}
 		turn := false
 		select {
 		case <-w.ch:
-			turn = m.waits.head(key, w)
+			turn = m.waits.head(w)
 		case <-w.head:
 			// Now first: loop to start polling.
 		case <-timeout:

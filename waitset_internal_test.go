@@ -25,16 +25,16 @@ func TestWaitSetLeave(t *testing.T) {
 		}
 	}
 	var s waitSet
-	a := s.join("k")
+	a := s.join([]string{"k"})
 	if !signalled(a) {
 		t.Fatal("the first waiter was not signalled on joining")
 	}
-	b := s.join("k")
-	c := s.join("k")
+	b := s.join([]string{"k"})
+	c := s.join([]string{"k"})
 	if signalled(b) || signalled(c) {
 		t.Fatal("a waiter behind the head was signalled on joining")
 	}
-	s.leave("k", a, true)
+	s.leave(a, true)
 	if signalled(b) {
 		t.Error("the new head was signalled after the old head acquired the lock")
 	}
@@ -43,16 +43,103 @@ func TestWaitSetLeave(t *testing.T) {
 	default:
 		t.Error("the new head was not told it is the head (it would not poll)")
 	}
-	if !s.head("k", b) {
+	if !s.head(b) {
 		t.Fatal("b is not the head after a left")
 	}
-	s.leave("k", b, false)
+	s.leave(b, false)
 	if !signalled(c) {
 		t.Error("the new head was not signalled after the old head gave up")
 	}
-	s.leave("k", c, false)
-	if len(s.q) != 0 {
+	s.leave(c, false)
+	if len(s.q) != 0 || len(s.others) != 0 {
 		t.Errorf("queues left: %v", s.q)
+	}
+}
+
+// A LockMany waiter queues on its first key and is woken by the releases of
+// its other keys while it heads its queue.
+func TestWaitSetManyKeys(t *testing.T) {
+	signalled := func(w *waiter) bool {
+		select {
+		case <-w.ch:
+			return true
+		default:
+			return false
+		}
+	}
+	var s waitSet
+	m1 := s.join([]string{"a", "b"})
+	m3 := s.join([]string{"a", "b"}) // behind m1 on "a"
+	single := s.join([]string{"b"})
+	for _, w := range []*waiter{m1, single} {
+		if !signalled(w) {
+			t.Fatal("a new head was not signalled on joining")
+		}
+	}
+	s.wake("b")
+	if !signalled(m1) {
+		t.Error("a release of its second key did not wake the multi-key head")
+	}
+	if !signalled(single) {
+		t.Error("a release did not wake the head of the key's own queue")
+	}
+	if signalled(m3) {
+		t.Error("a multi-key waiter that is not first in its queue was woken")
+	}
+	s.leave(m1, false)
+	if !signalled(m3) {
+		t.Error("the next multi-key waiter was not signalled when the head gave up")
+	}
+	s.wake("b")
+	if !signalled(m3) {
+		t.Error("the new multi-key head was not woken by a release of its second key")
+	}
+	s.leave(m3, false)
+	s.leave(single, false)
+	if len(s.q) != 0 || len(s.others) != 0 {
+		t.Errorf("left behind: queues %v, others %v", s.q, s.others)
+	}
+}
+
+// A LockMany call that found one of its resources taken retries as soon as
+// this Manager releases it, whichever position that resource has: its retry
+// delay is far longer than the test's deadline.
+func TestLockManyWakesOnRelease(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryCount: 3, RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	for _, held := range []string{"x", "y"} {
+		t.Run("held="+held, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			h, err := m.Lock(ctx, held)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				l, err := m.LockMany(ctx, []string{"x", "y"})
+				if err == nil {
+					err = l.Unlock(ctx)
+				}
+				done <- err
+			}()
+			waitQueued(t, m, m.cfg.KeyPrefix+"x", 1) // LockMany queues on its first key
+
+			if err := h.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("LockMany after the release of %q: %v", held, err)
+			}
+		})
 	}
 }
 
