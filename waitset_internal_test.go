@@ -11,19 +11,21 @@ import (
 	"github.com/redlock-go/redlock/internal/redistest"
 )
 
+// signalled reports (and takes) a pending "try now" signal of w.
+func signalled(w *waiter) bool {
+	select {
+	case <-w.ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // TestWaitSetLeave pins who is signalled when a waiter leaves its queue: the
 // new head after a failure or cancellation (it may have taken a wake-up
 // meant for the queue), nobody after an acquisition (the new head would
 // only find the lock taken).
 func TestWaitSetLeave(t *testing.T) {
-	signalled := func(w *waiter) bool {
-		select {
-		case <-w.ch:
-			return true
-		default:
-			return false
-		}
-	}
 	var s waitSet
 	a := s.join([]string{"k"})
 	if !signalled(a) {
@@ -59,14 +61,6 @@ func TestWaitSetLeave(t *testing.T) {
 // A LockMany waiter queues on its first key and is woken by the releases of
 // its other keys while it heads its queue.
 func TestWaitSetManyKeys(t *testing.T) {
-	signalled := func(w *waiter) bool {
-		select {
-		case <-w.ch:
-			return true
-		default:
-			return false
-		}
-	}
 	var s waitSet
 	m1 := s.join([]string{"a", "b"})
 	m3 := s.join([]string{"a", "b"}) // behind m1 on "a"
