@@ -18,14 +18,39 @@ import (
 // go-redis v9 and rueidis clients; New dials rueidis clients. A Client may
 // also implement optional interfaces that this package discovers with a
 // type assertion: fmt.Stringer, to name the instance in errors and logs;
-// Subscriber, to wake waiting callers when a lock is released; and
-// IsCluster() bool, reporting a Redis Cluster, whose multi-key scripts must
-// keep to one slot.
+// Subscriber, to wake waiting callers when a lock is released;
+// ScriptLoader, to load every script before the first EVALSHA (and again
+// after a NOSCRIPT); and IsCluster() bool, reporting a Redis Cluster, whose
+// multi-key scripts must keep to one slot.
 type Client interface {
 	// EvalSha runs EVALSHA sha1 len(keys) keys... args...
 	EvalSha(ctx context.Context, sha1 string, keys []string, args []string) (any, error)
 	// Eval runs EVAL script len(keys) keys... args...
 	Eval(ctx context.Context, script string, keys []string, args []string) (any, error)
+}
+
+// ScriptLoader is an optional interface of a Client: loading scripts into
+// the instance's script cache. The Manager calls LoadScripts with every
+// script it runs before the first EVALSHA it sends to the instance, and
+// again before the next one after any NOSCRIPT reply, so that an EVALSHA
+// whose caller stopped waiting (a paused or stalled instance: the command
+// stays queued on the connection) finds its script when it finally runs,
+// instead of failing with NOSCRIPT without an EVAL fallback.
+//
+// LoadScripts runs SCRIPT LOAD for each script, pipelined in one batch,
+// ideally on the connection that carries the EVALSHA commands sent after it
+// (so that the server runs the batch first even if the call stops waiting
+// for it), and returns nil once every script is loaded. Like every Client
+// call it honours ctx; the Manager gives it the call's whole context but
+// sends the call's EVALSHA after half of it at the latest. Error replies
+// are returned as by Client (the Redis prefix first: "NOPERM ..." for an
+// ACL user without SCRIPT LOAD). An error that errors.Is
+// errors.ErrUnsupported (a cluster client, whose SCRIPT LOAD would reach
+// one node), NOPERM or an unknown command makes the Manager stop asking
+// that instance, which then relies on the EVAL fallback alone; after other
+// errors the next call tries again.
+type ScriptLoader interface {
+	LoadScripts(ctx context.Context, scripts []string) error
 }
 
 // isNoScript reports whether err is a NOSCRIPT reply to EVALSHA.

@@ -244,13 +244,14 @@ func TestDialRueidisManager(t *testing.T) {
 
 // TestDialRueidisMinimalACL: the rueidis connection set-up works for a user
 // allowed only the commands the scripts use (connMinimalACL in
-// connections_test.go), and nothing it sends is denied (the ACL log stays
-// empty). redis-server 7.0 has no CLIENT SETINFO, so this does not show
-// that dialRueidis disables it (it does, for 7.2 and later).
+// connections_test.go) and SCRIPT LOAD (connQuietACL), and nothing it
+// sends is denied (the ACL log stays empty). redis-server 7.0 has no
+// CLIENT SETINFO, so this does not show that dialRueidis disables it (it
+// does, for 7.2 and later).
 func TestDialRueidisMinimalACL(t *testing.T) {
 	s := redistest.Start(t, 1)[0]
 	args := []string{"ACL", "SETUSER", "locker", "reset", "on", ">locker-pw", "~lock:*", "resetchannels",
-		"-@all", "+evalsha", "+eval", "+get", "+set", "+pexpire", "+del", "+pttl"}
+		"-@all", "+evalsha", "+eval", "+get", "+set", "+pexpire", "+del", "+pttl", "+script|load"}
 	if got := s.Do(t, args...); got != "OK" {
 		t.Fatalf("ACL SETUSER: %s", got)
 	}

@@ -121,14 +121,25 @@ func (o *outcome) init(n int) *outcome {
 }
 
 // call runs a script on one instance: EVALSHA, then EVAL after NOSCRIPT
-// (EVAL also puts the script back into the instance's cache).
+// (EVAL also puts the script back into the instance's cache). Before the
+// first EVALSHA to an instance, and before the next one after a NOSCRIPT,
+// it loads every script there if the client is a ScriptLoader (see
+// ensureScripts); once they are loaded, that costs one atomic load.
 func call(ctx context.Context, in *instance, s *script, keys, args []string) (any, error) {
+	var loading <-chan struct{}
+	if st := in.scripts.Load(); st != scriptsLoaded && st != scriptsNoLoader {
+		loading = in.ensureScripts(ctx)
+	}
 	v, err := in.client.EvalSha(ctx, s.sha, keys, args)
 	if isNoScript(err) {
+		prime := in.noScript()
 		v, err = in.client.Eval(ctx, s.src, keys, args)
-		if p := s.primes; p != nil && err == nil {
+		if p := s.primes; p != nil && err == nil && prime {
 			_, _ = in.client.Eval(ctx, p.src, keys[:1], s.primeArgs) // see script.primes
 		}
+	}
+	if loading != nil {
+		<-loading // bounded by ctx, like the load
 	}
 	return v, err
 }

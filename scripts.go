@@ -17,7 +17,10 @@ type script struct {
 	// primes is loaded, with an argument that makes it a no-op, whenever
 	// this script had to be loaded on an instance (NOSCRIPT): the release
 	// after an acquisition may reach the instance when its caller no
-	// longer waits, and then gets no EVAL fallback of its own.
+	// longer waits, and then gets no EVAL fallback of its own. Only for
+	// instances that cannot load every script up front (a Client that is
+	// not a ScriptLoader, a cluster, an ACL without SCRIPT LOAD; see
+	// ensureScripts), and only a partial remedy there.
 	primes *script
 	// primeArgs are primes' arguments for the no-op call.
 	primeArgs []string

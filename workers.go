@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -10,6 +11,9 @@ type instance struct {
 	client Client
 	name   string // redacted endpoint, for errors and logs
 	pool   pool   // the workers that run its calls
+	// scripts says whether every script is loaded on the instance
+	// (scriptsUnloaded, ...; see ensureScripts in scriptload.go).
+	scripts atomic.Int32
 }
 
 // job is one call of a round to one instance, run by a worker.

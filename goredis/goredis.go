@@ -61,6 +61,31 @@ func (c *Client) eval(ctx context.Context, name any, body string, keys, args []s
 	return result(cmd.Result())
 }
 
+// LoadScripts implements redlock.ScriptLoader: it runs SCRIPT LOAD for each
+// script in one pipeline (one connection of the pool; the EVALSHA calls
+// after it may take others) and returns the first error. A cluster or ring
+// client loads nothing and returns an error that errors.Is
+// errors.ErrUnsupported: SCRIPT LOAD would reach one node (shard).
+func (c *Client) LoadScripts(ctx context.Context, scripts []string) error {
+	switch c.rc.(type) {
+	case *redis.ClusterClient, *redis.Ring:
+		return errShardedLoad
+	}
+	if len(scripts) == 0 {
+		return ctx.Err()
+	}
+	_, err := c.rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, s := range scripts {
+			p.ScriptLoad(ctx, s)
+		}
+		return nil
+	})
+	return err
+}
+
+// errShardedLoad is LoadScripts' answer for a cluster or ring client.
+var errShardedLoad = fmt.Errorf("redlock/goredis: SCRIPT LOAD on a cluster or ring: %w", errors.ErrUnsupported)
+
 // String names the instance without its password: "host:port" (with
 // "/db" for a database other than 0), "unix:///path" for a unix socket,
 // "sentinel" for a Sentinel failover client, "cluster h1:p1,h2:p2" for a

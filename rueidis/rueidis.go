@@ -10,6 +10,7 @@ package rueidis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sort"
 	"strconv"
@@ -52,6 +53,37 @@ func (c *Client) Eval(ctx context.Context, script string, keys []string, args []
 	cmd := c.rc.B().Eval().Script(script).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 	return result(ctx, c.rc.Do(ctx, cmd))
 }
+
+// LoadScripts implements redlock.ScriptLoader: it runs SCRIPT LOAD for each
+// script, all in one DoMulti batch. rueidis writes a batch to one
+// connection in order, ahead of the commands issued after it; with a single
+// pipelined connection per server (as redlock.New dials), the server runs
+// the batch before any later EVALSHA, even one sent while this call still
+// waits or after it stopped waiting. It returns the first error, a reply
+// error with its full text ("NOPERM ..."). A cluster client loads nothing
+// and returns an error that errors.Is errors.ErrUnsupported: SCRIPT LOAD
+// would reach one node.
+func (c *Client) LoadScripts(ctx context.Context, scripts []string) error {
+	if c.rc.Mode() == rd.ClientModeCluster {
+		return errClusterLoad
+	}
+	if len(scripts) == 0 {
+		return ctx.Err()
+	}
+	cmds := make(rd.Commands, len(scripts))
+	for i, s := range scripts {
+		cmds[i] = c.rc.B().ScriptLoad().Script(s).Build()
+	}
+	for _, r := range c.rc.DoMulti(ctx, cmds...) {
+		if _, err := result(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errClusterLoad is LoadScripts' answer for a cluster client.
+var errClusterLoad = fmt.Errorf("redlock/rueidis: SCRIPT LOAD on a Redis Cluster: %w", errors.ErrUnsupported)
 
 // crossSlotPanic is how rueidis's command builder of a cluster client
 // rejects keys in different hash slots.

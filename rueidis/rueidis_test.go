@@ -2,6 +2,7 @@ package rueidis_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"))
 }
 
-var _ redlock.Client = (*rueidisadapter.Client)(nil)
+var (
+	_ redlock.Client       = (*rueidisadapter.Client)(nil)
+	_ redlock.ScriptLoader = (*rueidisadapter.Client)(nil)
+)
 
 // newClient dials a single-node rueidis client with client-side caching
 // off and its own timeouts far above the suite's context deadlines.
@@ -65,6 +69,10 @@ func TestCluster(t *testing.T) {
 		if v, err := c.Eval(ctx, script, keys, []string{"tok"}); err != nil || v != int64(2) {
 			t.Fatalf("keys %q in one slot: (%#v, %v), want (2, nil)", keys, v, err)
 		}
+	}
+	// SCRIPT LOAD would reach one node: a cluster client does not load.
+	if err := c.LoadScripts(ctx, []string{script}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("LoadScripts on a cluster client: %v, want errors.ErrUnsupported", err)
 	}
 	for _, call := range []func() (any, error){
 		func() (any, error) { return c.Eval(ctx, script, []string{"a", "b"}, []string{"tok"}) },

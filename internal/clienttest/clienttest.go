@@ -57,6 +57,7 @@ func Run(t *testing.T, newClient NewClientFunc) {
 	t.Run("KeysAndArgs", func(t *testing.T) { testKeysAndArgs(t, newClient) })
 	t.Run("ErrorReplies", func(t *testing.T) { testErrorReplies(t, newClient) })
 	t.Run("ScriptFlush", func(t *testing.T) { testScriptFlush(t, newClient) })
+	t.Run("LoadScripts", func(t *testing.T) { testLoadScripts(t, newClient) })
 	t.Run("Stringer", func(t *testing.T) { testStringer(t, newClient) })
 	t.Run("CancelledBeforeCall", func(t *testing.T) { testCancelledBeforeCall(t, newClient) })
 	t.Run("DeadlinePausedServer", func(t *testing.T) { testDeadline(t, newClient) })
@@ -275,6 +276,90 @@ func testScriptFlush(t *testing.T, newClient NewClientFunc) {
 	}
 	if v, err := c.EvalSha(ctx, sha(script), nil, []string{"d"}); err != nil || v != "flush-d" {
 		t.Fatalf("EVALSHA after EVAL reloaded the script: (%#v, %v)", v, err)
+	}
+}
+
+// testLoadScripts checks redlock.ScriptLoader, for a client that implements
+// it (it is optional; a client that does not is logged): after
+// LoadScripts, EVALSHA of each of the scripts works on a server whose
+// script cache was flushed; LoadScripts of none is nil; an error reply
+// comes back with its Redis prefix (ERR for a script that does not
+// compile, NOPERM for a user without SCRIPT LOAD); an ended context
+// returns its error and loads nothing.
+func testLoadScripts(t *testing.T, newClient NewClientFunc) {
+	s := redistest.Start(t, 1)[0]
+	c := newClient(t, s.Addr())
+	sl, ok := c.(redlock.ScriptLoader)
+	if !ok {
+		t.Logf("%T does not implement redlock.ScriptLoader; redlock relies on the EVAL fallback alone", c)
+		return
+	}
+	ctx := testCtx(t)
+	warmUp(t, c)
+	if got := s.Do(t, "SCRIPT", "FLUSH"); got != "OK" {
+		t.Fatalf("SCRIPT FLUSH = %q", got)
+	}
+	scripts := []string{
+		"return 'loaded-' .. ARGV[1]",
+		"return {KEYS[1], #ARGV}",
+		counterScript,
+	}
+	for i := 0; i < 20; i++ { // a larger batch
+		scripts = append(scripts, fmt.Sprintf("return %d", i))
+	}
+	if err := sl.LoadScripts(ctx, scripts); err != nil {
+		t.Fatalf("LoadScripts: %v", err)
+	}
+	for _, src := range scripts {
+		if got := s.Do(t, "SCRIPT", "EXISTS", sha(src)); got != "1" {
+			t.Errorf("after LoadScripts: SCRIPT EXISTS of %q = %s, want 1", src, got)
+		}
+	}
+	if v, err := c.EvalSha(ctx, sha(scripts[0]), nil, []string{"x"}); err != nil || v != "loaded-x" {
+		t.Errorf("EVALSHA of a loaded script = (%#v, %v), want (\"loaded-x\", nil)", v, err)
+	}
+	if v, err := c.EvalSha(ctx, sha(scripts[1]), []string{"clienttest:k"}, []string{"a", "b"}); err != nil || !reflect.DeepEqual(v, []any{"clienttest:k", int64(2)}) {
+		t.Errorf("EVALSHA of a loaded script with keys and args = (%#v, %v)", v, err)
+	}
+	if v, err := c.EvalSha(ctx, sha(counterScript), []string{"clienttest:loaded"}, nil); err != nil || v != int64(1) {
+		t.Errorf("EVALSHA of the loaded counter = (%#v, %v), want (1, nil)", v, err)
+	}
+	for i := 0; i < 20; i++ {
+		if v, err := c.EvalSha(ctx, sha(fmt.Sprintf("return %d", i)), nil, nil); err != nil || v != int64(i) {
+			t.Errorf("EVALSHA of loaded script %d = (%#v, %v)", i, v, err)
+		}
+	}
+
+	if err := sl.LoadScripts(ctx, nil); err != nil {
+		t.Errorf("LoadScripts of no script: %v", err)
+	}
+	if err := sl.LoadScripts(ctx, []string{"return 'fine'", "this is not lua"}); err == nil || !strings.HasPrefix(err.Error(), "ERR") {
+		t.Errorf("LoadScripts of a script that does not compile: %v, want an error starting ERR", err)
+	} else if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("LoadScripts error reply %q satisfies errors.Is with a context error", err)
+	}
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	const unsent = "return 'never sent'"
+	if err := sl.LoadScripts(cancelled, []string{unsent}); !errors.Is(err, context.Canceled) {
+		t.Errorf("LoadScripts with a cancelled context: %v, want errors.Is context.Canceled", err)
+	}
+	if got := s.Do(t, "SCRIPT", "EXISTS", sha(unsent)); got != "0" {
+		t.Errorf("LoadScripts with a cancelled context loaded the script")
+	}
+
+	// An ACL user without SCRIPT LOAD (here the default user, which c is
+	// connected as): NOPERM, which tells redlock not to ask again.
+	if got := s.Do(t, "ACL", "SETUSER", "default", "-script|load"); got != "OK" {
+		t.Fatalf("ACL SETUSER = %q", got)
+	}
+	err := sl.LoadScripts(ctx, []string{"return 'denied'"})
+	if err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Errorf("LoadScripts denied by the ACL: %v, want an error starting NOPERM", err)
+	}
+	if v, err := c.Eval(ctx, "return 'still works'", nil, nil); err != nil || v != "still works" {
+		t.Errorf("EVAL after a denied LoadScripts = (%#v, %v)", v, err)
 	}
 }
 

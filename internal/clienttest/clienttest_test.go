@@ -40,6 +40,21 @@ func (b *broken) Eval(ctx context.Context, script string, keys, args []string) (
 	return b.fix(b.rc.Eval(ctx, script, keys, anys(args)...).Result())
 }
 
+// LoadScripts pipelines SCRIPT LOAD, or with the "load-nothing" defect
+// claims success without loading anything.
+func (b *broken) LoadScripts(ctx context.Context, scripts []string) error {
+	if b.defect == "load-nothing" {
+		return ctx.Err()
+	}
+	_, err := b.rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, s := range scripts {
+			p.ScriptLoad(ctx, s)
+		}
+		return nil
+	})
+	return err
+}
+
 func (b *broken) fix(v any, err error) (any, error) {
 	switch {
 	case b.defect == "nil-is-error":
@@ -98,6 +113,7 @@ func TestNegativeControls(t *testing.T) {
 		{"bool-ints", "Replies"},
 		{"trims-err", "ErrorReplies"},
 		{"eval-is-evalsha", "ScriptFlush"},
+		{"load-nothing", "LoadScripts"},
 		{"hides-ctx", "DeadlinePausedServer"},
 		{"hides-ctx", "CancelledBeforeCall"},
 	}
