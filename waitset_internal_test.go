@@ -104,13 +104,18 @@ func TestLockManyWakesOnRelease(t *testing.T) {
 	for _, s := range servers {
 		eps = append(eps, s.URL())
 	}
-	m, err := New(eps, Config{RetryCount: 3, RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	// Enough attempts for the wake-ups that are not for it (a first attempt
+	// that got a yes releases it and wakes the queue; late release
+	// messages), few enough that polling alone could not succeed.
+	m, err := New(eps, Config{RetryCount: 20, RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
-	for _, held := range []string{"x", "y"} {
-		t.Run("held="+held, func(t *testing.T) {
+	for _, pos := range []int{0, 1} {
+		t.Run("held="+strconv.Itoa(pos), func(t *testing.T) {
+			x, y := "x"+strconv.Itoa(pos), "y"+strconv.Itoa(pos) // fresh keys: no late messages
+			held := []string{x, y}[pos]
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			h, err := m.Lock(ctx, held)
@@ -119,14 +124,13 @@ func TestLockManyWakesOnRelease(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() {
-				l, err := m.LockMany(ctx, []string{"x", "y"})
+				l, err := m.LockMany(ctx, []string{x, y})
 				if err == nil {
 					err = l.Unlock(ctx)
 				}
 				done <- err
 			}()
-			waitQueued(t, m, m.cfg.KeyPrefix+"x", 1) // LockMany queues on its first key
-
+			waitQueued(t, m, m.cfg.KeyPrefix+x, 1) // LockMany queues on its first key
 			if err := h.Unlock(ctx); err != nil {
 				t.Fatal(err)
 			}
