@@ -42,13 +42,14 @@ type Client interface {
 // (so that the server runs the batch first even if the call stops waiting
 // for it), and returns nil once every script is loaded. Like every Client
 // call it honours ctx; the Manager gives it the call's whole context but
-// sends the call's EVALSHA after half of it at the latest. Error replies
+// sends the call's EVALSHA after half of it at the latest, and the call's
+// reply counts once LoadScripts has returned too. Error replies
 // are returned as by Client (the Redis prefix first: "NOPERM ..." for an
 // ACL user without SCRIPT LOAD). An error that errors.Is
 // errors.ErrUnsupported (a cluster client, whose SCRIPT LOAD would reach
-// one node), NOPERM or an unknown command makes the Manager stop asking
-// that instance, which then relies on the EVAL fallback alone; after other
-// errors the next call tries again.
+// one node), a NOPERM about SCRIPT LOAD or an unknown command makes the
+// Manager stop asking that instance, which then relies on the EVAL
+// fallback alone; after other errors a call 100 ms later tries again.
 type ScriptLoader interface {
 	LoadScripts(ctx context.Context, scripts []string) error
 }

@@ -54,14 +54,21 @@ var allScriptSources = func() []string {
 // It returns nil, or a channel closed once the load has returned: the call
 // waits for it before it returns (ctx bounds both).
 //
-// Ordering: the load is sent before the call's EVALSHA even when the call
-// stops waiting for the load. With New's rueidis clients (one pipelined
-// connection per instance: AlwaysPipelining, PipelineMultiplex -1, see
-// dialRueidis) the server runs the SCRIPT LOAD batch before that EVALSHA
-// and before every later command, however late it answers. Clients with a
-// connection pool (go-redis) may carry the EVALSHA on another connection;
-// then the load is done first only when it was answered in time.
+// Ordering: with New's rueidis clients (one pipelined connection per
+// instance: AlwaysPipelining, PipelineMultiplex -1, see dialRueidis) a load
+// that is queued on the connection reaches the server before the calls
+// queued after it, however late the server answers. Not guaranteed: while
+// the first connection is still being made (a dial or a lazy Sentinel
+// lookup that takes over half the deadline) the load and the call's
+// EVALSHA can be queued in either order, and so can a call that goes ahead
+// while another one's load starts. Clients with a connection pool
+// (go-redis) may carry the EVALSHA on another connection; then the load is
+// done first only when it was answered in time. In those cases the EVAL
+// fallback remains, for callers still waiting.
 func (in *instance) ensureScripts(ctx context.Context) <-chan struct{} {
+	if t := in.loadAfter.Load(); t != 0 && time.Now().UnixNano() < t {
+		return nil
+	}
 	if !in.scripts.CompareAndSwap(scriptsUnloaded, scriptsLoading) {
 		return nil
 	}
@@ -90,8 +97,19 @@ func (in *instance) ensureScripts(ctx context.Context) <-chan struct{} {
 	return done
 }
 
+// scriptLoadRetry is how long an instance's calls do not load the scripts
+// after a load failed (not answered in time, a connection error, an error
+// reply that cannot tell it will last): a paused instance, or a proxy that
+// refuses SCRIPT LOAD with a reply of its own, gets at most a few batches a
+// second instead of one per call. A batch not answered in time still
+// reaches a paused instance before the calls sent after it.
+const scriptLoadRetry = 100 * time.Millisecond
+
 // loaded records how a load ended.
 func (in *instance) loaded(err error) {
+	if err != nil {
+		in.loadAfter.Store(time.Now().Add(scriptLoadRetry).UnixNano())
+	}
 	switch {
 	case err != nil && cannotLoad(err):
 		in.scripts.Store(scriptsNoLoader)
@@ -139,8 +157,11 @@ func cannotLoad(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	return strings.HasPrefix(msg, "NOPERM") || strings.HasPrefix(msg, "ERR unknown command") ||
-		strings.HasPrefix(msg, "ERR unknown subcommand")
+	// NOPERM about SCRIPT LOAD only ("'script|load'" in Redis 7, "'script'"
+	// in 6): the first load also dials, and a denied handshake (a SELECT
+	// the ACL lacks, fixed later) must not turn loading off for good.
+	return (strings.HasPrefix(msg, "NOPERM") && strings.Contains(strings.ToLower(msg), "'script")) ||
+		strings.HasPrefix(msg, "ERR unknown command") || strings.HasPrefix(msg, "ERR unknown subcommand")
 }
 
 // LoadScripts implements ScriptLoader once the client is built. A cluster

@@ -207,6 +207,8 @@ func TestCallLoadErrors(t *testing.T) {
 		{errors.New("NOPERM User locker has no permissions to run the 'script|load' command"), true},
 		{errors.New("ERR unknown command 'SCRIPT', with args beginning with: 'LOAD'"), true},
 		{errors.Join(errors.New("cluster"), errors.ErrUnsupported), true},
+		{errors.New("NOPERM User locker has no permissions to run the 'script' command"), true},
+		{errors.New("NOPERM User locker has no permissions to run the 'select' command"), false},
 		{context.DeadlineExceeded, false},
 		{errors.New("EOF"), false},
 	} {
@@ -216,6 +218,14 @@ func TestCallLoadErrors(t *testing.T) {
 			in := &instance{client: l}
 			mustCall(t, in, scriptAcquire) // NOSCRIPT, EVAL
 			l.fail(nil)
+			if !tc.lasting {
+				// Held back for scriptLoadRetry after a failure.
+				mustCall(t, in, scriptAcquire)
+				if n := l.loads.Load(); n != 1 {
+					t.Fatalf("%d loads right after a failed one, want 1 (held back)", n)
+				}
+				in.loadAfter.Store(time.Now().Add(-time.Second).UnixNano())
+			}
 			mustCall(t, in, scriptAcquire)
 			wantLoads, wantEvals := int32(2), []string{"acquire"}
 			if tc.lasting {

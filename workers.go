@@ -14,6 +14,9 @@ type instance struct {
 	// scripts says whether every script is loaded on the instance
 	// (scriptsUnloaded, ...; see ensureScripts in scriptload.go).
 	scripts atomic.Int32
+	// loadAfter (Unix nanoseconds) holds back the next load after one
+	// failed: see scriptLoadRetry.
+	loadAfter atomic.Int64
 }
 
 // job is one call of a round to one instance, run by a worker.
