@@ -607,10 +607,13 @@ func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset,
 	// (the subscription starts with the first wait and may not be up yet).
 	// The head of a queue does not: no other local waiter tried meanwhile,
 	// and waking itself would retry at once, without the retry delay.
-	keys := ks.keys // not ks: the closure would move every attempt's request to the heap
-	wake := func() {
-		for _, k := range keys {
-			m.waits.wake(k)
+	var wake func()
+	if !queued {
+		keys := ks.keys // not ks: the closure would move every attempt's request to the heap
+		wake = func() {
+			for _, k := range keys {
+				m.waits.wake(k)
+			}
 		}
 	}
 	deleted := false
@@ -660,7 +663,7 @@ late:
 wait:
 	for calls > 0 {
 		if cut == nil && ctx.Err() != nil && own && want == 0 {
-			if !queued {
+			if wake != nil {
 				rr.rctx.AfterFunc(wake) // the rest may delete keys too
 			}
 			return
@@ -682,7 +685,7 @@ wait:
 			}
 		}
 	}
-	if deleted && !queued {
+	if deleted && wake != nil {
 		wake()
 	}
 	if failed > 0 {

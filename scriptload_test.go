@@ -121,25 +121,10 @@ func TestQueuedReleaseFindsItsScript(t *testing.T) {
 			// Let the failed attempt's releases queue too (they follow the
 			// acquisitions' deadline).
 			time.Sleep(time.Second)
-			for _, s := range paused {
-				s.Resume(t)
-			}
 			// The queued acquisition and release ran (then the keys must
 			// be gone), or the connection dropped them (then the test
 			// shows nothing: fail).
-			for i, s := range paused {
-				waitFor(t, 5*time.Second, s.String()+" to run the queued acquisition and release", func() bool {
-					return commandCalls(t, s, "evalsha") >= before[i]+2
-				})
-			}
-			for _, s := range servers {
-				for _, k := range keys {
-					waitFor(t, 5*time.Second, s.String()+" to drop "+k+" (the queued release failed?)", func() bool {
-						return get(t, s, k) == "(nil)"
-					})
-				}
-				t.Logf("%s: %s", s, commandStatsLine(t, s, "evalsha"))
-			}
+			resumeAndWantDrained(t, servers, paused, before, 2, keys...)
 		})
 	}
 }
@@ -179,18 +164,31 @@ func TestQueuedUnlockAfterNoScript(t *testing.T) {
 		t.Fatal("Unlock with a majority paused succeeded")
 	}
 	time.Sleep(500 * time.Millisecond)
+	resumeAndWantDrained(t, servers, paused, before, 1, "held")
+}
+
+// resumeAndWantDrained resumes the paused servers, waits until each has run
+// at least queued more EVALSHA than before[i] (the commands that queued
+// while it was paused; a connection that dropped them fails here), then
+// until no server holds any of keys (a queued release that failed, or was
+// never sent, leaves its key for the whole TTL).
+func resumeAndWantDrained(t *testing.T, servers, paused []*redistest.Server, before []int, queued int, keys ...string) {
+	t.Helper()
 	for _, s := range paused {
 		s.Resume(t)
 	}
 	for i, s := range paused {
-		waitFor(t, 5*time.Second, s.String()+" to run the queued release", func() bool {
-			return commandCalls(t, s, "evalsha") >= before[i]+1
+		waitFor(t, 5*time.Second, s.String()+" to run the queued calls", func() bool {
+			return commandCalls(t, s, "evalsha") >= before[i]+queued
 		})
 	}
 	for _, s := range servers {
-		waitFor(t, 5*time.Second, s.String()+" to drop the key (the queued release failed or was never sent?)", func() bool {
-			return get(t, s, "held") == "(nil)"
-		})
+		for _, k := range keys {
+			waitFor(t, 5*time.Second, s.String()+" to drop "+k+" (a queued release failed or was never sent?)", func() bool {
+				return get(t, s, k) == "(nil)"
+			})
+		}
+		t.Logf("%s: %s", s, commandStatsLine(t, s, "evalsha"))
 	}
 }
 

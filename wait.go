@@ -145,9 +145,10 @@ func (s *waitSet) wake(key string) {
 	}
 }
 
-// waitTurn waits before the next attempt of w on key: for a release (or
-// the turn, for a waiter that is not first), or at most delay for the first
-// waiter, which keeps polling in case a message is lost.
+// waitTurn waits before the next attempt of w: for a release of one of its
+// keys (or its turn, for a waiter that is not first in its queue), or at
+// most delay for the first waiter, which keeps polling in case a message
+// is lost (or the lock is left to expire).
 func (m *Manager) waitTurn(ctx context.Context, w *waiter, delay time.Duration) error {
 	for {
 		var t *time.Timer

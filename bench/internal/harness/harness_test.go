@@ -43,16 +43,7 @@ func TestRunShort(t *testing.T) {
 		Warmup:        50 * time.Millisecond,
 		Command:       "test",
 	}
-	rep, err := Run(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	var md bytes.Buffer
-	if err := rep.WriteMarkdown(&md); err != nil {
-		t.Fatal(err)
-	}
-	text := md.String()
+	rep, text := runMarkdown(t, ctx, opts)
 	wantRows := 0
 	for _, n := range []int{1, 3} {
 		for _, w := range []Workload{{C: 1}, {C: 4}, {Contended: true, C: 4}} {
@@ -80,6 +71,11 @@ func TestRunShort(t *testing.T) {
 				if !w.Contended && row.Rounds[0].Ops < int64(w.C) {
 					t.Errorf("N=%d %s %s: %d ops, want ≥ %d", n, w.Name(), im.Key, row.Rounds[0].Ops, w.C)
 				}
+				// A contended holder keeps the lock at least the hold, and
+				// the report says how long it really did.
+				if w.Contended && row.Rounds[0].Ops > 0 && row.Median.Hold < rep.Opts.Hold {
+					t.Errorf("N=%d %s %s: measured hold %v, want ≥ %v", n, w.Name(), im.Key, row.Median.Hold, rep.Opts.Hold)
+				}
 				line := fmt.Sprintf("| %d | %s | %s | ", n, w.Name(), im.Key)
 				if !strings.Contains(text, line) {
 					t.Errorf("markdown lacks the row %q", line)
@@ -90,7 +86,7 @@ func TestRunShort(t *testing.T) {
 	if len(rep.Rows) != wantRows {
 		t.Errorf("%d rows, want %d", len(rep.Rows), wantRows)
 	}
-	for _, s := range []string{"## N=1", "## N=3", "### Targets of issue 7 (N=3)", "not measured here", "GOMAXPROCS="} {
+	for _, s := range []string{"## N=1", "## N=3", "### Targets of issue 7 (N=3)", "not measured here", "GOMAXPROCS=", "Measured hold"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("markdown lacks %q", s)
 		}
@@ -166,4 +162,18 @@ func TestOptionsInvalid(t *testing.T) {
 			t.Errorf("Run(%+v) succeeded, want an error", o)
 		}
 	}
+}
+
+// runMarkdown runs opts and returns the report and its markdown.
+func runMarkdown(t *testing.T, ctx context.Context, opts Options) (*Report, string) {
+	t.Helper()
+	rep, err := Run(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	return rep, md.String()
 }

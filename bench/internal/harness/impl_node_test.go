@@ -196,18 +196,10 @@ func TestRunNodeMeasured(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress bytes.Buffer
-	rep, err := Run(ctx, Options{
+	rep, text := runMarkdown(t, ctx, Options{
 		Ns: []int{3}, Cs: []int{1}, Rounds: 1, Cell: 200 * time.Millisecond, Warmup: 50 * time.Millisecond,
 		Impls: impls, Progress: &progress, Command: "test",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var md bytes.Buffer
-	if err := rep.WriteMarkdown(&md); err != nil {
-		t.Fatal(err)
-	}
-	text := md.String()
 	for _, s := range []string{
 		"node-redlock: node v",
 		"| 1 caller: ops/s vs node-redlock (measured in this run, ",
@@ -246,13 +238,10 @@ func TestRunNodeMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress bytes.Buffer
-	rep, err := Run(ctx, Options{
+	rep, text := runMarkdown(t, ctx, Options{
 		Ns: []int{3}, Cs: []int{1}, Rounds: 1, Cell: 50 * time.Millisecond,
 		Impls: impls, RedisServer: server, Progress: &progress, Command: "test",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(rep.Skipped) != 1 || rep.Skipped[0].Key != nodeKey || !strings.Contains(rep.Skipped[0].Reason, "node not found") {
 		t.Errorf("Skipped = %+v, want node-redlock: node not found", rep.Skipped)
 	}
@@ -262,16 +251,12 @@ func TestRunNodeMissing(t *testing.T) {
 	if !strings.Contains(progress.String(), "node-redlock: not run: node not found in $PATH") {
 		t.Errorf("progress lacks the skip line:\n%s", progress.String())
 	}
-	var md bytes.Buffer
-	if err := rep.WriteMarkdown(&md); err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range []string{
 		"node-redlock: not run: node not found in $PATH",
 		"1 caller: ops/s vs node-redlock's 4,591/s (reference figure from peer-benchmarks.md, not measured here)",
 	} {
-		if !strings.Contains(md.String(), s) {
-			t.Errorf("markdown lacks %q:\n%s", s, md.String())
+		if !strings.Contains(text, s) {
+			t.Errorf("markdown lacks %q:\n%s", s, text)
 		}
 	}
 }
