@@ -51,7 +51,8 @@ type Config struct {
 
 	// DefaultTTL is the lease of a lock taken without the TTL option; such a
 	// lock is extended automatically every 0.6×DefaultTTL until it is
-	// unlocked (aioredlock's internal_lock_timeout). Default: 10s.
+	// unlocked (aioredlock's internal_lock_timeout). It is truncated to
+	// whole milliseconds, as the instances take it. Default: 10s.
 	DefaultTTL time.Duration
 
 	// DriftFactor is the share of the TTL set aside for clock drift between
@@ -119,6 +120,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DefaultTTL == 0 {
 		c.DefaultTTL = DefaultLockTTL
 	}
+	if err := c.checkTTL(c.DefaultTTL); err != nil {
+		return c, err
+	}
+	// PX and PEXPIRE take whole milliseconds: the deadline is computed
+	// from what the instances are sent.
+	c.DefaultTTL = c.DefaultTTL.Truncate(time.Millisecond)
 	if err := c.checkTTL(c.DefaultTTL); err != nil {
 		return c, err
 	}

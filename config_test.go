@@ -476,3 +476,18 @@ func TestValidityClock(t *testing.T) {
 		t.Error("lock still valid after Unlock")
 	}
 }
+
+// DefaultTTL is truncated to whole milliseconds like the TTL option: PX
+// takes milliseconds, and Until is computed from the lease the instances
+// were sent. Seen failing before the change (2.0009995s kept as given).
+func TestDefaultTTLWholeMillis(t *testing.T) {
+	clients, _ := yesClients(3, nil)
+	m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: 2*time.Second + 999500*time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	if got, want := m.Config().DefaultTTL, 2*time.Second; got != want {
+		t.Fatalf("DefaultTTL %v, want %v", got, want)
+	}
+}

@@ -116,28 +116,59 @@ func (e *extender) run() {
 	}
 }
 
+// batchCalls is one batch's calls as the predecessor of the next call
+// about each of its locks: done[i] is closed once the batch's calls to
+// instance i have returned (and the calls they followed).
+type batchCalls struct{ done []chan struct{} }
+
+func (b *batchCalls) pendingCh(i int) <-chan struct{} {
+	select {
+	case <-b.done[i]:
+		return nil
+	default:
+		return b.done[i]
+	}
+}
+
 // extend extends batch: one call per instance (per slot group on a Redis
-// Cluster instance, in chunks of batchMax), all in parallel.
+// Cluster instance, in chunks of batchMax), all in parallel. Like every
+// extension, a lock's part of the batch reaches an instance only after the
+// lock's previous call there returned; a lock whose previous call has not
+// returned by the batch's deadline is left out of that instance's call.
 func (e *extender) extend(batch []*Lock) {
 	m := e.m
-	// Drop locks that were released or lost meanwhile.
-	// ttls are read under each lock's mu: Extend may change a TTL meanwhile.
+	bc := &batchCalls{done: make([]chan struct{}, len(m.inst))}
+	for i := range bc.done {
+		bc.done[i] = make(chan struct{})
+	}
+	// Drop locks that were released or lost meanwhile, and sequence the
+	// rest: each lock's TTL, extension number and previous call are read
+	// under its mu (Extend may run meanwhile), and the batch becomes the
+	// call that the lock's next one follows.
+	start := m.now()
 	live := batch[:0]
 	var ttls []time.Duration
+	var seqs []uint64
+	var after []predecessor
 	for _, l := range batch {
 		l.mu.Lock()
-		ok, ttl := !l.released && !l.gone, l.ttl
-		l.mu.Unlock()
-		if ok {
+		if !l.released && !l.gone {
+			seq, prev := l.beginExtendLocked(start, l.ttl)
+			l.tail = bc
 			live = append(live, l)
-			ttls = append(ttls, ttl)
+			ttls = append(ttls, l.ttl)
+			seqs = append(seqs, seq)
+			after = append(after, prev)
 		}
+		l.mu.Unlock()
 	}
 	batch = live
 	if len(batch) == 0 {
+		for _, ch := range bc.done {
+			close(ch)
+		}
 		return
 	}
-	start := m.now()
 	minTTL := ttls[0]
 	for _, t := range ttls {
 		minTTL = min(minTTL, t)
@@ -154,19 +185,50 @@ func (e *extender) extend(batch []*Lock) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(bc.done[i])
+			// Wait for each lock's previous call to this instance.
+			var late []<-chan struct{}
+			ready := make([]bool, len(batch))
+			for j, a := range after {
+				var ch <-chan struct{}
+				if a != nil {
+					ch = a.pendingCh(i)
+				}
+				if ch != nil {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						late = append(late, ch)
+						continue
+					}
+				}
+				ready[j] = true
+			}
+			defer func() {
+				for _, ch := range late {
+					<-ch // each returns by its own deadline
+				}
+			}()
 			for _, group := range groups(in, batch) {
-				keys := make([]string, len(group))
+				keys := make([]string, 0, len(group))
 				args := make([]string, 0, 2*len(group))
-				for k, j := range group {
-					keys[k] = batch[j].ks.keys[0]
-					args = append(args, batch[j].token, fmtMillis(ttls[j]))
+				var idx []int
+				for _, j := range group {
+					if ready[j] {
+						keys = append(keys, batch[j].ks.keys[0])
+						args = append(args, batch[j].token, fmtMillis(ttls[j]))
+						idx = append(idx, j)
+					}
+				}
+				if len(idx) == 0 {
+					continue
 				}
 				v, err := call(ctx, in, scriptExtendBatch, keys, args)
 				a, _ := v.([]any)
-				if err != nil || len(a) != len(group) {
+				if err != nil || len(a) != len(idx) {
 					continue
 				}
-				for k, j := range group {
+				for k, j := range idx {
 					if n, ok := toInt(a[k]); ok {
 						codes[i][j] = int8(n)
 					}
@@ -186,7 +248,7 @@ func (e *extender) extend(batch []*Lock) {
 				refused++
 			}
 		}
-		l.afterAutoExtend(start, now, ttls[j], yes, refused)
+		l.afterAutoExtend(seqs[j], start, now, ttls[j], yes, refused)
 	}
 }
 
@@ -219,9 +281,9 @@ func groups(in *instance, batch []*Lock) [][]int {
 	return out
 }
 
-// afterAutoExtend applies the outcome of a batched extension to l and
+// afterAutoExtend applies the outcome of batched extension seq to l and
 // schedules the next one.
-func (l *Lock) afterAutoExtend(start, now time.Time, ttl time.Duration, yes, refused int) {
+func (l *Lock) afterAutoExtend(seq uint64, start, now time.Time, ttl time.Duration, yes, refused int) {
 	m := l.m
 	l.mu.Lock()
 	if l.released || l.gone {
@@ -231,12 +293,14 @@ func (l *Lock) afterAutoExtend(start, now time.Time, ttl time.Duration, yes, ref
 	// ttl is the lease the instances were sent (l.ttl may have changed
 	// since, by Extend).
 	if yes >= m.quorum && m.cfg.validity(ttl, now.Sub(start)) > 0 {
-		if until := start.Add(ttl - m.cfg.drift(ttl)); until.After(l.until) {
-			l.until = until
-			if l.expiry != nil {
-				l.expiry.Reset(until.Sub(m.now()))
-			}
+		if !m.now().Before(l.until) {
+			// The deadline passed while the batch was on its way (a later,
+			// shorter extension may have moved it): no revival.
+			l.mu.Unlock()
+			l.lose(reasonExpired)
+			return
 		}
+		l.applyExtendLocked(seq, start, ttl, true)
 		next := start.Add(l.refreshDelay())
 		l.mu.Unlock()
 		m.ext.schedule(l, next)

@@ -45,12 +45,21 @@ func (ks *keyset) withCounters() []string {
 // stays in the lock key's Redis Cluster slot: when the key has a hash tag
 // the counter keeps it ("{user}:1" → "{user}:1:redlock-fence"); otherwise
 // the whole key becomes the tag ("jobs" → "{jobs}:redlock-fence").
+//
+// No lock key may end with counterSuffix (Manager.checkResource refuses
+// such resources), so no resource name can address a counter.
 func counterKey(key string) string {
 	if hashTag(key) != "" {
-		return key + ":redlock-fence"
+		return key + counterSuffix
 	}
-	return "{" + key + "}:redlock-fence"
+	return "{" + key + "}" + counterSuffix
 }
+
+// counterSuffix ends every fencing counter's key.
+const counterSuffix = ":redlock-fence"
+
+// isCounterKey reports whether key has the shape of a fencing counter.
+func isCounterKey(key string) bool { return strings.HasSuffix(key, counterSuffix) }
 
 // hashTag returns the Redis Cluster hash tag of key: the text between the
 // first '{' and the first '}' after it, when that text is not empty.

@@ -19,9 +19,9 @@ type Lock struct {
 	fence    uint64
 	auto     bool // extended automatically
 
-	acquired *round // the acquisition round, whose stragglers Unlock waits for
-
 	mu       sync.Mutex
+	tail     predecessor // the last call about the lock: the next one follows it per instance
+	sent     uint64      // extensions sent so far; only the last one sent may set until
 	ttl      time.Duration
 	until    time.Time
 	released bool          // Unlock was called
@@ -33,10 +33,10 @@ type Lock struct {
 	onLost   []func()
 }
 
-func (m *Manager) newLock(req request, until time.Time, acquired *round) *Lock {
+func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock {
 	l := &Lock{
 		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto,
-		acquired: acquired, ttl: req.ttl, until: until,
+		tail: tail, ttl: req.ttl, until: until,
 	}
 	if l.auto {
 		// The expiry timer of a lock nobody watches is made lazily (see
@@ -101,8 +101,9 @@ func (l *Lock) Valid() bool {
 }
 
 // Until returns the validity deadline: the time until which the lock is
-// safe to assume held (acquisition start + TTL − drift allowance). It moves
-// forward with each extension.
+// safe to assume held (acquisition start + TTL − drift allowance). Each
+// extension moves it to its own start + TTL − drift (see Extend for the
+// rule under concurrent extensions).
 func (l *Lock) Until() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -260,7 +261,14 @@ func (l *Lock) autoExtend() {
 // Extend resets the lock's lease to ttl (0 means the lock's own TTL) on
 // every instance where it still holds the token; it never re-creates a key
 // that expired. It succeeds when a quorum extends in time; the validity
-// deadline then moves to the start of the call + ttl − drift. Errors:
+// deadline then moves to the start of the call + ttl − drift.
+//
+// Extensions of one lock (concurrent Extend calls and the automatic ones)
+// reach each instance in the order they were made, and only the one made
+// last sets the deadline: a slower, earlier extension whose reply comes
+// later never moves it. A ttl shorter than what is left lowers Until at
+// once, before the call returns, and it stays lowered if the call fails:
+// the handle errs short, never long. Errors:
 // ErrNotHeld when the lock is no longer held (the lock is then lost),
 // ErrUnavailable when too few instances answered (the lock stays valid until
 // its current deadline), ErrInvalid for a bad ttl. ctx bounds the call.
@@ -288,14 +296,78 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	return l.extend(ctx, ttl, false)
 }
 
+// The deadline rule. Extensions of one lock (manual, the watchdog, a
+// batch) are sequenced: each is sent to an instance only after the one
+// before it returned there (see predecessor), so on every instance they
+// apply in the order they were sent, and only the one sent last may set
+// until, to what its quorum proves: start + ttl − drift. Sending one lowers
+// until at once to that value if it is earlier (an extension shorter than
+// what is left shortens the lease on the instances it reaches, whether or
+// not it then succeeds), so while it is on its way, and after it failed,
+// the handle errs short, never long.
+
+// beginExtendLocked records an extension by ttl sent at start and returns
+// its sequence number and the call it must follow. Callers hold l.mu.
+func (l *Lock) beginExtendLocked(start time.Time, ttl time.Duration) (uint64, predecessor) {
+	l.sent++
+	if h := l.m.hooks; h != nil && h.LatestReplyWins {
+		return l.sent, l.tail
+	}
+	if u := start.Add(ttl - l.m.cfg.drift(ttl)); u.Before(l.until) {
+		l.setUntilLocked(u)
+	}
+	return l.sent, l.tail
+}
+
+// applyExtendLocked applies the success of extension seq, sent at start
+// with ttl: when it is the last one sent, its quorum holds the keys until
+// start + ttl at least. auto: sent by the watchdog (the lock's TTL stays).
+// Callers hold l.mu.
+func (l *Lock) applyExtendLocked(seq uint64, start time.Time, ttl time.Duration, auto bool) {
+	until := start.Add(ttl - l.m.cfg.drift(ttl))
+	if h := l.m.hooks; h != nil && h.LatestReplyWins {
+		// Negative control: the rule before sequencing, where a manual
+		// extension's reply always set the deadline and the watchdog's
+		// moved it forward, whichever was sent last.
+		if !auto || until.After(l.until) {
+			l.setUntilLocked(until)
+		}
+		if !auto {
+			l.ttl = ttl
+		}
+		return
+	}
+	if seq != l.sent {
+		return // a later extension is on its way: it decides
+	}
+	l.setUntilLocked(until)
+	if !auto {
+		l.ttl = ttl
+	}
+}
+
+// setUntilLocked moves the validity deadline to u (either way) and the
+// expiry timer with it. Callers hold l.mu.
+func (l *Lock) setUntilLocked(u time.Time) {
+	l.until = u
+	if l.expiry != nil {
+		l.expiry.Reset(u.Sub(l.m.now()))
+	}
+}
+
 func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 	m := l.m
-	if !l.Valid() {
+	l.mu.Lock()
+	if l.released || l.gone || !m.now().Before(l.until) {
+		l.mu.Unlock()
 		return &QuorumError{Op: "extend", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 	}
 	start := m.now()
+	seq, after := l.beginExtendLocked(start, ttl)
 	timeout := min(m.cfg.NodeTimeout, ttl)
-	r := m.fanout(ctx, timeout, nil, l.ks.extendScript(), l.ks.keys, []string{l.token, fmtMillis(ttl)})
+	r := m.fanoutTo(ctx, timeout, nil, after, l.ks.extendScript(), l.ks.keys, []string{l.token, fmtMillis(ttl)})
+	l.tail = r
+	l.mu.Unlock()
 	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
 	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
 		l.mu.Lock()
@@ -311,15 +383,7 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 		if l.released || l.gone {
 			return &QuorumError{Op: "extend", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 		}
-		if until := start.Add(ttl - m.cfg.drift(ttl)); until.After(l.until) || !auto {
-			l.until = until
-			if l.expiry != nil {
-				l.expiry.Reset(until.Sub(m.now()))
-			}
-		}
-		if !auto {
-			l.ttl = ttl
-		}
+		l.applyExtendLocked(seq, start, ttl, auto)
 		return nil
 	}
 	e := m.quorumError("extend", l.resource, o, 1, true)
@@ -369,6 +433,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	}
 	wasValid := !l.gone && m.now().Before(l.until)
 	l.released = true
+	after := l.tail
 	fs := l.markLostLocked()
 	l.mu.Unlock()
 	m.mu.Lock()
@@ -384,10 +449,11 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if m.hooks != nil && m.hooks.PlainDelete {
 		release = scriptUnsafeDelete
 	}
-	// An instance that answered the acquisition after the quorum was
-	// reached may still be setting the key: its release waits for that
-	// answer (the others go at once), so that it reaches the key.
-	r := m.fanoutAfter(ctx, m.cfg.NodeTimeout, l.acquired, release, l.ks.keys, []string{l.token, ReleaseChannel})
+	// An instance that answered the acquisition (or the last extension)
+	// after the quorum was reached may still be setting the key: its
+	// release follows that call (the others go at once), so that it
+	// reaches the key.
+	r := m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.keys, []string{l.token, ReleaseChannel})
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
 		m.waits.wake(k) // local waiters need no message

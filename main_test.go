@@ -97,8 +97,9 @@ type countingClient struct {
 	inner redlock.Client
 	name  string
 
-	evalsha atomic.Int64 // EvalSha calls
-	eval    atomic.Int64 // Eval calls (NOSCRIPT fallback)
+	evalsha  atomic.Int64 // EvalSha calls
+	eval     atomic.Int64 // Eval calls (NOSCRIPT fallback)
+	returned atomic.Int64 // EvalSha calls that returned
 
 	mu    sync.Mutex
 	bySHA map[string]int
@@ -138,6 +139,7 @@ func (c *countingClient) hold(ctx context.Context, sha string) error {
 
 func (c *countingClient) EvalSha(ctx context.Context, sha string, keys, args []string) (any, error) {
 	c.evalsha.Add(1)
+	defer c.returned.Add(1)
 	if err := c.hold(ctx, sha); err != nil {
 		return nil, err
 	}

@@ -172,7 +172,7 @@ func (m *Manager) leave() { m.ops.Done() }
 // begin registers a call about resource: it checks the resource and that
 // neither m is closed nor ctx has ended. On success the caller must leave.
 func (m *Manager) begin(ctx context.Context, resource string) error {
-	if err := checkResource(resource); err != nil {
+	if err := m.checkResource(resource); err != nil {
 		return err
 	}
 	if !m.enter() {
@@ -207,8 +207,15 @@ func TTL(d time.Duration) LockOption {
 
 // Token makes the lock use token instead of a random one (aioredlock's
 // lock_identifier). Locking again with the token of a lock that is held
-// refreshes its lease. The token must be non-empty and at most MaxTokenLen
-// bytes; whoever knows it can extend and release the lock.
+// refreshes its lease, never shortening it (the held handle's deadline
+// stays true), and a re-lock that fails never deletes the keys that held
+// the token before it: its clean-up releases only the instances where it
+// set a free key, and leaves the keys it could not account for to their
+// TTL. Handles that share a token share the lock: an Unlock or a shorter
+// Extend through one of them applies to the others too, and two
+// acquisitions with one token must not run at once. The token must be
+// non-empty and at most MaxTokenLen bytes; whoever knows it can extend and
+// release the lock.
 func Token(token string) LockOption {
 	return func(o *lockOptions) { o.token, o.tokenSet = token, true }
 }
@@ -233,7 +240,7 @@ type request struct {
 }
 
 func (m *Manager) newRequest(resource string, opts []LockOption) (request, error) {
-	if err := checkResource(resource); err != nil {
+	if err := m.checkResource(resource); err != nil {
 		return request{}, err
 	}
 	return m.newRequestMany([]string{resource}, opts)
@@ -274,12 +281,18 @@ func (m *Manager) newRequestMany(resources []string, opts []LockOption) (request
 	return r, nil
 }
 
-func checkResource(resource string) error {
+// checkResource checks a resource name: not empty, not too long, and not
+// one whose key (KeyPrefix + resource) has the shape of a fencing counter
+// (see counterKey), which a lock must never be able to address.
+func (m *Manager) checkResource(resource string) error {
 	if resource == "" {
 		return invalidf("empty resource")
 	}
 	if len(resource) > MaxResourceLen {
 		return invalidf("resource is %d bytes, over %d", len(resource), MaxResourceLen)
+	}
+	if isCounterKey(m.cfg.KeyPrefix + resource) {
+		return invalidf("resource %s: keys ending in %q are reserved for fencing counters", quoteResource(resource), counterSuffix)
 	}
 	return nil
 }
@@ -406,6 +419,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock,
 	ttlArg := fmtMillis(req.ttl)
 	var r *round
 	var o *outcome
+	var last predecessor // the last round sent: later calls about the lock follow it
 	if req.ks.single() {
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
@@ -413,6 +427,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock,
 		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
+	last = r
 	if o.yes >= m.quorum && o.ctxErr == nil {
 		if m.hooks != nil && m.hooks.AfterReplies != nil {
 			m.hooks.AfterReplies(req.resource)
@@ -420,7 +435,11 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock,
 		var fence uint64
 		ok := true
 		if req.fenced {
-			fence, ok = m.fence(ctx, req, start, o)
+			var fr *round
+			fence, fr, ok = m.fence(ctx, req, start, o, r)
+			if fr != nil {
+				last = fr
+			}
 		}
 		if m.hooks != nil && m.hooks.IgnoreElapsed {
 			start = m.now()
@@ -428,7 +447,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock,
 		elapsed := m.now().Sub(start)
 		if ok && m.cfg.validity(req.ttl, elapsed) > 0 {
 			until := start.Add(req.ttl - m.cfg.drift(req.ttl))
-			l := m.newLock(req, until, r)
+			l := m.newLock(req, until, last)
 			l.fence = fence
 			return l, o, true
 		}
@@ -443,7 +462,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock,
 		}
 		o.yes, o.failed = 0, o.failed+o.yes
 	}
-	m.cleanup(ctx, r, o, &req.ks, req.token, req.own, queued)
+	m.cleanup(ctx, r, last, o, &req.ks, req.token, req.own, queued)
 	return nil, o, false
 }
 
@@ -459,8 +478,10 @@ const maxFenceRounds = 5
 // fence is round 2 of a fenced acquisition: propose T = max(counters read in
 // round 1)+1 and raise the counters to T on every instance where the lock
 // still holds the token and the counter is below T. T counts only if a
-// quorum accepts it before the validity deadline.
-func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *outcome) (uint64, bool) {
+// quorum accepts it before the validity deadline. Each round follows the
+// one before it on every instance (the first follows the acquisition, acq),
+// and returns at quorum like the others; it returns the last round sent.
+func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *outcome, acq *round) (uint64, *round, bool) {
 	var best uint64
 	for i, v := range o.vals {
 		if o.votes[i] == voteYes {
@@ -468,17 +489,23 @@ func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *ou
 		}
 	}
 	keys := req.ks.withCounters()
-	for round := 0; round < maxFenceRounds; round++ {
+	var last *round
+	for n := 0; n < maxFenceRounds; n++ {
 		left := m.cfg.validity(req.ttl, m.now().Sub(start))
 		if left <= 0 || ctx.Err() != nil {
-			return 0, false
+			return 0, last, false
 		}
 		t := best + 1
 		timeout := min(m.cfg.NodeTimeout, left)
-		r := m.fanout(ctx, timeout, nil, scriptFence, keys, []string{req.token, strconv.FormatUint(t, 10), req.ks.nArg})
-		fo := m.collect(ctx, r, m.quorum, true, classifyFence)
+		var after predecessor = acq
+		if last != nil {
+			after = last
+		}
+		r := m.fanoutTo(ctx, timeout, nil, after, scriptFence, keys, []string{req.token, strconv.FormatUint(t, 10), req.ks.nArg})
+		last = r
+		fo := m.collect(ctx, r, m.quorum, false, classifyFence)
 		if fo.yes >= m.quorum {
-			return t, true
+			return t, last, true
 		}
 		raised := false
 		for i, v := range fo.vals {
@@ -489,10 +516,10 @@ func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *ou
 			}
 		}
 		if !raised {
-			return 0, false // lost the lock on too many instances, or they did not answer
+			return 0, last, false // lost the lock on too many instances, or they did not answer
 		}
 	}
-	return 0, false
+	return 0, last, false
 }
 
 // parseCounter reads a counter from a fence or acquire_many reply pair.
@@ -552,7 +579,7 @@ func classifyAcquireMany(v any, err error) (vote, error) {
 		return voteFailed, errBadReply
 	}
 	switch n {
-	case 1:
+	case 1, 2: // set a free key, or refreshed ours
 		return voteYes, nil
 	case 0:
 		return voteRefused, ErrHeldByOther
@@ -565,7 +592,7 @@ func classifyAcquire(v any, err error) (vote, error) {
 		return voteFailed, err
 	}
 	switch n, _ := toInt(v); n {
-	case 1:
+	case 1, 2: // set a free key, or refreshed ours
 		return voteYes, nil
 	case 0:
 		return voteRefused, ErrHeldByOther
@@ -574,10 +601,18 @@ func classifyAcquire(v any, err error) (vote, error) {
 }
 
 // cleanup releases, after a failed attempt, the key on every instance that
-// may have set it (voted yes, failed, or had not answered), waiting first
-// for the stragglers of the attempt. It uses a fresh bounded context, so it
-// runs even when the caller's ctx ended. queued: see attempt.
-func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset, token string, own, queued bool) {
+// may have set it (voted yes, failed, or had not answered), each release
+// following the attempt's last call to its instance (after). It uses a
+// fresh bounded context, so it runs even when the caller's ctx ended.
+// queued: see attempt.
+//
+// With a token the caller chose (the Token option) the key may have been
+// ours before the attempt: a lock held under that token, whose lease the
+// attempt only refreshed. Then the clean-up waits for the attempt's late
+// replies (up to its deadline) and releases only where the attempt
+// reports that it set a free key; where the key was ours already, or the
+// answer never came, it leaves the key to its TTL.
+func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *outcome, ks *keyset, token string, own, queued bool) {
 	var onlyArr [smallN]bool
 	var only []bool
 	if len(m.inst) <= smallN {
@@ -586,11 +621,15 @@ func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset,
 		only = make([]bool, len(m.inst))
 	}
 	calls := 0
-	for i, v := range o.votes {
-		if r.sent[i] && v != voteRefused {
-			only[i] = true
-			calls++
+	if own {
+		for i, v := range o.votes {
+			if r.sent[i] && v != voteRefused {
+				only[i] = true
+				calls++
+			}
 		}
+	} else {
+		calls = m.freshOnly(r, o, only)
 	}
 	if calls == 0 {
 		return
@@ -600,7 +639,7 @@ func (m *Manager) cleanup(ctx context.Context, r *round, o *outcome, ks *keyset,
 	// the others at once), with a fresh bounded context: it runs even when
 	// the caller's ctx ended.
 	s, cl := ks.releaseScript()
-	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, r, s, ks.keys, []string{token, ReleaseChannel})
+	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.keys, []string{token, ReleaseChannel})
 	// A first attempt (not queued) may have stood in the way of this
 	// Manager's waiters on the keys: when its releases deleted a key, wake
 	// them (as Unlock does), since the release message may not reach them
@@ -692,6 +731,52 @@ wait:
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
 			"key", quoteResource(ks.keys[0]), "failed", failed)
 	}
+}
+
+// freshOnly sets only[i] for each instance where attempt r set a free key
+// (reply code 1), as opposed to refreshing a key that already held the
+// token (2), and returns how many. It waits for the replies that collect
+// did not read, up to the round's deadline and NodeTimeout more.
+func (m *Manager) freshOnly(r *round, o *outcome, only []bool) int {
+	vals := make([]any, len(m.inst))
+	missing := 0
+	for i, sent := range r.sent {
+		switch {
+		case !sent:
+		case o.got[i]:
+			vals[i] = o.vals[i]
+		default:
+			missing++
+		}
+	}
+	if missing > 0 {
+		t := time.NewTimer(time.Until(r.rctx.deadline) + m.cfg.NodeTimeout)
+	wait:
+		for missing > 0 {
+			select {
+			case rep := <-r.ch:
+				missing--
+				if rep.err == nil {
+					vals[rep.idx] = rep.val
+				}
+			case <-t.C:
+				break wait
+			}
+		}
+		t.Stop()
+	}
+	calls := 0
+	for i, v := range vals {
+		code, ok := toInt(v)
+		if !ok {
+			code, ok = pairCode(v)
+		}
+		if ok && code == 1 {
+			only[i] = true
+			calls++
+		}
+	}
+	return calls
 }
 
 func (m *Manager) retryDelay() time.Duration {

@@ -27,7 +27,7 @@ func (m *Manager) LockMany(ctx context.Context, resources []string, opts ...Lock
 	}
 	seen := make(map[string]struct{}, len(resources))
 	for _, r := range resources {
-		if err := checkResource(r); err != nil {
+		if err := m.checkResource(r); err != nil {
 			return nil, err
 		}
 		if _, dup := seen[r]; dup {

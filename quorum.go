@@ -42,10 +42,12 @@ type round struct {
 	sentArr [smallN]bool
 	out     outcome // the tally, filled by collect
 
-	after    *round                // calls to instance i wait for after's call to i (fanoutAfter)
-	returned atomic.Uint64         // bit i: the call to instance i returned (i < 64)
-	mu       sync.Mutex            // guards waitCh
-	waitCh   [smallN]chan struct{} // made by a later round waiting for call i; closed when it returns
+	after  predecessor   // calls to instance i follow after's call to i (see run)
+	ret    []atomic.Bool // ret[i]: the call to instance i returned (and after's did)
+	retArr [smallN]atomic.Bool
+	mu     sync.Mutex        // guards waitCh
+	waitCh []chan struct{} // made by a later call waiting for call i; closed when it returns
+	chArr  [smallN]chan struct{}
 
 	args    []string // the script's arguments (a copy, in argsArr when short)
 	argsArr [3]string
@@ -53,23 +55,29 @@ type round struct {
 	jobsArr [smallN]job
 }
 
-// hasReturned reports whether the call of r to instance i returned (false
-// for i ≥ 64, which the bitmask does not track).
-func (r *round) hasReturned(i int) bool {
-	return i < 64 && r.returned.Load()&(1<<i) != 0
+// predecessor is an earlier call to the instances about the same lock
+// (its acquisition, an extension, a watchdog batch, a fence round). Every
+// later call about the lock to instance i is sent only once the
+// predecessor's call to i has returned, so that the calls about one lock
+// reach each instance in the order they were made: an extension can never
+// overtake the acquisition it extends, an older extension never lands after
+// a newer one. (A call that returned at its deadline without an answer may
+// still be queued on the connection; the wire keeps one ordered connection
+// per instance, so it still runs first.)
+type predecessor interface {
+	// pendingCh returns nil when the call to instance i has returned or
+	// was never made, else a channel closed once it has returned.
+	pendingCh(i int) <-chan struct{}
 }
 
-// returnedCh returns a channel that is closed once the call of r to
-// instance i has returned, or nil if it has already. For i ≥ smallN it is
-// the round's context's: closed once every call returned or at the
-// deadline.
-func (r *round) returnedCh(i int) <-chan struct{} {
-	if i >= smallN {
-		return r.rctx.done
+// pendingCh implements predecessor.
+func (r *round) pendingCh(i int) <-chan struct{} {
+	if !r.sent[i] || r.ret[i].Load() {
+		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.hasReturned(i) {
+	if r.ret[i].Load() {
 		return nil
 	}
 	if r.waitCh[i] == nil {
@@ -79,22 +87,20 @@ func (r *round) returnedCh(i int) <-chan struct{} {
 }
 
 // markReturned records that the call to instance i returned and wakes the
-// rounds waiting for it.
+// calls waiting for it.
 func (r *round) markReturned(i int) {
-	if i >= 64 {
-		return
-	}
-	if i >= smallN {
-		r.returned.Or(1 << i)
-		return
-	}
 	r.mu.Lock()
-	r.returned.Or(1 << i)
+	r.ret[i].Store(true)
 	if ch := r.waitCh[i]; ch != nil {
 		close(ch)
 	}
 	r.mu.Unlock()
 }
+
+// errOutOfOrder is the cause recorded for a call that was not sent because
+// the call before it to the same instance, about the same lock, had not
+// returned by the deadline: sending it would risk overtaking that call.
+var errOutOfOrder = errors.New("earlier call about the lock still pending: not sent")
 
 // outcome is the tally of a round.
 type outcome struct {
@@ -103,19 +109,21 @@ type outcome struct {
 	votes                []vote
 	vals                 []any
 	errs                 []error
-	ctxErr               error // the caller's ctx ended before the round was decided
+	got                  []bool // got[i]: instance i's reply was read (by collect)
+	ctxErr               error  // the caller's ctx ended before the round was decided
 
 	votesArr [smallN]vote
 	valsArr  [smallN]any
 	errsArr  [smallN]error
+	gotArr   [smallN]bool
 }
 
 // init sizes o for n instances.
 func (o *outcome) init(n int) *outcome {
 	if n <= smallN {
-		o.votes, o.vals, o.errs = o.votesArr[:n], o.valsArr[:n], o.errsArr[:n]
+		o.votes, o.vals, o.errs, o.got = o.votesArr[:n], o.valsArr[:n], o.errsArr[:n], o.gotArr[:n]
 	} else {
-		o.votes, o.vals, o.errs = make([]vote, n), make([]any, n), make([]error, n)
+		o.votes, o.vals, o.errs, o.got = make([]vote, n), make([]any, n), make([]error, n), make([]bool, n)
 	}
 	return o
 }
@@ -152,23 +160,15 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 	return m.fanoutTo(ctx, timeout, only, nil, s, keys, args)
 }
 
-// fanoutAfter is fanout to every instance, where the call to an instance
-// whose call in round after has not returned yet waits for that call first
-// (which returns by after's deadline; the wait ends at the new round's
-// deadline in any case; for instances beyond smallN it waits for all of
-// after's calls), so that the two reach that instance in order. after may
-// be nil.
-func (m *Manager) fanoutAfter(ctx context.Context, timeout time.Duration, after *round, s *script, keys, args []string) *round {
-	return m.fanoutTo(ctx, timeout, nil, after, s, keys, args)
-}
-
-func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bool, after *round, s *script, keys, args []string) *round {
+// fanoutTo is fanout where every call to an instance follows after's call
+// to it (see predecessor and run); after may be nil.
+func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string) *round {
 	n := len(m.inst)
 	r := &round{ch: make(chan reply, n), after: after}
 	if n <= smallN {
-		r.sent, r.jobs = r.sentArr[:n], r.jobsArr[:n]
+		r.sent, r.jobs, r.ret, r.waitCh = r.sentArr[:n], r.jobsArr[:n], r.retArr[:n], r.chArr[:n]
 	} else {
-		r.sent, r.jobs = make([]bool, n), make([]job, n)
+		r.sent, r.jobs, r.ret, r.waitCh = make([]bool, n), make([]job, n), make([]atomic.Bool, n), make([]chan struct{}, n)
 	}
 	// A copy, so that the caller's slice does not escape (no allocation
 	// for a literal).
@@ -208,22 +208,37 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 	return r
 }
 
-// run is one call of a round, on a worker (see dispatch).
+// run is one call of a round, on a worker (see dispatch). With a
+// predecessor it waits for the predecessor's call to the instance first;
+// if that has not returned by this round's deadline, the call is not sent
+// (errOutOfOrder) and the instance counts as returned only once the
+// predecessor's call has: a chain of calls about one lock keeps its order
+// even when a middle one gives up.
 func (r *round) run(m *Manager, i int, s *script, keys []string) {
-	if a := r.after; a != nil && a.sent[i] && !a.hasReturned(i) {
-		// Keep the order on instance i: after's call there first (it
-		// returns by its deadline at the latest).
-		if ch := a.returnedCh(i); ch != nil {
+	var wait <-chan struct{}
+	if a := r.after; a != nil {
+		if wait = a.pendingCh(i); wait != nil {
 			select {
-			case <-ch:
+			case <-wait:
+				wait = nil
 			case <-r.rctx.done:
 			}
 		}
 	}
-	v, err := call(&r.rctx, m.inst[i], s, keys, r.args)
-	r.markReturned(i)
+	var v any
+	var err error
+	if wait == nil {
+		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
+	} else {
+		err = errOutOfOrder
+	}
 	r.ch <- reply{idx: i, val: v, err: err}
+	if wait != nil {
+		<-wait // returns by the predecessor's deadline
+	}
+	r.markReturned(i)
 	if r.pending.Add(-1) == 0 {
+		r.after = nil // every call has passed it: let a long chain be collected
 		r.rctx.end(endReturned)
 	}
 	m.ops.Done()
@@ -243,6 +258,7 @@ func (m *Manager) collect(ctx context.Context, r *round, need int, all bool, cla
 	}
 	add := func(rep reply) {
 		pending--
+		o.got[rep.idx] = true
 		v, cause := classify(rep.val, rep.err)
 		switch v {
 		case voteYes:

@@ -3,19 +3,30 @@
 -- KEYS[1..n]    = the lock keys
 -- KEYS[n+1..2n] = their fencing counters (optional: present only when fenced)
 -- ARGV[1] = token, ARGV[2] = TTL in milliseconds, ARGV[3] = n
--- Returns {1, maxCounter} when every key now holds the token for the TTL
--- (keys already holding the token are refreshed), {0, i} when key i holds
--- another token (nothing is set then). maxCounter is the largest counter as
--- a decimal string ('0' when none exists or the lock is not fenced).
+-- Returns {1, maxCounter} when every key was free and now holds the token
+-- for the TTL; {2, maxCounter} when every key now holds the token and some
+-- already did before (those are refreshed, never shortened: another handle
+-- of the same token may rely on their lease); {0, i} when key i holds
+-- another token (nothing is set then). maxCounter is the largest counter
+-- as a decimal string ('0' when none exists or the lock is not fenced).
 local n = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[2])
+local ours = false
 for i = 1, n do
   local v = redis.call('GET', KEYS[i])
-  if v and v ~= ARGV[1] then
-    return {0, i}
+  if v then
+    if v ~= ARGV[1] then
+      return {0, i}
+    end
+    ours = true
   end
 end
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) == false then
+    if redis.call('PTTL', KEYS[i]) < ttl then
+      redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    end
+  end
 end
 local best, bestnum = '0', 0
 for i = n + 1, #KEYS do
@@ -23,5 +34,8 @@ for i = n + 1, #KEYS do
   if c and tonumber(c) > bestnum then
     best, bestnum = c, tonumber(c)
   end
+end
+if ours then
+  return {2, best}
 end
 return {1, best}

@@ -15,6 +15,11 @@ type Hooks struct {
 	IgnoreElapsed bool
 	// PlainDelete unlocks with a plain DEL, without comparing the token.
 	PlainDelete bool
+	// LatestReplyWins lets every successful extension set the lock's
+	// validity deadline when its reply arrives (the watchdog's only when
+	// later), instead of only the extension sent last, and skips lowering
+	// the deadline when a shorter extension is sent.
+	LatestReplyWins bool
 	// AfterReplies runs inside an acquisition attempt after the quorum's
 	// replies arrived and before validity is computed.
 	AfterReplies func(resource string)
