@@ -45,7 +45,7 @@ type round struct {
 	after  predecessor   // calls to instance i follow after's call to i (see run)
 	ret    []atomic.Bool // ret[i]: the call to instance i returned (and after's did)
 	retArr [smallN]atomic.Bool
-	mu     sync.Mutex        // guards waitCh
+	mu     sync.Mutex      // guards waitCh
 	waitCh []chan struct{} // made by a later call waiting for call i; closed when it returns
 	chArr  [smallN]chan struct{}
 
