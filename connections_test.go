@@ -199,8 +199,8 @@ func connWrongPasswordFails(t *testing.T, endpoint string) {
 	cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m := connNew(t, []string{endpoint}, cfg)
 	_, err := m.Lock(ctx, "redaction", redlock.TTL(time.Second))
-	if !errors.Is(err, redlock.ErrUnavailable) {
-		t.Fatalf("Lock with a wrong password = %v, want ErrUnavailable", err)
+	if !errors.Is(err, redlock.ErrRejected) {
+		t.Fatalf("Lock with a wrong password = %v, want ErrRejected", err)
 	}
 	var ie *redlock.InstanceError
 	if !errors.As(err, &ie) || errors.Is(ie.Err, context.DeadlineExceeded) {
@@ -493,8 +493,8 @@ func TestConnACL(t *testing.T) {
 	// locking fails and the server logs the denied key.
 	cfg.KeyPrefix = ""
 	bare := connNew(t, eps, cfg)
-	if _, err := bare.TryLock(ctx, "acl-bare", redlock.TTL(time.Second)); !errors.Is(err, redlock.ErrUnavailable) {
-		t.Errorf("TryLock outside ~lock:* = %v, want ErrUnavailable", err)
+	if _, err := bare.TryLock(ctx, "acl-bare", redlock.TTL(time.Second)); !errors.Is(err, redlock.ErrRejected) {
+		t.Errorf("TryLock outside ~lock:* = %v, want ErrRejected", err)
 	}
 	if !connACLDenied(t, servers[0], "locker", "key", "acl-bare") {
 		t.Errorf("ACL LOG has no denial of key acl-bare for locker")
@@ -516,14 +516,14 @@ func TestConnACL(t *testing.T) {
 		cfg.RetryCount = 1
 		m := connNew(t, []string{"redis://" + user + ":pw@" + s.Addr()}, cfg)
 		s.Do(t, "SCRIPT", "FLUSH") // so that EVAL is needed
-		if err := connExercise(ctx, m, "acl-"+user, nil); !errors.Is(err, redlock.ErrUnavailable) {
-			t.Errorf("user %s (rules %q): %v, want ErrUnavailable", user, rules, err)
+		if err := connExercise(ctx, m, "acl-"+user, nil); !errors.Is(err, redlock.ErrRejected) {
+			t.Errorf("user %s (rules %q): %v, want ErrRejected", user, rules, err)
 		}
 		if !connACLDenied(t, s, user, "command", cmd) {
 			t.Errorf("user %s: ACL LOG has no denial of %s:\n%s", user, cmd, s.Do(t, "ACL", "LOG"))
 		}
 		// Close releases what the exercise left held, which may fail too.
-		if err := m.Close(ctx); err != nil && !errors.Is(err, redlock.ErrUnavailable) {
+		if err := m.Close(ctx); err != nil && !errors.Is(err, redlock.ErrUnavailable) && !errors.Is(err, redlock.ErrRejected) {
 			t.Errorf("user %s: Close: %v", user, err)
 		}
 		s.Do(t, "DEL", "lock:acl-"+user)

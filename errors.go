@@ -21,6 +21,15 @@ var (
 	// (aioredlock's LockRuntimeError).
 	ErrUnavailable = errors.New("redlock: not enough instances available")
 
+	// ErrRejected means that instances answered, but with error replies
+	// that no retry will fix (a misconfiguration: WRONGTYPE for a key of
+	// another type at the resource's name, NOPERM from an ACL, READONLY
+	// from a replica, OOM, MISCONF, a wrong password, an unknown command or
+	// a script error), and that without them a quorum cannot be reached.
+	// Lock, LockWait and friends return it at once, without retrying; each
+	// rejecting instance and its reply are in the *InstanceError values.
+	ErrRejected = errors.New("redlock: rejected by the instances")
+
 	// ErrNotHeld means that an Extend, Unlock or Attach concerned a lock that
 	// is no longer held under its token on a quorum: it expired, was
 	// released, or another token holds it now.
@@ -37,6 +46,28 @@ var (
 	// when the lock is lost while the function runs (see context.Cause).
 	ErrLost = errors.New("redlock: lock lost")
 )
+
+// isRejection reports whether err is an error reply that a retry will not
+// fix (see ErrRejected). Transient replies (LOADING, BUSY, TRYAGAIN,
+// MASTERDOWN, "ERR max number of clients reached", ...) are not.
+func isRejection(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range rejectionPrefixes {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+var rejectionPrefixes = []string{
+	"WRONGTYPE", "NOPERM", "READONLY", "OOM", "MISCONF", "WRONGPASS", "NOAUTH",
+	"ERR unknown command", "ERR user_script", "ERR Error running script", "ERR Error compiling script",
+	"ERR The user executing the script can't run this command", // an ACL, inside a script (Redis 7)
+}
 
 // invalidf returns an error wrapping ErrInvalid.
 func invalidf(format string, args ...any) error {
@@ -60,8 +91,8 @@ func (e *InstanceError) Error() string { return e.Endpoint + ": " + e.Err.Error(
 func (e *InstanceError) Unwrap() error { return e.Err }
 
 // QuorumError is the error of an operation that did not reach a quorum. It
-// satisfies errors.Is with its sentinel (ErrNotAcquired, ErrUnavailable or
-// ErrNotHeld), with the caller's context error where one ended, and
+// satisfies errors.Is with its sentinel (ErrNotAcquired, ErrUnavailable,
+// ErrRejected or ErrNotHeld), with the caller's context error where one ended, and
 // errors.As finds the per-instance causes (*InstanceError).
 type QuorumError struct {
 	// Op is the operation: "lock", "extend", "unlock", "attach", "is-locked", "ttl", "force-release".

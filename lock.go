@@ -128,6 +128,13 @@ func (l *Lock) Lost() <-chan struct{} {
 	return l.lost
 }
 
+// unlocked reports whether Unlock was called.
+func (l *Lock) unlocked() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.released
+}
+
 // closedChan is a closed channel: Lost of a lock lost before anyone asked.
 var closedChan = func() chan struct{} {
 	c := make(chan struct{})

@@ -508,3 +508,30 @@ func TestStragglersOutliveCallerCtx(t *testing.T) {
 	held("Unlock", func(ctx context.Context) error { return l.Unlock(ctx) })
 	wantNoKeys(t, servers) // servers[0] too
 }
+
+// When the lock is lost while fn runs and fn returns its context's error,
+// Do's error says so: it matches ErrLost (it used to be "context canceled"
+// joined with "lock not held"). Seen failing before the change.
+func TestDoReportsLoss(t *testing.T) {
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m := newManager(t, servers, redlock.Config{DefaultTTL: 600 * time.Millisecond})
+	err := m.Do(ctx, "do-lost", func(fctx context.Context) error {
+		// Another token takes the key everywhere: the next auto-extension
+		// finds it held by another token and the lock is lost.
+		for _, s := range servers {
+			s.Do(t, "SET", "do-lost", "someone-else", "PX", "60000")
+		}
+		<-fctx.Done()
+		if cause := context.Cause(fctx); !errors.Is(cause, redlock.ErrLost) {
+			t.Errorf("cause %v, want ErrLost", cause)
+		}
+		return fctx.Err()
+	})
+	if !errors.Is(err, redlock.ErrLost) {
+		t.Errorf("Do after a loss: %v, want ErrLost", err)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Do after a loss: %v, want fn's own error too", err)
+	}
+}

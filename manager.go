@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redlock-go/redlock/internal/testhooks"
@@ -367,13 +368,15 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 			m.waits.leave(w, acquired)
 		}
 	}()
+	since := m.waits.releases.Load()
+	unavailable := 0 // attempts in a row that failed for want of instances
 	for i := 0; attempts < 0 || i < attempts; i++ {
 		if i > 0 {
 			if w == nil {
 				m.subscribe()
-				w = m.waits.join(req.ks.keys)
+				w = m.waits.join(req.ks.keys, since)
 			}
-			if err := m.waitTurn(ctx, w, m.retryDelay()); err != nil {
+			if err := m.waitTurn(ctx, w, m.backoff(unavailable)); err != nil {
 				break
 			}
 			if req.own {
@@ -398,8 +401,13 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 			break
 		}
 		last = m.quorumError("lock", req.resource, o, i+1, false)
-		if o.ctxErr != nil {
+		if o.ctxErr != nil || last.Err == ErrRejected {
 			break
+		}
+		if last.Err == ErrUnavailable {
+			unavailable++
+		} else {
+			unavailable = 0
 		}
 	}
 	if last == nil {
@@ -639,7 +647,11 @@ func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *o
 	// the others at once), with a fresh bounded context: it runs even when
 	// the caller's ctx ended.
 	s, cl := ks.releaseScript()
-	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.keys, []string{token, ReleaseChannel})
+	// No release message: a clean-up is no release, and waking the
+	// waiters of other Managers with it would have them retry at once
+	// after their own failed attempts, whose clean-ups would wake others in
+	// turn (with instances down, a storm at round-trip speed).
+	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.keys, []string{token})
 	// A first attempt (not queued) may have stood in the way of this
 	// Manager's waiters on the keys: when its releases deleted a key, wake
 	// them (as Unlock does), since the release message may not reach them
@@ -651,7 +663,7 @@ func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *o
 		keys := ks.keys // not ks: the closure would move every attempt's request to the heap
 		wake = func() {
 			for _, k := range keys {
-				m.waits.wake(k)
+				m.waits.nudge(k)
 			}
 		}
 	}
@@ -779,13 +791,39 @@ func (m *Manager) freshOnly(r *round, o *outcome, only []bool) int {
 	return calls
 }
 
-func (m *Manager) retryDelay() time.Duration {
+// backoff returns the wait before the next attempt after failed ones, of
+// which the last unavailable ones in a row failed for want of instances:
+// uniform in [RetryDelayMin, RetryDelayMax] at first, and while instances
+// stay unavailable the upper bound doubles with each such attempt, up to
+// maxBackoff (or the TTL... see backoffCap), so that waiting callers do not
+// flood the instances that are still up (full jitter above the minimum).
+func (m *Manager) backoff(unavailable int) time.Duration {
 	lo, hi := m.cfg.RetryDelayMin, m.cfg.RetryDelayMax
+	if unavailable > 1 {
+		limit := max(hi, m.backoffCap())
+		for k := 1; k < unavailable && hi < limit; k++ {
+			hi *= 2
+		}
+		hi = min(hi, limit)
+	}
 	if hi <= lo {
 		return lo
 	}
 	return lo + mrand.N(hi-lo+1)
 }
+
+// maxBackoff caps the growth of the retry delay while instances are
+// unavailable.
+const maxBackoff = 2 * time.Second
+
+// backoffCap is the largest retry delay while instances are unavailable:
+// maxBackoff, or DefaultTTL when that is shorter (never below
+// RetryDelayMax).
+func (m *Manager) backoffCap() time.Duration {
+	return min(maxBackoff, m.cfg.DefaultTTL)
+}
+
+func (m *Manager) retryDelay() time.Duration { return m.backoff(0) }
 
 // sleep waits d or until ctx ends.
 func (m *Manager) sleep(ctx context.Context, d time.Duration) error {
@@ -817,7 +855,9 @@ func (m *Manager) IsLocked(ctx context.Context, resource string) (bool, error) {
 		return false, nil
 	}
 	e := m.quorumError("is-locked", resource, o, 1, false)
-	e.Err = ErrUnavailable
+	if e.Err != ErrRejected {
+		e.Err = ErrUnavailable
+	}
 	return false, e
 }
 
@@ -929,7 +969,9 @@ func (m *Manager) Locks() []*Lock {
 // if the lock is lost (see context.Cause), keeps the lock extended
 // meanwhile (unless the TTL option fixes its lease), and unlocks afterwards,
 // even if fn panics (the panic then continues). It returns the lock error,
-// or fn's error joined with the unlock error.
+// or fn's error joined with the unlock error; when the lock was lost while
+// fn ran, the error also satisfies errors.Is(err, ErrLost) (and then not
+// ErrNotHeld: the unlock of a lost lock says nothing more).
 func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.Context) error, opts ...LockOption) (err error) {
 	if fn == nil {
 		return invalidf("nil function")
@@ -939,16 +981,30 @@ func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.C
 		return err
 	}
 	fctx, cancel := context.WithCancelCause(ctx)
-	l.onLoss(func() { cancel(ErrLost) })
+	var lost atomic.Bool
+	l.onLoss(func() {
+		if !l.unlocked() {
+			lost.Store(true)
+		}
+		cancel(ErrLost)
+	})
 	defer func() {
+		p := recover()
+		// Lost while fn ran: onLoss ran before the Unlock below marks
+		// the lock released (which runs the callbacks too).
+		wasLost := lost.Load() || !l.Valid()
 		cancel(nil)
 		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.NodeTimeout+time.Second)
 		uerr := l.Unlock(uctx)
 		ucancel()
-		if p := recover(); p != nil {
+		if p != nil {
 			panic(p)
 		}
-		err = errors.Join(err, uerr)
+		if wasLost {
+			err = errors.Join(err, fmt.Errorf("%w while the function ran: lock %s", ErrLost, quoteResource(resource)))
+		} else {
+			err = errors.Join(err, uerr)
+		}
 	}()
 	return fn(fctx)
 }

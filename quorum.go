@@ -334,7 +334,9 @@ func (m *Manager) instanceErrors(o *outcome) []*InstanceError {
 
 // quorumError builds the error of an operation that did not reach a quorum.
 // With notHeld set (extend, unlock, ttl), refusals classify as ErrNotHeld,
-// otherwise as ErrNotAcquired; too few answers classify as ErrUnavailable.
+// otherwise as ErrNotAcquired; too few answers classify as ErrUnavailable,
+// and error replies that no retry fixes (isRejection), when they alone rule
+// out a quorum, as ErrRejected.
 //
 // Too few answers means that the failures alone rule out a quorum. Counting
 // "yes + refused >= quorum" instead would depend on the order of arrival:
@@ -347,7 +349,15 @@ func (m *Manager) quorumError(op, resource string, o *outcome, attempts int, not
 		Op: op, Resource: resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst),
 		Attempts: attempts, Ctx: o.ctxErr, Instances: m.instanceErrors(o),
 	}
+	rejected := 0
+	for i, v := range o.votes {
+		if v == voteFailed && isRejection(o.errs[i]) {
+			rejected++
+		}
+	}
 	switch {
+	case rejected > 0 && len(m.inst)-rejected < m.quorum:
+		e.Err = ErrRejected
 	case o.refused > 0 && o.failed-o.cut <= len(m.inst)-m.quorum:
 		e.Err = ErrNotAcquired
 		if notHeld {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,7 +32,6 @@ type Subscriber interface {
 type waiter struct {
 	keys []string
 	ch   chan struct{} // try now; buffered 1: a wake-up is never lost, never blocks
-	head chan struct{} // became the head: start polling; buffered 1 too
 }
 
 func (w *waiter) signal() { notify(w.ch) }
@@ -44,21 +44,33 @@ func notify(ch chan struct{}) {
 }
 
 // waitSet queues, per key, the calls of this Manager that wait for a lock.
-// Only the head of a queue retries: the others wait for their turn, which
-// keeps the order fair and stops local waiters from splitting the votes
-// among themselves. A call for several keys queues on its first key only
-// (queueing on all of them could deadlock two calls that each head one
-// queue), and is also woken by the releases of its other keys while it is
-// the head of its queue.
+// A release wakes only the head of a queue, which keeps the order fair and
+// stops local waiters from splitting the votes among themselves; every
+// waiter, queued or not, also retries on its own after its retry delay, so
+// that each call keeps its own attempt budget (a Lock with RetryCount 3
+// behind a LockWait does not wait for the LockWait). A call for several keys
+// queues on its first key only (queueing on all of them could deadlock two
+// calls that each head one queue), and is also woken by the releases of its
+// other keys while it is the head of its queue.
 type waitSet struct {
+	// releases counts the releases this Manager saw (its own Unlocks and
+	// forced releases, and release messages): a caller that joins after a
+	// failed attempt retries at once only when one came since the attempt
+	// started. The clean-up of a failed attempt is no release: it does not
+	// count (otherwise a caller would wake itself, and with instances down
+	// retry at round-trip speed).
+	releases atomic.Uint64
+
 	mu     sync.Mutex
 	q      map[string][]*waiter
 	others map[string][]*waiter // by key: the multi-key waiters that have it but not first
 }
 
-// join queues a new waiter on keys[0]; the head is signalled at once.
-func (s *waitSet) join(keys []string) *waiter {
-	w := &waiter{keys: keys, ch: make(chan struct{}, 1), head: make(chan struct{}, 1)}
+// join queues a new waiter on keys[0]. since is the release count read
+// before the caller's failed attempt: when a release came since, the new
+// head is signalled at once (its message may have come before it joined).
+func (s *waitSet) join(keys []string, since uint64) *waiter {
+	w := &waiter{keys: keys, ch: make(chan struct{}, 1)}
 	key := keys[0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -72,9 +84,7 @@ func (s *waitSet) join(keys []string) *waiter {
 		}
 		s.others[k] = append(s.others[k], w)
 	}
-	if s.q[key][0] == w {
-		// A release may have come between our failed attempt and now: try
-		// again at once. From here on no wake-up is lost.
+	if s.q[key][0] == w && s.releases.Load() != since {
 		w.signal()
 	}
 	return w
@@ -82,8 +92,7 @@ func (s *waitSet) join(keys []string) *waiter {
 
 // leave removes w from key's queue and signals the new head, unless w
 // leaves because it acquired the lock: the new head would only find it
-// taken, so it is only told that it is the head now, and waits for the
-// release or its first poll (the lock may be left to expire).
+// taken, and it polls on its own anyway.
 func (s *waitSet) leave(w *waiter, acquired bool) {
 	key := w.keys[0]
 	s.mu.Lock()
@@ -101,9 +110,7 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 		return
 	}
 	s.q[key] = q
-	if acquired {
-		notify(q[0].head)
-	} else {
+	if !acquired {
 		q[0].signal()
 	}
 }
@@ -131,8 +138,17 @@ func (s *waitSet) headLocked(w *waiter) bool {
 }
 
 // wake signals the head of key's queue, and the multi-key waiters that
-// want key and head their own queue: the lock may be free.
+// want key and head their own queue: the lock was released. It counts as a
+// release (see waitSet.releases).
 func (s *waitSet) wake(key string) {
+	s.releases.Add(1)
+	s.nudge(key)
+}
+
+// nudge is wake for a key that a failed attempt's clean-up deleted: the
+// head of its queue may find the lock free now, but it is no release for
+// the callers that join later.
+func (s *waitSet) nudge(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.q[key]; len(q) > 0 {
@@ -145,36 +161,21 @@ func (s *waitSet) wake(key string) {
 	}
 }
 
-// waitTurn waits before the next attempt of w: for a release of one of its
-// keys (or its turn, for a waiter that is not first in its queue), or at
-// most delay for the first waiter, which keeps polling in case a message
-// is lost (or the lock is left to expire).
+// waitTurn waits before the next attempt of w: until a release of one of
+// its keys wakes it (as the head of its queue), or delay passes.
 func (m *Manager) waitTurn(ctx context.Context, w *waiter, delay time.Duration) error {
+	t := time.NewTimer(delay)
+	defer t.Stop()
 	for {
-		var t *time.Timer
-		var timeout <-chan time.Time
-		if m.waits.head(w) {
-			t = time.NewTimer(delay)
-			timeout = t.C
-		}
-		turn := false
 		select {
 		case <-w.ch:
-			turn = m.waits.head(w)
-		case <-w.head:
-			// Now first: loop to start polling.
-		case <-timeout:
-			turn = true
-		case <-ctx.Done():
-		}
-		if t != nil {
-			t.Stop()
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if turn {
+			if m.waits.head(w) {
+				return nil
+			}
+		case <-t.C:
 			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

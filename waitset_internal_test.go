@@ -21,18 +21,27 @@ func signalled(w *waiter) bool {
 	}
 }
 
-// TestWaitSetLeave pins who is signalled when a waiter leaves its queue: the
-// new head after a failure or cancellation (it may have taken a wake-up
-// meant for the queue), nobody after an acquisition (the new head would
-// only find the lock taken).
+// TestWaitSetLeave pins who is signalled when a waiter joins or leaves its
+// queue: a new head on joining only if a release came since its attempt
+// started; the new head after a failure or cancellation (it may have taken
+// a wake-up meant for the queue), nobody after an acquisition (the new head
+// would only find the lock taken, and polls on its own).
 func TestWaitSetLeave(t *testing.T) {
 	var s waitSet
-	a := s.join([]string{"k"})
-	if !signalled(a) {
-		t.Fatal("the first waiter was not signalled on joining")
+	since := s.releases.Load()
+	a := s.join([]string{"k"}, since)
+	if signalled(a) {
+		t.Fatal("the first waiter was signalled on joining without a release since its attempt")
 	}
-	b := s.join([]string{"k"})
-	c := s.join([]string{"k"})
+	s.leave(a, false)
+	s.wake("k") // a release between the attempt and the join
+	a = s.join([]string{"k"}, since)
+	if !signalled(a) {
+		t.Fatal("the first waiter was not signalled on joining after a release")
+	}
+	since = s.releases.Load()
+	b := s.join([]string{"k"}, since-1)
+	c := s.join([]string{"k"}, since-1)
 	if signalled(b) || signalled(c) {
 		t.Fatal("a waiter behind the head was signalled on joining")
 	}
@@ -40,17 +49,19 @@ func TestWaitSetLeave(t *testing.T) {
 	if signalled(b) {
 		t.Error("the new head was signalled after the old head acquired the lock")
 	}
-	select {
-	case <-b.head:
-	default:
-		t.Error("the new head was not told it is the head (it would not poll)")
-	}
 	if !s.head(b) {
 		t.Fatal("b is not the head after a left")
 	}
 	s.leave(b, false)
 	if !signalled(c) {
 		t.Error("the new head was not signalled after the old head gave up")
+	}
+	s.nudge("k")
+	if !signalled(c) {
+		t.Error("a clean-up's nudge did not signal the head")
+	}
+	if s.releases.Load() != since {
+		t.Error("a clean-up's nudge counted as a release")
 	}
 	s.leave(c, false)
 	if len(s.q) != 0 || len(s.others) != 0 {
@@ -62,14 +73,9 @@ func TestWaitSetLeave(t *testing.T) {
 // its other keys while it heads its queue.
 func TestWaitSetManyKeys(t *testing.T) {
 	var s waitSet
-	m1 := s.join([]string{"a", "b"})
-	m3 := s.join([]string{"a", "b"}) // behind m1 on "a"
-	single := s.join([]string{"b"})
-	for _, w := range []*waiter{m1, single} {
-		if !signalled(w) {
-			t.Fatal("a new head was not signalled on joining")
-		}
-	}
+	m1 := s.join([]string{"a", "b"}, 0)
+	m3 := s.join([]string{"a", "b"}, 0) // behind m1 on "a"
+	single := s.join([]string{"b"}, 0)
 	s.wake("b")
 	if !signalled(m1) {
 		t.Error("a release of its second key did not wake the multi-key head")

@@ -1,0 +1,111 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redlock-go/redlock/internal/redistest"
+)
+
+// With 2 of 3 instances down and the default Config, waiting callers must
+// not flood the instance that is still up: every retry waits at least the
+// retry delay (a clean-up of one's own failed attempt is no release to wake
+// on), and the delay grows while instances stay unavailable. Seen failing
+// before the backoff: 9,568 EVALSHA in 2 s from one LockWait (its own
+// clean-up's release message woke it after every attempt).
+func TestNoRetryStormWithMajorityDown(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	servers[1].Stop(t)
+	servers[2].Stop(t)
+	const window = 3 * time.Second
+	for _, managers := range []int{1, 20} {
+		ms := make([]*Manager, managers)
+		for i := range ms {
+			m, err := New(eps, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms[i] = m
+		}
+		before := evalshaCalls(t, servers[0])
+		ctx, cancel := context.WithTimeout(context.Background(), window)
+		var wg sync.WaitGroup
+		for _, m := range ms {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Contended by the others on the one instance up, an attempt
+				// may stop at a refusal and a failure: "not acquired".
+				_, err := m.LockWait(ctx, "storm")
+				if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotAcquired) {
+					t.Errorf("LockWait with 2 of 3 down: %v, want ErrUnavailable or ErrNotAcquired", err)
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+		for _, m := range ms {
+			_ = m.Close(context.Background())
+		}
+		calls := evalshaCalls(t, servers[0]) - before
+		t.Logf("%d Manager(s), one LockWait each for %v: %d script calls on the surviving instance", managers, window, calls)
+		if limit := 60 * managers; calls > limit {
+			t.Errorf("%d Manager(s): %d script calls on the surviving instance in %v, want at most %d", managers, calls, window, limit)
+		}
+	}
+}
+
+// A key of another type at the resource's name on every instance is a
+// misconfiguration, not an outage: Lock and LockWait return ErrRejected
+// after one attempt (no waiting), naming each instance and its reply. On
+// one instance of three (a minority) it is plain unavailability of that
+// instance. Seen failing before ErrRejected: ErrUnavailable, and LockWait
+// retried until its ctx ended.
+func TestWrongTypeIsRejected(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	for _, s := range servers {
+		s.Do(t, "HSET", "wrongtype", "f", "v")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = m.LockWait(ctx, "wrongtype")
+	if !errors.Is(err, ErrRejected) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotAcquired) {
+		t.Fatalf("LockWait on a hash: %v, want ErrRejected alone", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("LockWait waited until its ctx ended")
+	}
+	var qe *QuorumError
+	if !errors.As(err, &qe) || qe.Attempts != 1 || len(qe.Instances) < m.quorum {
+		t.Fatalf("LockWait on a hash: %#v, want one attempt and the instances' replies", qe)
+	}
+	for _, ie := range qe.Instances {
+		if !isRejection(ie.Err) {
+			t.Errorf("instance %s: %v, want the WRONGTYPE reply", ie.Endpoint, ie.Err)
+		}
+	}
+	// A minority: not rejected; the lock is taken on the other two.
+	servers[0].Do(t, "DEL", "wrongtype")
+	servers[1].Do(t, "DEL", "wrongtype")
+	l, err := m.Lock(ctx, "wrongtype")
+	if err != nil {
+		t.Fatalf("Lock with a WRONGTYPE minority: %v", err)
+	}
+	_ = l.Unlock(ctx)
+}
