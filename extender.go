@@ -137,6 +137,10 @@ func (b *batchCalls) pendingCh(i int) <-chan struct{} {
 // returned by the batch's deadline is left out of that instance's call.
 func (e *extender) extend(batch []*Lock) {
 	m := e.m
+	if !m.enter() {
+		return // closing: Close releases the locks
+	}
+	defer m.leave()
 	bc := &batchCalls{done: make([]chan struct{}, len(m.inst))}
 	for i := range bc.done {
 		bc.done[i] = make(chan struct{})
@@ -240,15 +244,22 @@ func (e *extender) extend(batch []*Lock) {
 	now := m.now()
 	for j, l := range batch {
 		yes, refused := 0, 0
+		var missing []bool
 		for i := range m.inst {
 			switch codes[i][j] {
 			case 1:
 				yes++
-			case 0, -1:
+			case 0:
+				refused++
+				if missing == nil {
+					missing = make([]bool, len(m.inst))
+				}
+				missing[i] = true
+			case -1:
 				refused++
 			}
 		}
-		l.afterAutoExtend(seqs[j], start, now, ttls[j], yes, refused)
+		l.afterAutoExtend(seqs[j], start, now, ttls[j], yes, refused, missing)
 	}
 }
 
@@ -283,7 +294,7 @@ func groups(in *instance, batch []*Lock) [][]int {
 
 // afterAutoExtend applies the outcome of batched extension seq to l and
 // schedules the next one.
-func (l *Lock) afterAutoExtend(seq uint64, start, now time.Time, ttl time.Duration, yes, refused int) {
+func (l *Lock) afterAutoExtend(seq uint64, start, now time.Time, ttl time.Duration, yes, refused int, missing []bool) {
 	m := l.m
 	l.mu.Lock()
 	if l.released || l.gone {
@@ -301,6 +312,9 @@ func (l *Lock) afterAutoExtend(seq uint64, start, now time.Time, ttl time.Durati
 			return
 		}
 		l.applyExtendLocked(seq, start, ttl, true)
+		if refused > 0 {
+			l.topUpLocked(missing, start, ttl)
+		}
 		next := start.Add(l.refreshDelay())
 		l.mu.Unlock()
 		m.ext.schedule(l, next)

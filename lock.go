@@ -266,9 +266,14 @@ func (l *Lock) autoExtend() {
 }
 
 // Extend resets the lock's lease to ttl (0 means the lock's own TTL) on
-// every instance where it still holds the token; it never re-creates a key
-// that expired. It succeeds when a quorum extends in time; the validity
-// deadline then moves to the start of the call + ttl − drift.
+// every instance where it still holds the token. It succeeds when a quorum
+// extends in time; the validity deadline then moves to the start of the
+// call + ttl − drift. After a success, the instances that answered that the
+// key was missing (a restart without persistence, FLUSHALL) get it back
+// (SET NX with the token and what is left of the lease), so that
+// redundancy returns; a lock that a quorum no longer holds is never
+// re-created, and a key held by another token is never touched. The
+// automatic extensions do the same.
 //
 // Extensions of one lock (concurrent Extend calls and the automatic ones)
 // reach each instance in the order they were made, and only the one made
@@ -391,6 +396,14 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 			return &QuorumError{Op: "extend", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 		}
 		l.applyExtendLocked(seq, start, ttl, auto)
+		missing := missingOnes(o)
+		if o.yes+o.refused+o.failed < len(m.inst) {
+			// Instances that had not answered may report the key missing:
+			// look at their replies once the round is over.
+			r.rctx.AfterFunc(func() { l.topUpLate(r, missing, start, ttl) })
+		} else if missing != nil {
+			l.topUpLocked(missing, start, ttl)
+		}
 		return nil
 	}
 	e := m.quorumError("extend", l.resource, o, 1, true)
@@ -400,6 +413,65 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 		l.lose("extension refused by a quorum")
 	}
 	return e
+}
+
+// missingOnes returns which instances answered an extension that the key
+// was missing, or nil when none did.
+func missingOnes(o *outcome) []bool {
+	var out []bool
+	for i, v := range o.votes {
+		if v == voteRefused && o.errs[i] == errKeyMissing {
+			if out == nil {
+				out = make([]bool, len(o.votes))
+			}
+			out[i] = true
+		}
+	}
+	return out
+}
+
+// topUpLocked restores the lock's keys on the instances in missing after
+// an extension, sent at start with ttl, succeeded on a quorum: a SET NX of
+// the token with what is left of that lease, following the lock's calls on
+// each instance (no reply is awaited). While the lock is valid no one else
+// can hold it on a quorum, so the key is ours to restore where it is free,
+// and redundancy returns: one more instance failure no longer loses the
+// lock early. Never where another token holds a key, never once the lock
+// is invalid. Callers hold l.mu and an operation (m.enter).
+func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
+	m := l.m
+	now := m.now()
+	left := (ttl - now.Sub(start)).Truncate(time.Millisecond)
+	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond {
+		return
+	}
+	l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.keys, []string{l.token, fmtMillis(left)})
+}
+
+// topUpLate is topUpLocked for extension round r once it is over: the
+// replies that came after the quorum (still in r.ch) add to missing.
+func (l *Lock) topUpLate(r *round, missing []bool, start time.Time, ttl time.Duration) {
+	if !l.m.enter() {
+		return
+	}
+	defer l.m.leave()
+	for {
+		select {
+		case rep := <-r.ch:
+			if v, cause := classifyExtend(rep.val, rep.err); v == voteRefused && cause == errKeyMissing {
+				if missing == nil {
+					missing = make([]bool, len(l.m.inst))
+				}
+				missing[rep.idx] = true
+			}
+			continue
+		default:
+		}
+		break
+	}
+	l.mu.Lock()
+	l.topUpLocked(missing, start, ttl)
+	l.mu.Unlock()
 }
 
 func classifyExtend(v any, err error) (vote, error) {

@@ -32,7 +32,7 @@ const (
 var allScripts = []*script{
 	scriptAcquire, scriptExtend, scriptRelease, scriptPTTL, scriptInspect,
 	scriptAcquireMany, scriptExtendMany, scriptReleaseMany, scriptPTTLMany, scriptFence,
-	scriptExtendBatch,
+	scriptExtendBatch, scriptTopUp,
 }
 
 // allScriptSources are the sources of allScripts, as LoadScripts takes them.

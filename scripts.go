@@ -54,4 +54,5 @@ var (
 	scriptReleaseMany = loadScript("release_many")
 	scriptPTTLMany    = loadScript("pttl_many")
 	scriptFence       = loadScript("fence")
+	scriptTopUp       = loadScript("topup")
 )
