@@ -137,6 +137,7 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 	}
 	for _, in := range inst {
 		in.pool.idle = workerIdle
+		in.log = cfg.Logger
 	}
 	m.ext.m = m
 	return m

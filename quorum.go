@@ -149,6 +149,7 @@ func call(ctx context.Context, in *instance, s *script, keys, args []string) (an
 	if loading != nil {
 		<-loading // bounded by ctx, like the load
 	}
+	in.observe(err)
 	return v, err
 }
 

@@ -1,6 +1,12 @@
 package redlock
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +23,63 @@ type instance struct {
 	// loadAfter (Unix nanoseconds) holds back the next load after one
 	// failed: see scriptLoadRetry.
 	loadAfter atomic.Int64
+	// down says that the instance's last call found it not answering
+	// (see observe); log gets one record per change.
+	down atomic.Bool
+	log  *slog.Logger
+}
+
+// observe records the outcome of a call to the instance and logs when
+// that changes whether it answers: one WARN, with the cause, when it stops
+// (a network error, a timeout, a refused password), one INFO when it
+// answers again; nothing per call. An error reply is an answer.
+func (in *instance) observe(err error) {
+	down := isOutage(err)
+	if err != nil && !down && errors.Is(err, context.Canceled) {
+		return // says nothing about the instance
+	}
+	if in.down.Load() == down || !in.down.CompareAndSwap(!down, down) {
+		return
+	}
+	if in.log == nil {
+		return
+	}
+	if down {
+		in.log.Warn("redlock: instance not answering", "instance", in.name, "err", err)
+	} else {
+		in.log.Info("redlock: instance answering again", "instance", in.name)
+	}
+}
+
+// isOutage reports whether err says that the instance did not answer
+// usably: a network error, a timeout, a closed connection, a refused
+// password. Error replies (WRONGTYPE, NOSCRIPT, ...) are answers.
+func isOutage(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, errOutOfOrder):
+		return false
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") {
+		return true
+	}
+	return !isErrorReply(msg)
+}
+
+// isErrorReply reports whether msg reads as a Redis error reply: an
+// upper-case code of two letters or more, then a space or the end.
+func isErrorReply(msg string) bool {
+	i := 0
+	for i < len(msg) && msg[i] >= 'A' && msg[i] <= 'Z' {
+		i++
+	}
+	return i >= 2 && (i == len(msg) || msg[i] == ' ')
 }
 
 // job is one call of a round to one instance, run by a worker.
