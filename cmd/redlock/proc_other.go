@@ -10,6 +10,9 @@ import (
 // forwardSignals are the signals that run forwards to the command.
 var forwardSignals = []os.Signal{os.Interrupt}
 
+// pipeSignals: no SIGPIPE here.
+var pipeSignals []os.Signal
+
 // termSignal asks the command to stop; killSignal forces it.
 var (
 	termSignal = os.Interrupt

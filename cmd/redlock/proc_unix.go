@@ -11,6 +11,11 @@ import (
 // forwardSignals are the signals that run forwards to the command.
 var forwardSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 
+// pipeSignals are caught (and dropped) by run, so that a write to a closed
+// stderr fails with EPIPE instead of killing redlock while its command runs.
+// Caught, not ignored: an ignored signal would stay ignored in the command.
+var pipeSignals = []os.Signal{syscall.SIGPIPE}
+
 // termSignal asks the command to stop; killSignal forces it.
 var (
 	termSignal os.Signal = syscall.SIGTERM

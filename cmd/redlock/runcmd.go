@@ -56,6 +56,15 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 // command as it is (so that a terminal stays a terminal); errw serialises
 // redlock's own writes to it.
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr, errw io.Writer) int {
+	// Never die of a write: with stderr on a closed pipe, a report would
+	// otherwise kill redlock (SIGPIPE) and leave the command running
+	// without the lock. The signal is dropped (the channel holds one and is
+	// never read); the write fails, and its error is ignored.
+	if len(pipeSignals) > 0 {
+		pipec := make(chan os.Signal, 1)
+		signal.Notify(pipec, pipeSignals...)
+		defer signal.Stop(pipec)
+	}
 	fset, o := newRunFlags()
 	pos, argv, dash, err := parseArgs(fset, args, 1)
 	if err != nil {
@@ -280,8 +289,8 @@ wait:
 			break wait
 		case <-lostc:
 			lostc, lost = nil, true
+			stop() // first: the report below may fail, or block
 			fmt.Fprintf(r.errw, "redlock: lost the lock on %s while the command ran; stopping it (SIGKILL in %v)\n", quote(r.res), r.o.killGrace)
-			stop()
 		case <-donec:
 			donec = nil
 			stop()
@@ -289,8 +298,8 @@ wait:
 			_ = signalCommand(cmd, s)
 		case <-killc:
 			killc = nil
-			fmt.Fprintf(r.errw, "redlock: the command did not exit within %v; sending SIGKILL\n", r.o.killGrace)
 			_ = signalCommand(cmd, killSignal)
+			fmt.Fprintf(r.errw, "redlock: the command did not exit within %v; sent SIGKILL\n", r.o.killGrace)
 		}
 	}
 	if kill != nil {
