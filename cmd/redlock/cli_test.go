@@ -219,6 +219,9 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		args(a("run", "-E", "256"), good, a("res"), cmd),
 		args(a("run", "-w", "-1s"), good, a("res"), cmd),
 		args(a("run", "--kill-grace", "-1s"), good, a("res"), cmd),
+		args(a("run", "--kill-grace", "20s"), good, a("res"), cmd), // over the default --ttl 10s
+		args(a("run", "--ttl", "1s", "--kill-grace", "1s"), good, a("res"), cmd),
+		args(a("run", "--ttl", "1s", "--kill-grace", "900ms"), good, a("res"), cmd), // TTL less drift and margin: 888ms
 		args(a("run", "--drift-factor", "0.7"), good, a("res"), cmd),
 		args(a("run", "--node-timeout", "0"), good, a("res"), cmd),
 		args(a("run", "--redis", "bogus://127.0.0.1:6379"), good, a("res"), cmd),
@@ -344,5 +347,36 @@ func TestDemoCatchesBrokenQuorum(t *testing.T) {
 	}
 	if regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(out.String()) {
 		t.Fatalf("demo with a quorum of 1 found no overlap:\n%s", out.String())
+	}
+}
+
+// The SIGTERM and SIGKILL points fit in the TTL: the default grace leaves
+// room for extensions before the SIGTERM point, whatever the TTL and drift.
+func TestKillTiming(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		ttl            time.Duration
+		df             float64
+		margin, max, d time.Duration
+	}{
+		{10 * time.Second, 0.01, 250 * ms, 10*time.Second - 102*ms - 250*ms, 10 * time.Second / 3},
+		{time.Second, 0.01, 100 * ms, 888 * ms, time.Second / 3},
+		{time.Minute, 0.01, 250 * ms, time.Minute - 602*ms - 250*ms, 20 * time.Second},
+	} {
+		if m, x, d := killMargin(tc.ttl), maxKillGrace(tc.ttl, tc.df), defaultKillGrace(tc.ttl, tc.df); m != tc.margin || x != tc.max || d != tc.d {
+			t.Errorf("--ttl %v: margin %v, max grace %v, default grace %v; want %v, %v, %v", tc.ttl, m, x, d, tc.margin, tc.max, tc.d)
+		}
+	}
+	for _, df := range []float64{0.001, 0.01, 0.1, 0.3, 0.49} {
+		for ttl := redlock.MinTTL; ttl <= time.Hour; ttl = ttl*3/2 + time.Millisecond {
+			if drift := time.Duration(float64(ttl)*df) + 2*ms; ttl <= 2*drift {
+				continue // the library refuses it (redlock.MinTTL)
+			}
+			m, x, d := killMargin(ttl), maxKillGrace(ttl, df), defaultKillGrace(ttl, df)
+			if m <= 0 || x <= 0 || d <= 0 || d >= x {
+				t.Errorf("--ttl %v --drift-factor %v: margin %v, max grace %v, default grace %v", ttl, df, m, x, d)
+			}
+		}
 	}
 }

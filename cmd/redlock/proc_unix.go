@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"syscall"
@@ -29,9 +30,10 @@ func prepareCommand(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
-// signalCommand sends sig to the command's process group. It is called only
-// before Wait has returned, so the group still exists (the leader is at
-// worst a zombie).
+// signalCommand sends sig to the command's process group. It is called
+// while the group is known to exist: before Wait returned (the leader is at
+// worst a zombie), or after groupAlive said so. While a group has members
+// its id cannot be taken by another process.
 func signalCommand(cmd *exec.Cmd, sig os.Signal) error {
 	s, ok := sig.(syscall.Signal)
 	if !ok {
@@ -55,4 +57,16 @@ func signalNumber(sig os.Signal) int {
 		return int(s)
 	}
 	return int(syscall.SIGTERM)
+}
+
+// groupAlive reports whether the command's process group still has a
+// process that is not a zombie. Its zombies do not count: an orphan stays
+// one where init does not reap (in a container whose PID 1 is not an init,
+// or is redlock itself), and waiting for it would hold the lock forever.
+func groupAlive(cmd *exec.Cmd) bool {
+	pgid := cmd.Process.Pid
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	return liveMember(pgid)
 }

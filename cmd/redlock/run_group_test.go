@@ -72,8 +72,9 @@ i=0; while [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done`
 
 // leaderScript, for "sh -c SCRIPT sh DIR GRANDSCRIPT MODE", starts
 // GRANDSCRIPT in the background (same process group), writes its own pid
-// to "DIR/pid" and idles; SIGTERM ends it.
-const leaderScript = sh + `sh -c "$2" sh "$d" "$3" &
+// to "DIR/pid" and idles; SIGTERM ends it. The child does not hold the
+// command's stdout and stderr (which would keep run waiting for their end).
+const leaderScript = sh + `sh -c "$2" sh "$d" "$3" >/dev/null 2>&1 &
 echo $$ > "$d/pid.tmp"; mv "$d/pid.tmp" "$d/pid"
 spin`
 
@@ -117,5 +118,74 @@ func TestRunClosedStderrLostLock(t *testing.T) {
 	}
 	if mask&(1<<(syscall.SIGPIPE-1)) != 0 {
 		t.Errorf("the command inherited SIGPIPE ignored (SigIgn %x)", mask)
+	}
+}
+
+// When the lock is lost, the whole process group is killed after
+// --kill-grace even though the command itself exited at SIGTERM: its
+// child, which ignores SIGTERM, is gone by the time run returns.
+func TestRunKillsGroupAfterCommandExits(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "2s", "--node-timeout", "200ms", "--kill-grace", "300ms"), redisFlags(servers),
+		a("job", "--", "sh", "-c", leaderScript, "sh", dir, grandScript, "ignore-term"))...)
+	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
+	killOnFailure(t, pid, gpid)
+	servers[0].Do(t, "FLUSHALL")
+	servers[1].Do(t, "FLUSHALL")
+	r := await(t, ch)
+	if r.code != exitLost {
+		t.Errorf("want exit %d (lost), got %v", exitLost, r)
+	}
+	if !processGone(pid) || !processGone(gpid) {
+		t.Errorf("when run returned: command (pid %d) gone %v, its child that ignores SIGTERM (pid %d) gone %v; %v",
+			pid, processGone(pid), gpid, processGone(gpid), r)
+	}
+}
+
+// When the lock cannot be extended (every instance refuses the scripts:
+// no extension succeeds anywhere, and no key is refreshed), the command
+// gets SIGTERM and its process group SIGKILL before the lock's validity
+// ends: by the time the key has expired on any instance (which happens
+// after the client-side deadline, Until), the command and its child that
+// ignores SIGTERM are gone.
+func TestRunStopsWithinValidity(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	leader := sh + `trap 'touch "$d/term"; exit 0' TERM
+sh -c "$2" sh "$d" "$3" >/dev/null 2>&1 &
+echo $$ > "$d/pid.tmp"; mv "$d/pid.tmp" "$d/pid"
+spin`
+	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "1500ms", "--node-timeout", "200ms", "--kill-grace", "400ms"), redisFlags(servers),
+		a("job", "--", "sh", "-c", leader, "sh", dir, grandScript, "ignore-term"))...)
+	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
+	killOnFailure(t, pid, gpid)
+	for _, s := range servers {
+		if got := s.Do(t, "ACL", "SETUSER", "default", "-@scripting"); got != "OK" {
+			t.Fatalf("ACL SETUSER on %s: %s", s, got)
+		}
+	}
+	waitFor(t, "the key to expire on an instance", func() bool {
+		for _, s := range servers {
+			if s.Do(t, "EXISTS", "job") == "0" {
+				return true
+			}
+		}
+		return false
+	})
+	// The key is gone: the lock's validity has ended. So have the processes.
+	pidGone, gpidGone := processGone(pid), processGone(gpid)
+	r := await(t, ch)
+	if !pidGone || !gpidGone {
+		t.Errorf("when the key expired: command (pid %d) gone %v, its child that ignores SIGTERM (pid %d) gone %v; %v",
+			pid, pidGone, gpid, gpidGone, r)
+	}
+	if !exists(filepath.Join(dir, "term")) {
+		t.Errorf("the command did not get SIGTERM first; %v", r)
+	}
+	if r.code != exitLost {
+		t.Errorf("want exit %d (lost), got %v", exitLost, r)
 	}
 }
