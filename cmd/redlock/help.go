@@ -86,8 +86,9 @@ Run 'redlock help SUBCOMMAND' for the flags of each subcommand.
 const runHelp = `Usage: redlock run [flags] RESOURCE -- COMMAND [ARG...]
 
 Takes the lock on RESOURCE, runs COMMAND while keeping the lock renewed,
-releases the lock when COMMAND exits, and exits with COMMAND's status. Like
-flock(1) for a whole fleet of hosts. COMMAND never runs past the lock's
+releases the lock when COMMAND and the processes it left in its process
+group have exited, and exits with COMMAND's status. Like flock(1) for a
+whole fleet of hosts. COMMAND never runs past the lock's
 validity: if the lock cannot be renewed, COMMAND is stopped first (below).
 
 Waiting (at most one of -n, -w, --retry-count):
@@ -116,6 +117,8 @@ Lock:
                         be stopped (below); must fit in the TTL: under
                         --ttl less the drift allowance and the SIGKILL
                         margin, else exit 2 (default: a third of --ttl)
+  --no-wait-group       release the lock as soon as COMMAND exits, instead
+                        of once its whole process group has (below)
 
 ` + connHelp + `
 The command:
@@ -127,8 +130,15 @@ The command:
     forwards it once. The command is not in the terminal's foreground group:
     when stdin is a terminal it reads /dev/null instead, and it should not
     change the terminal's settings;
-  - gets the SIGINT, SIGTERM and SIGHUP that redlock receives; the lock is
-    released after the command exits;
+  - gets the SIGINT, SIGTERM and SIGHUP that redlock receives;
+  - holds the lock until its whole process group is gone, as flock(1) holds
+    a lock while any process has the descriptor: what COMMAND starts in the
+    background ("sh -c 'job &'") keeps the lock after COMMAND exits, and
+    redlock exits with COMMAND's status once it has ended too (checked with
+    kill -0 on the group, 5-250ms apart). A process that leaves the group
+    (setsid, a daemon) is not waited for. With --no-wait-group the lock is
+    released when COMMAND exits, and what it left runs on without the lock
+    (but is stopped like the rest if run is stopping the group, below);
   - is stopped before the lock's validity ends (the lock's deadline: when
     it was taken or last renewed + --ttl - the drift allowance) if the lock
     cannot be kept. While renewals fail, its process group gets SIGTERM

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -188,4 +191,117 @@ spin`
 	if r.code != exitLost {
 		t.Errorf("want exit %d (lost), got %v", exitLost, r)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// cliWatched runs the command in-process on its own goroutine, with a
+// stderr the test can read while it runs (result.stderr stays empty).
+func cliWatched(ctx context.Context, stderr *lockedBuffer, args ...string) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		var out bytes.Buffer
+		code := run(ctx, args, nil, &out, stderr)
+		ch <- result{code: code, stdout: out.String()}
+	}()
+	return ch
+}
+
+// bgScript, for "sh -c SCRIPT sh DIR", leaves a child in the background
+// (in its process group, holding its stdout) that runs until
+// "DIR/bg-release" exists, then writes "bg-out" to stdout; the command
+// itself writes its token and pid and exits at once.
+const bgScript = sh + `( touch "$d/bg-started"; waitfile "$d/bg-release"; echo bg-out; touch "$d/bg-done" ) &
+waitfile "$d/bg-started"
+printf '%s' "$REDLOCK_TOKEN" > "$d/token.tmp"; mv "$d/token.tmp" "$d/token"
+echo $$ > "$d/pid.tmp"; mv "$d/pid.tmp" "$d/pid"`
+
+// Like flock(1), whose lock lasts while any process has the descriptor,
+// run holds the lock while a process the command left in the background
+// runs, copies its output, and releases the lock once it has ended.
+func TestRunHoldsLockWhileBackgroundRuns(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	var stderr lockedBuffer
+	ch := cliWatched(testCtx(t), &stderr, args(a("run", "-n", "-v", "--ttl", "1s"), redisFlags(servers),
+		a("job", "--", "sh", "-c", bgScript, "sh", dir))...)
+	pid := readPid(t, filepath.Join(dir, "pid"))
+	waitFor(t, "the command to exit", func() bool { return processGone(pid) })
+	const waiting = "holding the lock"
+	var early *result
+	waitFor(t, "run to say it waits for the background process", func() bool {
+		select {
+		case r := <-ch:
+			early = &r
+			return true
+		default:
+			return strings.Contains(stderr.String(), waiting)
+		}
+	})
+	if early != nil {
+		touch(t, filepath.Join(dir, "bg-release"))
+		t.Fatalf("run returned while the command's background child ran: %v%s", *early, stderr.String())
+	}
+	token, err := os.ReadFile(filepath.Join(dir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two renewals later (1s TTL), the lock is still held.
+	for _, s := range servers {
+		if got := s.Do(t, "GET", "job"); got != string(token) {
+			t.Errorf("%s holds %q while the background child runs, want the run's token %q", s, got, token)
+		}
+	}
+	touch(t, filepath.Join(dir, "bg-release"))
+	r := await(t, ch)
+	if r.code != 0 || !strings.Contains(r.stdout, "bg-out") {
+		t.Fatalf("want exit 0 and the background child's output; got %v%s", r, stderr.String())
+	}
+	if !exists(filepath.Join(dir, "bg-done")) {
+		t.Errorf("run returned before the background child ended")
+	}
+	for _, s := range servers {
+		if keys := lockKeys(t, s); len(keys) != 0 {
+			t.Errorf("%s still has keys %v after run returned", s, keys)
+		}
+	}
+}
+
+// --no-wait-group releases the lock when the command exits, leaving its
+// background child running.
+func TestRunNoWaitGroup(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	script := sh + `( exec >/dev/null 2>&1; touch "$d/bg-started"; waitfile "$d/bg-release"; touch "$d/bg-done" ) &
+waitfile "$d/bg-started"`
+	r := cli(testCtx(t), args(a("run", "-n", "--no-wait-group"), redisFlags(servers), a("job", "--", "sh", "-c", script, "sh", dir))...)
+	done := exists(filepath.Join(dir, "bg-done"))
+	touch(t, filepath.Join(dir, "bg-release"))
+	if r.code != 0 || done {
+		t.Fatalf("want exit 0 while the background child runs; background child done %v, %v", done, r)
+	}
+	for _, s := range servers {
+		if keys := lockKeys(t, s); len(keys) != 0 {
+			t.Errorf("%s still has keys %v after run returned", s, keys)
+		}
+	}
+	waitFor(t, "the background child to end", func() bool { return exists(filepath.Join(dir, "bg-done")) })
 }

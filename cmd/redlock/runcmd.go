@@ -47,8 +47,9 @@ func defaultKillGrace(ttl time.Duration, driftFactor float64) time.Duration {
 	return min(ttl/3, maxKillGrace(ttl, driftFactor)/2)
 }
 
-// ioWaitDelay bounds how long run waits, after the command exited, for its
-// output pipes to be closed by processes it left behind.
+// ioWaitDelay bounds how long run waits for the command's output pipes to
+// be closed, once its process group is gone (by a process that left the
+// group, a daemon) or, with --no-wait-group, once the command exited.
 const ioWaitDelay = 5 * time.Second
 
 type runOpts struct {
@@ -59,6 +60,7 @@ type runOpts struct {
 	conflict  int
 	killGrace time.Duration
 	quiet     bool
+	noWait    bool // --no-wait-group
 }
 
 func newRunFlags() (*flag.FlagSet, *runOpts) {
@@ -73,6 +75,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.IntVar(&o.conflict, "E", exitConflict, "")
 	fs.IntVar(&o.conflict, "conflict-exit-code", exitConflict, "")
 	fs.Var(seconds{&o.killGrace}, "kill-grace", "")
+	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	return fs, o
@@ -280,9 +283,10 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 }
 
 // supervise runs the command while it keeps l extended, and releases l
-// once the command's process group is gone. It stops the group (SIGTERM,
-// then SIGKILL) before l's validity ends if the extensions fail, and when
-// l is lost or ctx ends; it forwards the signals redlock receives.
+// once the command's process group is gone (with --no-wait-group: once the
+// command exited). It stops the group (SIGTERM, then SIGKILL) before l's
+// validity ends if the extensions fail, and when l is lost or ctx ends; it
+// forwards the signals redlock receives.
 func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+r.res, "REDLOCK_TOKEN="+l.Token(),
@@ -293,13 +297,24 @@ func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, 
 	if stdin != nil && !isTerminal(stdin) {
 		cmd.Stdin = stdin
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if _, ok := stderr.(*os.File); !ok {
-		cmd.Stderr = r.errw
+		stderr = r.errw
 	}
-	cmd.WaitDelay = ioWaitDelay
+	s := &supervisor{r: r, l: l, cmd: cmd, margin: killMargin(r.o.lock.ttl), grace: r.o.killGrace}
+	var err error
+	if cmd.Stdout, err = s.output(stdout); err == nil {
+		cmd.Stderr, err = s.output(stderr)
+	}
+	cmd.WaitDelay = ioWaitDelay // for stdin, when it is not a file
 	prepareCommand(cmd)
-	if err := cmd.Start(); err != nil {
+	if err == nil {
+		err = cmd.Start()
+	}
+	for _, w := range s.writers {
+		w.Close() // the command's processes have them
+	}
+	if err != nil {
+		s.drain()
 		r.release(ctx, l)
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -307,8 +322,64 @@ func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, 
 		}
 		return exitCannotExec
 	}
-	s := &supervisor{r: r, l: l, cmd: cmd, margin: killMargin(r.o.lock.ttl), grace: r.o.killGrace}
 	return s.run(ctx)
+}
+
+// output returns what the command gets for w: w itself if it is a file (or
+// nil: /dev/null), else a pipe that a goroutine copies into w. run makes
+// the pipe rather than leaving it to os/exec, whose Wait closes it
+// WaitDelay after the command exited: processes left in its group keep
+// their output until they end.
+func (s *supervisor) output(w io.Writer) (io.Writer, error) {
+	if w == nil {
+		return nil, nil
+	}
+	if f, ok := w.(*os.File); ok {
+		return f, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := pr.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n]) // a failed write loses output, nothing worse
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	s.writers = append(s.writers, pw)
+	s.copies = append(s.copies, copier{r: pr, done: done})
+	return pw, nil
+}
+
+// copier is the reading end of an output pipe and the end of its copying.
+type copier struct {
+	r    *os.File
+	done chan struct{}
+}
+
+// drain waits until the output pipes have no writer left, at most
+// ioWaitDelay, then closes them.
+func (s *supervisor) drain() {
+	end := time.NewTimer(ioWaitDelay)
+	defer end.Stop()
+	for _, c := range s.copies {
+		select {
+		case <-c.done:
+		case <-end.C:
+			end.Reset(0) // for the next pipes too
+		}
+		c.r.Close()
+		<-c.done
+	}
 }
 
 // supervisor is the state of one supervise.
@@ -317,6 +388,9 @@ type supervisor struct {
 	l             *redlock.Lock
 	cmd           *exec.Cmd
 	margin, grace time.Duration
+
+	writers []*os.File // the writing ends of the output pipes, closed after Start
+	copies  []copier
 
 	act      *time.Timer // the SIGTERM point, then (stopping) the SIGKILL point
 	stopping string      // why the group was told to stop ("" if it was not)
@@ -377,6 +451,9 @@ loop:
 			leaderDone = true
 			if !s.holdGroup() || !groupAlive(cmd) {
 				break loop
+			}
+			if r.o.conn.verbose {
+				fmt.Fprintf(r.errw, "redlock: the command exited; holding the lock on %s until the rest of its process group has ended\n", quote(r.res))
 			}
 			poll.Reset(pollEvery)
 		case <-poll.C:
@@ -448,6 +525,7 @@ loop:
 	default:
 	}
 	uerr := r.release(ctx, l)
+	s.drain()
 
 	status := exitSoftware
 	if cmd.ProcessState != nil {
@@ -470,10 +548,10 @@ loop:
 }
 
 // holdGroup reports whether run waits, once the command itself exited,
-// for the rest of its process group before releasing the lock: while it is
-// stopping the group, which must be gone by the SIGKILL point whatever its
-// leader did.
-func (s *supervisor) holdGroup() bool { return s.stopping != "" }
+// for the rest of its process group before releasing the lock: unless
+// --no-wait-group, and even then while it is stopping the group, which must
+// be gone by the SIGKILL point whatever its leader did.
+func (s *supervisor) holdGroup() bool { return !s.r.o.noWait || s.stopping != "" }
 
 // stop tells the process group to stop: SIGTERM now and SIGKILL at the
 // SIGKILL point (--kill-grace later, or earlier if the lock's validity
