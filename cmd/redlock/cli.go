@@ -264,7 +264,8 @@ type lockFlags struct {
 }
 
 func (l *lockFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&l.ttl, "ttl", redlock.DefaultLockTTL, "")
+	l.ttl = redlock.DefaultLockTTL
+	fs.Var(seconds{&l.ttl}, "ttl", "")
 	fs.IntVar(&l.retryCount, "retry-count", redlock.DefaultRetryCount, "")
 	l.retryDelay = retryDelay{min: redlock.DefaultRetryDelayMin, max: redlock.DefaultRetryDelayMax}
 	fs.Var(&l.retryDelay, "retry-delay", "")
@@ -413,7 +414,7 @@ func msDuration(ms int64) time.Duration {
 }
 
 // seconds is a duration flag that also takes a plain number of seconds, as
-// flock -w does ("-w 5" is "-w 5s").
+// flock -w does ("-w 5" is "-w 5s"; "--ttl 5" likewise).
 type seconds struct{ d *time.Duration }
 
 func (s seconds) String() string {

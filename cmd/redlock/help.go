@@ -107,7 +107,8 @@ Waiting (at most one of -n, -w, --retry-count):
   -q, --quiet           no status line while waiting, no message on conflict
 
 Lock:
-  --ttl D               lease of the lock (Config.DefaultTTL; default 10s).
+  --ttl D               lease of the lock: 30s, 5m, or a number of seconds
+                        (Config.DefaultTTL; default 10s).
                         run renews it halfway to the point where it would
                         have to stop COMMAND, and retries a failed renewal
                         until that point
@@ -261,6 +262,7 @@ Flags:
   --instances N         embedded instances, 1..15 (default 5)
   --duration D          how long the workers run (default 10s)
   --ttl D               lease of each lock, auto-extended (default 1s)
+  D is a duration (1500ms, 2m) or a number of seconds.
 
 Exit codes: 0 when no two workers held the lock at once and at least one
 acquired it; 1 otherwise; 2 usage error; 70 an instance could not start.
