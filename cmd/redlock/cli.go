@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -132,7 +133,7 @@ func newFlagSet(name string) *flag.FlagSet {
 func parseArgs(fs *flag.FlagSet, args []string, max int) (pos, tail []string, dash bool, err error) {
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, asTyped(err, fs, args)
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" && !isFlagValue(fs, args[:n-1]) {
@@ -147,6 +148,49 @@ func parseArgs(fs *flag.FlagSet, args []string, max int) (pos, tail []string, da
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// flagError matches the flag package's errors that name a flag: prefix,
+// NAME (written -NAME), rest.
+var flagError = regexp.MustCompile(`^(flag provided but not defined: |flag needs an argument: |invalid boolean value ".*" for |invalid value ".*" for flag )-(\S+?)(: .*)?$`)
+
+// asTyped rewrites err, from fs.Parse(args), to name the flag as it was
+// typed: "--bogus" for --bogus, where the flag package writes "-bogus".
+func asTyped(err error, fs *flag.FlagSet, args []string) error {
+	m := flagError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	name, typed := m[2], "-"+m[2]
+	// Parse stopped after the offending argument (and its value).
+	for i := len(args) - len(fs.Args()) - 1; i >= 0; i-- {
+		a, _, _ := strings.Cut(args[i], "=")
+		if a == "--"+name {
+			typed = a
+			break
+		}
+		if a == "-"+name {
+			break
+		}
+	}
+	return errors.New(m[1] + typed + m[3])
+}
+
+// spelled returns the flag named by names as it was first typed in args
+// ("--wait" or "-w"), or -names[0] if it cannot tell.
+func spelled(args []string, names ...string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		a, _, _ = strings.Cut(a, "=")
+		for _, n := range names {
+			if a == "-"+n || a == "--"+n {
+				return a
+			}
+		}
+	}
+	return "-" + names[0]
 }
 
 // isFlagValue reports whether the argument after before is the value of a

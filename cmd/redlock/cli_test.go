@@ -380,3 +380,33 @@ func TestKillTiming(t *testing.T) {
 		}
 	}
 }
+
+// A flag in an error message is spelled as it was typed (the flag package
+// writes -NAME, also for --NAME).
+func TestUsageEchoesFlagsAsTyped(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{a("run", "--bogus", "res", "--", "true"), "redlock run: flag provided but not defined: --bogus\n"},
+		{a("run", "-bogus", "res", "--", "true"), "redlock run: flag provided but not defined: -bogus\n"},
+		{a("run", "--bogus=1", "res", "--", "true"), "redlock run: flag provided but not defined: --bogus\n"},
+		{a("run", "--ttl", "abc", "res", "--", "true"), `redlock run: invalid value "abc" for flag --ttl: `},
+		{a("run", "-ttl=abc", "res", "--", "true"), `redlock run: invalid value "abc" for flag -ttl: `},
+		{a("run", "-ttl=1s", "res", "--ttl", "x", "--", "true"), `redlock run: invalid value "x" for flag --ttl: `},
+		{a("run", "res", "--kill-grace"), "redlock run: flag needs an argument: --kill-grace\n"},
+		{a("status", "--json=maybe", "res"), `redlock status: invalid boolean value "maybe" for --json: `},
+		{a("release", "res", "--token"), "redlock release: flag needs an argument: --token\n"},
+		{a("demo", "--workers", "x"), `redlock demo: invalid value "x" for flag --workers: `},
+		{a("run", "--wait", "-1s", "res", "--", "true"), "redlock run: --wait -1s is negative\n"},
+		{a("run", "-w=-1s", "res", "--", "true"), "redlock run: -w -1s is negative\n"},
+		{a("run", "--conflict-exit-code", "300", "res", "--", "true"), "redlock run: --conflict-exit-code 300 is outside 0..255\n"},
+	} {
+		r := cli(ctx, tc.argv...)
+		if r.code != exitUsage || !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("%q: want exit %d and a message starting %q, got %v", tc.argv, exitUsage, tc.want, r)
+		}
+	}
+}

@@ -113,9 +113,9 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	case o.nonblock && waitSet, o.nonblock && retrySet, waitSet && retrySet:
 		err = usagef("-n, -w and --retry-count exclude each other")
 	case o.wait < 0:
-		err = usagef("-w %v is negative", o.wait)
+		err = usagef("%s %v is negative", spelled(args, "w", "wait"), o.wait)
 	case o.conflict < 0 || o.conflict > 255:
-		err = usagef("-E %d is outside 0..255", o.conflict)
+		err = usagef("%s %d is outside 0..255", spelled(args, "E", "conflict-exit-code"), o.conflict)
 	case o.killGrace < 0:
 		err = usagef("--kill-grace %v is negative", o.killGrace)
 	}
