@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// write to stderr.
 	errw := &syncWriter{w: stderr}
 	if len(args) == 0 {
-		fmt.Fprint(errw, mainHelp)
+		fmt.Fprint(errw, "redlock: missing subcommand\n\n"+mainHelp)
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]

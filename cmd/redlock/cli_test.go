@@ -410,3 +410,12 @@ func TestUsageEchoesFlagsAsTyped(t *testing.T) {
 		}
 	}
 }
+
+// redlock without a subcommand says so before the help, on stderr.
+func TestMissingSubcommand(t *testing.T) {
+	t.Parallel()
+	r := cli(testCtx(t))
+	if r.code != exitUsage || !strings.HasPrefix(r.stderr, "redlock: missing subcommand\n") || !strings.Contains(r.stderr, "Usage:") || r.stdout != "" {
+		t.Fatalf("redlock with no arguments: %v", r)
+	}
+}
