@@ -283,8 +283,9 @@ func (c *connFlags) config(stderr io.Writer) (redlock.Config, error) {
 }
 
 // newManager builds the Manager for c and cfg. It contacts no instance: a
-// bad endpoint or setting is a usage error.
-func (c *connFlags) newManager(cfg redlock.Config) (*redlock.Manager, error) {
+// bad endpoint or setting is a usage error. An even number of instances
+// gets a warning on warn, unless warn is nil.
+func (c *connFlags) newManager(cfg redlock.Config, warn io.Writer) (*redlock.Manager, error) {
 	eps, err := c.endpoints()
 	if err != nil {
 		return nil, err
@@ -295,6 +296,10 @@ func (c *connFlags) newManager(cfg redlock.Config) (*redlock.Manager, error) {
 			return nil, &usageError{msg: err.Error()}
 		}
 		return nil, err
+	}
+	if n := len(eps); n%2 == 0 && warn != nil {
+		q := m.Quorum()
+		fmt.Fprintf(warn, "redlock: warning: %d instances, an even number: the quorum is %d, so %d may be down, as with %d; use an odd number (3 or 5)\n", n, q, n-q, n-1)
 	}
 	return m, nil
 }

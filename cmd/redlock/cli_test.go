@@ -419,3 +419,27 @@ func TestMissingSubcommand(t *testing.T) {
 		t.Fatalf("redlock with no arguments: %v", r)
 	}
 }
+
+// An even number of instances works, with a warning on stderr (-q silences
+// it in run); an odd number gets none.
+func TestEvenInstancesWarning(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	const warning = "redlock: warning: 2 instances, an even number"
+	two := redisFlags(servers[:2])
+	for _, tc := range []struct {
+		argv []string
+		warn bool
+	}{
+		{args(a("run", "-n"), two, a("even", "--", "true")), true},
+		{args(a("run", "-n", "-q"), two, a("even", "--", "true")), false},
+		{args(a("status", "--json"), two, a("even")), true},
+		{args(a("run", "-n"), redisFlags(servers), a("odd", "--", "true")), false},
+	} {
+		r := cli(ctx, tc.argv...)
+		if r.code != 0 || strings.Contains(r.stderr, warning) != tc.warn || (tc.warn != strings.Contains(r.stderr, "warning")) {
+			t.Errorf("%q: want exit 0, warning %v; got %v", tc.argv, tc.warn, r)
+		}
+	}
+}

@@ -41,7 +41,8 @@ const envHelp = `Environment:
 
 const connHelp = `Instances (each subcommand but demo):
   --redis URL           one Redis instance; repeat for each independent
-                        instance (use an odd number: 3 or 5). Every form
+                        instance (use an odd number: 3 or 5; an even number
+                        gets a warning on stderr). Every form
                         redlock.ParseEndpoint accepts: host:port,
                         redis://[user:pass@]host:port[/db], rediss:// (TLS)
   REDLOCK_URLS          comma-separated instances, used when no --redis is given
@@ -104,7 +105,9 @@ Waiting (at most one of -n, -w, --retry-count):
                         default 100ms-300ms)
   -E, --conflict-exit-code N
                         exit code when someone else holds the lock (default 1)
-  -q, --quiet           no status line while waiting, no message on conflict
+  -q, --quiet           no status line while waiting, no message on
+                        conflict, no warning about an even number of
+                        instances
 
 Lock:
   --ttl D               lease of the lock: 30s, 5m, or a number of seconds

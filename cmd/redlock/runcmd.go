@@ -130,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
 	}
-	m, err := o.conn.newManager(cfg)
+	m, err := o.conn.newManager(cfg, warnTo(errw, !o.quiet))
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
 	}
@@ -644,4 +644,12 @@ func (w *waitLine) close() {
 	if w.shown {
 		fmt.Fprint(w.r.errw, "\r\x1b[K")
 	}
+}
+
+// warnTo is w if on, else nil (no warnings).
+func warnTo(w io.Writer, on bool) io.Writer {
+	if on {
+		return w
+	}
+	return nil
 }
