@@ -89,8 +89,8 @@ const runHelp = `Usage: redlock run [flags] RESOURCE -- COMMAND [ARG...]
 Takes the lock on RESOURCE, runs COMMAND while keeping the lock renewed,
 releases the lock when COMMAND and the processes it left in its process
 group have exited, and exits with COMMAND's status. Like flock(1) for a
-whole fleet of hosts. COMMAND never runs past the lock's
-validity: if the lock cannot be renewed, COMMAND is stopped first (below).
+whole fleet of hosts. COMMAND never runs past the lock's validity: if the
+lock cannot be renewed, COMMAND is stopped first (below).
 
 Waiting (at most one of -n, -w, --retry-count):
   default               wait until the lock is acquired, however long (as
@@ -111,10 +111,9 @@ Waiting (at most one of -n, -w, --retry-count):
 
 Lock:
   --ttl D               lease of the lock: 30s, 5m, or a number of seconds
-                        (Config.DefaultTTL; default 10s).
-                        run renews it halfway to the point where it would
-                        have to stop COMMAND, and retries a failed renewal
-                        until that point
+                        (Config.DefaultTTL; default 10s). run renews it
+                        halfway to the point where it would have to stop
+                        COMMAND, and retries a failed renewal until then
   --drift-factor F      share of the TTL set aside for clock drift
                         (Config.DriftFactor; default 0.01)
   --kill-grace D        time between SIGTERM and SIGKILL when COMMAND must
