@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -45,7 +46,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// write to stderr.
 	errw := &syncWriter{w: stderr}
 	if len(args) == 0 {
-		fmt.Fprint(errw, mainHelp)
+		fmt.Fprint(errw, "redlock: missing subcommand\n\n"+mainHelp)
 		return exitUsage
 	}
 	sub, rest := args[0], args[1:]
@@ -132,7 +133,7 @@ func newFlagSet(name string) *flag.FlagSet {
 func parseArgs(fs *flag.FlagSet, args []string, max int) (pos, tail []string, dash bool, err error) {
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, nil, false, err
+			return nil, nil, false, asTyped(err, fs, args)
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" && !isFlagValue(fs, args[:n-1]) {
@@ -147,6 +148,49 @@ func parseArgs(fs *flag.FlagSet, args []string, max int) (pos, tail []string, da
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// flagError matches the flag package's errors that name a flag: prefix,
+// NAME (written -NAME), rest.
+var flagError = regexp.MustCompile(`^(flag provided but not defined: |flag needs an argument: |invalid boolean value ".*" for |invalid value ".*" for flag )-(\S+?)(: .*)?$`)
+
+// asTyped rewrites err, from fs.Parse(args), to name the flag as it was
+// typed: "--bogus" for --bogus, where the flag package writes "-bogus".
+func asTyped(err error, fs *flag.FlagSet, args []string) error {
+	m := flagError.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	name, typed := m[2], "-"+m[2]
+	// Parse stopped after the offending argument (and its value).
+	for i := len(args) - len(fs.Args()) - 1; i >= 0; i-- {
+		a, _, _ := strings.Cut(args[i], "=")
+		if a == "--"+name {
+			typed = a
+			break
+		}
+		if a == "-"+name {
+			break
+		}
+	}
+	return errors.New(m[1] + typed + m[3])
+}
+
+// spelled returns the flag named by names as it was first typed in args
+// ("--wait" or "-w"), or -names[0] if it cannot tell.
+func spelled(args []string, names ...string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		a, _, _ = strings.Cut(a, "=")
+		for _, n := range names {
+			if a == "-"+n || a == "--"+n {
+				return a
+			}
+		}
+	}
+	return "-" + names[0]
 }
 
 // isFlagValue reports whether the argument after before is the value of a
@@ -239,8 +283,9 @@ func (c *connFlags) config(stderr io.Writer) (redlock.Config, error) {
 }
 
 // newManager builds the Manager for c and cfg. It contacts no instance: a
-// bad endpoint or setting is a usage error.
-func (c *connFlags) newManager(cfg redlock.Config) (*redlock.Manager, error) {
+// bad endpoint or setting is a usage error. An even number of instances
+// gets a warning on warn, unless warn is nil.
+func (c *connFlags) newManager(cfg redlock.Config, warn io.Writer) (*redlock.Manager, error) {
 	eps, err := c.endpoints()
 	if err != nil {
 		return nil, err
@@ -251,6 +296,10 @@ func (c *connFlags) newManager(cfg redlock.Config) (*redlock.Manager, error) {
 			return nil, &usageError{msg: err.Error()}
 		}
 		return nil, err
+	}
+	if n := len(eps); n%2 == 0 && warn != nil {
+		q := m.Quorum()
+		fmt.Fprintf(warn, "redlock: warning: %d instances, an even number: the quorum is %d, so %d may be down, as with %d; use an odd number (3 or 5)\n", n, q, n-q, n-1)
 	}
 	return m, nil
 }
@@ -264,7 +313,8 @@ type lockFlags struct {
 }
 
 func (l *lockFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&l.ttl, "ttl", redlock.DefaultLockTTL, "")
+	l.ttl = redlock.DefaultLockTTL
+	fs.Var(seconds{&l.ttl}, "ttl", "")
 	fs.IntVar(&l.retryCount, "retry-count", redlock.DefaultRetryCount, "")
 	l.retryDelay = retryDelay{min: redlock.DefaultRetryDelayMin, max: redlock.DefaultRetryDelayMax}
 	fs.Var(&l.retryDelay, "retry-delay", "")
@@ -413,7 +463,7 @@ func msDuration(ms int64) time.Duration {
 }
 
 // seconds is a duration flag that also takes a plain number of seconds, as
-// flock -w does ("-w 5" is "-w 5s").
+// flock -w does ("-w 5" is "-w 5s"; "--ttl 5" likewise).
 type seconds struct{ d *time.Duration }
 
 func (s seconds) String() string {

@@ -219,6 +219,9 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		args(a("run", "-E", "256"), good, a("res"), cmd),
 		args(a("run", "-w", "-1s"), good, a("res"), cmd),
 		args(a("run", "--kill-grace", "-1s"), good, a("res"), cmd),
+		args(a("run", "--kill-grace", "20s"), good, a("res"), cmd), // over the default --ttl 10s
+		args(a("run", "--ttl", "1s", "--kill-grace", "1s"), good, a("res"), cmd),
+		args(a("run", "--ttl", "1s", "--kill-grace", "900ms"), good, a("res"), cmd), // TTL less drift and margin: 888ms
 		args(a("run", "--drift-factor", "0.7"), good, a("res"), cmd),
 		args(a("run", "--node-timeout", "0"), good, a("res"), cmd),
 		args(a("run", "--redis", "bogus://127.0.0.1:6379"), good, a("res"), cmd),
@@ -344,5 +347,99 @@ func TestDemoCatchesBrokenQuorum(t *testing.T) {
 	}
 	if regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(out.String()) {
 		t.Fatalf("demo with a quorum of 1 found no overlap:\n%s", out.String())
+	}
+}
+
+// The SIGTERM and SIGKILL points fit in the TTL: the default grace leaves
+// room for extensions before the SIGTERM point, whatever the TTL and drift.
+func TestKillTiming(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		ttl            time.Duration
+		df             float64
+		margin, max, d time.Duration
+	}{
+		{10 * time.Second, 0.01, 250 * ms, 10*time.Second - 102*ms - 250*ms, 10 * time.Second / 3},
+		{time.Second, 0.01, 100 * ms, 888 * ms, time.Second / 3},
+		{time.Minute, 0.01, 250 * ms, time.Minute - 602*ms - 250*ms, 20 * time.Second},
+	} {
+		if m, x, d := killMargin(tc.ttl), maxKillGrace(tc.ttl, tc.df), defaultKillGrace(tc.ttl, tc.df); m != tc.margin || x != tc.max || d != tc.d {
+			t.Errorf("--ttl %v: margin %v, max grace %v, default grace %v; want %v, %v, %v", tc.ttl, m, x, d, tc.margin, tc.max, tc.d)
+		}
+	}
+	for _, df := range []float64{0.001, 0.01, 0.1, 0.3, 0.49} {
+		for ttl := redlock.MinTTL; ttl <= time.Hour; ttl = ttl*3/2 + time.Millisecond {
+			if drift := time.Duration(float64(ttl)*df) + 2*ms; ttl <= 2*drift {
+				continue // the library refuses it (redlock.MinTTL)
+			}
+			m, x, d := killMargin(ttl), maxKillGrace(ttl, df), defaultKillGrace(ttl, df)
+			if m <= 0 || x <= 0 || d <= 0 || d >= x {
+				t.Errorf("--ttl %v --drift-factor %v: margin %v, max grace %v, default grace %v", ttl, df, m, x, d)
+			}
+		}
+	}
+}
+
+// A flag in an error message is spelled as it was typed (the flag package
+// writes -NAME, also for --NAME).
+func TestUsageEchoesFlagsAsTyped(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{a("run", "--bogus", "res", "--", "true"), "redlock run: flag provided but not defined: --bogus\n"},
+		{a("run", "-bogus", "res", "--", "true"), "redlock run: flag provided but not defined: -bogus\n"},
+		{a("run", "--bogus=1", "res", "--", "true"), "redlock run: flag provided but not defined: --bogus\n"},
+		{a("run", "--ttl", "abc", "res", "--", "true"), `redlock run: invalid value "abc" for flag --ttl: `},
+		{a("run", "-ttl=abc", "res", "--", "true"), `redlock run: invalid value "abc" for flag -ttl: `},
+		{a("run", "-ttl=1s", "res", "--ttl", "x", "--", "true"), `redlock run: invalid value "x" for flag --ttl: `},
+		{a("run", "res", "--kill-grace"), "redlock run: flag needs an argument: --kill-grace\n"},
+		{a("status", "--json=maybe", "res"), `redlock status: invalid boolean value "maybe" for --json: `},
+		{a("release", "res", "--token"), "redlock release: flag needs an argument: --token\n"},
+		{a("demo", "--workers", "x"), `redlock demo: invalid value "x" for flag --workers: `},
+		{a("run", "--wait", "-1s", "res", "--", "true"), "redlock run: --wait -1s is negative\n"},
+		{a("run", "-w=-1s", "res", "--", "true"), "redlock run: -w -1s is negative\n"},
+		{a("run", "--conflict-exit-code", "300", "res", "--", "true"), "redlock run: --conflict-exit-code 300 is outside 0..255\n"},
+	} {
+		r := cli(ctx, tc.argv...)
+		if r.code != exitUsage || !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("%q: want exit %d and a message starting %q, got %v", tc.argv, exitUsage, tc.want, r)
+		}
+	}
+}
+
+// redlock without a subcommand says so before the help, on stderr.
+func TestMissingSubcommand(t *testing.T) {
+	t.Parallel()
+	r := cli(testCtx(t))
+	if r.code != exitUsage || !strings.HasPrefix(r.stderr, "redlock: missing subcommand\n") || !strings.Contains(r.stderr, "Usage:") || r.stdout != "" {
+		t.Fatalf("redlock with no arguments: %v", r)
+	}
+}
+
+// An even number of instances works, with a warning on stderr (-q silences
+// it in run); an odd number gets none.
+func TestEvenInstancesWarning(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	const warning = "redlock: warning: 2 instances, an even number"
+	two := redisFlags(servers[:2])
+	for _, tc := range []struct {
+		argv []string
+		warn bool
+	}{
+		{args(a("run", "-n"), two, a("even", "--", "true")), true},
+		{args(a("run", "-n", "-q"), two, a("even", "--", "true")), false},
+		{args(a("status", "--json"), two, a("even")), true},
+		{args(a("run", "-n"), redisFlags(servers), a("odd", "--", "true")), false},
+	} {
+		r := cli(ctx, tc.argv...)
+		if r.code != 0 || strings.Contains(r.stderr, warning) != tc.warn || (tc.warn != strings.Contains(r.stderr, "warning")) {
+			t.Errorf("%q: want exit 0, warning %v; got %v", tc.argv, tc.warn, r)
+		}
 	}
 }

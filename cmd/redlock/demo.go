@@ -42,8 +42,9 @@ func newDemoFlags() (*flag.FlagSet, *demoOpts) {
 	o := &demoOpts{}
 	fs.IntVar(&o.workers, "workers", 5, "")
 	fs.IntVar(&o.instances, "instances", 5, "")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "")
-	fs.DurationVar(&o.ttl, "ttl", time.Second, "")
+	o.duration, o.ttl = 10*time.Second, time.Second
+	fs.Var(seconds{&o.duration}, "duration", "")
+	fs.Var(seconds{&o.ttl}, "ttl", "")
 	return fs, o
 }
 

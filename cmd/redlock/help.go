@@ -13,8 +13,9 @@ const exitCodeTable = `Exit codes:
          to the instances
   69     too few instances answered to reach a quorum (Redis unavailable)
   70     internal error
-  75     run: the lock was lost while the command ran; the command was
-         sent SIGTERM (and SIGKILL after --kill-grace)
+  75     run: the lock could not be kept while the command ran (renewals
+         failed, or it was lost); the command's process group was sent
+         SIGTERM, and SIGKILL before the lock's validity ended
   126    run: COMMAND is not executable
   127    run: COMMAND not found
   128+N  run: the command was killed by signal N, or redlock got signal N
@@ -40,7 +41,8 @@ const envHelp = `Environment:
 
 const connHelp = `Instances (each subcommand but demo):
   --redis URL           one Redis instance; repeat for each independent
-                        instance (use an odd number: 3 or 5). Every form
+                        instance (use an odd number: 3 or 5; an even number
+                        gets a warning on stderr). Every form
                         redlock.ParseEndpoint accepts: host:port,
                         redis://[user:pass@]host:port[/db], rediss:// (TLS)
   REDLOCK_URLS          comma-separated instances, used when no --redis is given
@@ -84,9 +86,11 @@ Run 'redlock help SUBCOMMAND' for the flags of each subcommand.
 
 const runHelp = `Usage: redlock run [flags] RESOURCE -- COMMAND [ARG...]
 
-Takes the lock on RESOURCE, runs COMMAND while the library's watchdog keeps
-the lock extended (every 0.6 x --ttl), releases the lock when COMMAND exits,
-and exits with COMMAND's status. Like flock(1) for a whole fleet of hosts.
+Takes the lock on RESOURCE, runs COMMAND while keeping the lock renewed,
+releases the lock when COMMAND and the processes it left in its process
+group have exited, and exits with COMMAND's status. Like flock(1) for a
+whole fleet of hosts. COMMAND never runs past the lock's validity: if the
+lock cannot be renewed, COMMAND is stopped first (below).
 
 Waiting (at most one of -n, -w, --retry-count):
   default               wait until the lock is acquired, however long (as
@@ -101,16 +105,23 @@ Waiting (at most one of -n, -w, --retry-count):
                         default 100ms-300ms)
   -E, --conflict-exit-code N
                         exit code when someone else holds the lock (default 1)
-  -q, --quiet           no status line while waiting, no message on conflict
+  -q, --quiet           no status line while waiting, no message on
+                        conflict, no warning about an even number of
+                        instances
 
 Lock:
-  --ttl D               lease of the lock; the watchdog renews it every
-                        0.6 x D, and a loss is noticed within about D
-                        (Config.DefaultTTL; default 10s)
+  --ttl D               lease of the lock: 30s, 5m, or a number of seconds
+                        (Config.DefaultTTL; default 10s). run renews it
+                        halfway to the point where it would have to stop
+                        COMMAND, and retries a failed renewal until then
   --drift-factor F      share of the TTL set aside for clock drift
                         (Config.DriftFactor; default 0.01)
-  --kill-grace D        after the lock is lost, time between SIGTERM and
-                        SIGKILL (default 10s)
+  --kill-grace D        time between SIGTERM and SIGKILL when COMMAND must
+                        be stopped (below); must fit in the TTL: under
+                        --ttl less the drift allowance and the SIGKILL
+                        margin, else exit 2 (default: a third of --ttl)
+  --no-wait-group       release the lock as soon as COMMAND exits, instead
+                        of once its whole process group has (below)
 
 ` + connHelp + `
 The command:
@@ -122,11 +133,25 @@ The command:
     forwards it once. The command is not in the terminal's foreground group:
     when stdin is a terminal it reads /dev/null instead, and it should not
     change the terminal's settings;
-  - gets the SIGINT, SIGTERM and SIGHUP that redlock receives; the lock is
-    released after the command exits;
-  - gets SIGTERM if the lock is lost (the watchdog could not extend it before
-    it expired, or another token holds it), then SIGKILL after --kill-grace;
-    redlock then exits 75 whatever the command's status.
+  - gets the SIGINT, SIGTERM and SIGHUP that redlock receives;
+  - holds the lock until its whole process group is gone, as flock(1) holds
+    a lock while any process has the descriptor: what COMMAND starts in the
+    background ("sh -c 'job &'") keeps the lock after COMMAND exits, and
+    redlock exits with COMMAND's status once it has ended too (checked with
+    kill -0 on the group, 5-250ms apart). A process that leaves the group
+    (setsid, a daemon) is not waited for. With --no-wait-group the lock is
+    released when COMMAND exits, and what it left runs on without the lock
+    (but is stopped like the rest if run is stopping the group, below);
+  - is stopped before the lock's validity ends (the lock's deadline: when
+    it was taken or last renewed + --ttl - the drift allowance) if the lock
+    cannot be kept. While renewals fail, its process group gets SIGTERM
+    --kill-grace + M before the deadline and SIGKILL M before it (M, the
+    SIGKILL margin: a tenth of --ttl, at most 250ms), unless a renewal
+    succeeds first. If the lock is lost (another token holds it, or its
+    keys vanished from a majority), SIGTERM at once and SIGKILL after
+    --kill-grace, or M before the deadline if sooner. Its whole process
+    group is killed by then, even if COMMAND itself exited at SIGTERM;
+    redlock exits 75 whatever the command's status.
   redlock checks that COMMAND exists before it takes the lock.
 
 Fencing: run takes a fenced lock (redlock.Fenced: one more round trip).
@@ -239,6 +264,7 @@ Flags:
   --instances N         embedded instances, 1..15 (default 5)
   --duration D          how long the workers run (default 10s)
   --ttl D               lease of each lock, auto-extended (default 1s)
+  D is a duration (1500ms, 2m) or a number of seconds.
 
 Exit codes: 0 when no two workers held the lock at once and at least one
 acquired it; 1 otherwise; 2 usage error; 70 an instance could not start.

@@ -228,10 +228,20 @@ type proc struct {
 // test's environment; it is killed at cleanup if still running.
 func startBinary(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startBinaryWith(t, nil, env, args...)
+}
+
+// startBinaryWith is startBinary with setup applied to the command before
+// it starts (e.g. to give it another stderr).
+func startBinaryWith(t *testing.T, setup func(*exec.Cmd), env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(binary(t), args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = &p.stderr
 	p.cmd.WaitDelay = 2 * time.Second // a command left behind may hold the pipe
+	if setup != nil {
+		setup(p.cmd)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

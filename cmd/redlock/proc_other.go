@@ -10,6 +10,9 @@ import (
 // forwardSignals are the signals that run forwards to the command.
 var forwardSignals = []os.Signal{os.Interrupt}
 
+// pipeSignals: no SIGPIPE here.
+var pipeSignals []os.Signal
+
 // termSignal asks the command to stop; killSignal forces it.
 var (
 	termSignal = os.Interrupt
@@ -39,3 +42,6 @@ func signalNumber(sig os.Signal) int {
 	}
 	return 15
 }
+
+// groupAlive: without process groups, nothing outlives the command.
+func groupAlive(cmd *exec.Cmd) bool { return false }

@@ -53,7 +53,7 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		return reportUsage("release", err, stdout, stderr)
 	}
-	m, err := o.conn.newManager(cfg)
+	m, err := o.conn.newManager(cfg, stderr)
 	if err != nil {
 		return reportUsage("release", err, stdout, stderr)
 	}

@@ -408,3 +408,27 @@ func TestRunContextCancel(t *testing.T) {
 		t.Fatalf("IsLocked after run returned = %v, %v; want false", locked, err)
 	}
 }
+
+// --ttl takes a plain number of seconds, as -w does.
+func TestRunTTLSeconds(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	script := sh + `touch "$d/started"; waitfile "$d/release"`
+	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "5"), redisFlags(servers), a("secs", "--", "sh", "-c", script, "sh", dir))...)
+	waitFor(t, "the command to start", func() bool {
+		select {
+		case r := <-ch:
+			t.Fatalf("run --ttl 5: %v", r)
+		default:
+		}
+		return exists(filepath.Join(dir, "started"))
+	})
+	if d := pttl(t, servers[0], "secs"); d <= 0 || d > 5*time.Second {
+		t.Errorf("the lock's key has PTTL %v, want a 5s lease", d)
+	}
+	touch(t, filepath.Join(dir, "release"))
+	if r := await(t, ch); r.code != 0 {
+		t.Fatalf("run --ttl 5: %v", r)
+	}
+}

@@ -17,12 +17,39 @@ import (
 	"github.com/redlock-go/redlock"
 )
 
-// defaultKillGrace is how long a command gets between SIGTERM and SIGKILL
-// once the lock is lost.
-const defaultKillGrace = 10 * time.Second
+// The command must not run past the lock's validity deadline (Until). run
+// extends the lock itself (a fixed lease renewed by Extend, not the
+// library's watchdog), timed against the two points where it has to act
+// should the extensions fail: SIGTERM to the command's process group at
+// Until − margin − grace, SIGKILL at Until − margin. Each extension is sent
+// halfway to the SIGTERM point, so that failed ones can be retried before
+// it.
 
-// ioWaitDelay bounds how long run waits, after the command exited, for its
-// output pipes to be closed by processes it left behind.
+// maxKillMargin caps killMargin.
+const maxKillMargin = 250 * time.Millisecond
+
+// killMargin is how long before the lock's validity deadline the process
+// group gets SIGKILL: room for the signal to take effect. A tenth of the
+// TTL, at most maxKillMargin.
+func killMargin(ttl time.Duration) time.Duration { return min(ttl/10, maxKillMargin) }
+
+// maxKillGrace is what --kill-grace must stay under: the SIGTERM point must
+// come after the lock is taken. The TTL less the drift allowance (see
+// redlock.Config.DriftFactor: TTL×DriftFactor + 2ms) and killMargin.
+func maxKillGrace(ttl time.Duration, driftFactor float64) time.Duration {
+	drift := time.Duration(float64(ttl)*driftFactor) + 2*time.Millisecond
+	return ttl - drift - killMargin(ttl)
+}
+
+// defaultKillGrace is --kill-grace when not given: a third of the TTL (or
+// half of what fits, for a TTL so short that a third does not).
+func defaultKillGrace(ttl time.Duration, driftFactor float64) time.Duration {
+	return min(ttl/3, maxKillGrace(ttl, driftFactor)/2)
+}
+
+// ioWaitDelay bounds how long run waits for the command's output pipes to
+// be closed, once its process group is gone (by a process that left the
+// group, a daemon) or, with --no-wait-group, once the command exited.
 const ioWaitDelay = 5 * time.Second
 
 type runOpts struct {
@@ -33,11 +60,12 @@ type runOpts struct {
 	conflict  int
 	killGrace time.Duration
 	quiet     bool
+	noWait    bool // --no-wait-group
 }
 
 func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs := newFlagSet("run")
-	o := &runOpts{conflict: exitConflict, killGrace: defaultKillGrace}
+	o := &runOpts{conflict: exitConflict}
 	o.conn.register(fs)
 	o.lock.register(fs)
 	fs.BoolVar(&o.nonblock, "n", false, "")
@@ -47,6 +75,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.IntVar(&o.conflict, "E", exitConflict, "")
 	fs.IntVar(&o.conflict, "conflict-exit-code", exitConflict, "")
 	fs.Var(seconds{&o.killGrace}, "kill-grace", "")
+	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	return fs, o
@@ -56,6 +85,15 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 // command as it is (so that a terminal stays a terminal); errw serialises
 // redlock's own writes to it.
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr, errw io.Writer) int {
+	// Never die of a write: with stderr on a closed pipe, a report would
+	// otherwise kill redlock (SIGPIPE) and leave the command running
+	// without the lock. The signal is dropped (the channel holds one and is
+	// never read); the write fails, and its error is ignored.
+	if len(pipeSignals) > 0 {
+		pipec := make(chan os.Signal, 1)
+		signal.Notify(pipec, pipeSignals...)
+		defer signal.Stop(pipec)
+	}
 	fset, o := newRunFlags()
 	pos, argv, dash, err := parseArgs(fset, args, 1)
 	if err != nil {
@@ -75,9 +113,9 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	case o.nonblock && waitSet, o.nonblock && retrySet, waitSet && retrySet:
 		err = usagef("-n, -w and --retry-count exclude each other")
 	case o.wait < 0:
-		err = usagef("-w %v is negative", o.wait)
+		err = usagef("%s %v is negative", spelled(args, "w", "wait"), o.wait)
 	case o.conflict < 0 || o.conflict > 255:
-		err = usagef("-E %d is outside 0..255", o.conflict)
+		err = usagef("%s %d is outside 0..255", spelled(args, "E", "conflict-exit-code"), o.conflict)
 	case o.killGrace < 0:
 		err = usagef("--kill-grace %v is negative", o.killGrace)
 	}
@@ -92,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
 	}
-	m, err := o.conn.newManager(cfg)
+	m, err := o.conn.newManager(cfg, warnTo(errw, !o.quiet))
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
 	}
@@ -101,6 +139,19 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		_ = m.Close(cctx)
 		cancel()
 	}()
+	// The TTL is valid (New checked it: TTL > 2×drift, so fit > 0). Does
+	// the grace fit in it?
+	ttl, fit := o.lock.ttl, maxKillGrace(o.lock.ttl, o.lock.driftFactor)
+	switch {
+	case !flagSet(fset, "kill-grace"):
+		o.killGrace = defaultKillGrace(ttl, o.lock.driftFactor)
+	case o.killGrace >= fit:
+		err = usagef("--kill-grace %v does not fit in --ttl %v: the command must be stopped within the lock's validity, so it must be under %v (the TTL less the drift allowance and a %v SIGKILL margin)",
+			o.killGrace, ttl, fit, killMargin(ttl))
+	}
+	if err != nil {
+		return reportUsage("run", err, stdout, errw)
+	}
 
 	// A command that cannot start should not take the lock.
 	if _, err := exec.LookPath(argv[0]); err != nil {
@@ -152,18 +203,19 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 	resc := make(chan acquired, 1)
 	go func() {
 		var a acquired
-		fenced := redlock.Fenced()
+		// A fixed lease: supervise extends it (see killMargin).
+		opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl)}
 		switch o := r.o; {
 		case o.nonblock || (r.waitSet && o.wait == 0):
-			a.l, a.err = r.m.TryLock(actx, r.res, fenced)
+			a.l, a.err = r.m.TryLock(actx, r.res, opts...)
 		case r.waitSet:
 			wctx, wcancel := context.WithTimeout(actx, o.wait)
-			a.l, a.err = r.m.LockWait(wctx, r.res, fenced)
+			a.l, a.err = r.m.LockWait(wctx, r.res, opts...)
 			wcancel()
 		case r.retrySet:
-			a.l, a.err = r.m.Lock(actx, r.res, fenced)
+			a.l, a.err = r.m.Lock(actx, r.res, opts...)
 		default:
-			a.l, a.err = r.m.LockWait(actx, r.res, fenced)
+			a.l, a.err = r.m.LockWait(actx, r.res, opts...)
 		}
 		resc <- a
 	}()
@@ -230,27 +282,39 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 	return nil, exitSoftware
 }
 
-// supervise runs the command while the library's watchdog extends l, and
-// releases l once the command exited. It stops the command (SIGTERM, then
-// SIGKILL after --kill-grace) if the lock is lost or ctx ends, and forwards
-// the signals redlock receives.
+// supervise runs the command while it keeps l extended, and releases l
+// once the command's process group is gone (with --no-wait-group: once the
+// command exited). It stops the group (SIGTERM, then SIGKILL) before l's
+// validity ends if the extensions fail, and when l is lost or ctx ends; it
+// forwards the signals redlock receives.
 func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+r.res, "REDLOCK_TOKEN="+l.Token(),
 		"REDLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
 	// The command is not in the terminal's foreground process group: reading
-	// the terminal would stop it (SIGTTIN) while the watchdog keeps the lock
-	// held. It reads /dev/null instead, and sees end-of-file.
+	// the terminal would stop it (SIGTTIN) while the lock is kept held. It
+	// reads /dev/null instead, and sees end-of-file.
 	if stdin != nil && !isTerminal(stdin) {
 		cmd.Stdin = stdin
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if _, ok := stderr.(*os.File); !ok {
-		cmd.Stderr = r.errw
+		stderr = r.errw
 	}
-	cmd.WaitDelay = ioWaitDelay
+	s := &supervisor{r: r, l: l, cmd: cmd, margin: killMargin(r.o.lock.ttl), grace: r.o.killGrace}
+	var err error
+	if cmd.Stdout, err = s.output(stdout); err == nil {
+		cmd.Stderr, err = s.output(stderr)
+	}
+	cmd.WaitDelay = ioWaitDelay // for stdin, when it is not a file
 	prepareCommand(cmd)
-	if err := cmd.Start(); err != nil {
+	if err == nil {
+		err = cmd.Start()
+	}
+	for _, w := range s.writers {
+		w.Close() // the command's processes have them
+	}
+	if err != nil {
+		s.drain()
 		r.release(ctx, l)
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -258,43 +322,202 @@ func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, 
 		}
 		return exitCannotExec
 	}
+	return s.run(ctx)
+}
 
+// output returns what the command gets for w: w itself if it is a file (or
+// nil: /dev/null), else a pipe that a goroutine copies into w. run makes
+// the pipe rather than leaving it to os/exec, whose Wait closes it
+// WaitDelay after the command exited: processes left in its group keep
+// their output until they end.
+func (s *supervisor) output(w io.Writer) (io.Writer, error) {
+	if w == nil {
+		return nil, nil
+	}
+	if f, ok := w.(*os.File); ok {
+		return f, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := pr.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n]) // a failed write loses output, nothing worse
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	s.writers = append(s.writers, pw)
+	s.copies = append(s.copies, copier{r: pr, done: done})
+	return pw, nil
+}
+
+// copier is the reading end of an output pipe and the end of its copying.
+type copier struct {
+	r    *os.File
+	done chan struct{}
+}
+
+// drain waits until the output pipes have no writer left, at most
+// ioWaitDelay, then closes them.
+func (s *supervisor) drain() {
+	end := time.NewTimer(ioWaitDelay)
+	defer end.Stop()
+	for _, c := range s.copies {
+		select {
+		case <-c.done:
+		case <-end.C:
+			end.Reset(0) // for the next pipes too
+		}
+		c.r.Close()
+		<-c.done
+	}
+}
+
+// supervisor is the state of one supervise.
+type supervisor struct {
+	r             *runner
+	l             *redlock.Lock
+	cmd           *exec.Cmd
+	margin, grace time.Duration
+
+	writers []*os.File // the writing ends of the output pipes, closed after Start
+	copies  []copier
+
+	act      *time.Timer // the SIGTERM point, then (stopping) the SIGKILL point
+	stopping string      // why the group was told to stop ("" if it was not)
+	killed   bool        // SIGKILL sent
+}
+
+// Reasons for stopping the command.
+const (
+	stopDeadline = "deadline" // the extensions failed up to the SIGTERM point
+	stopLost     = "lost"     // the lock was lost
+	stopCtx      = "ctx"      // ctx ended (run's caller: like SIGTERM)
+)
+
+// Bounds of the intervals between checks that the process group is empty,
+// once the command itself exited.
+const (
+	minGroupPoll = 5 * time.Millisecond
+	maxGroupPoll = 250 * time.Millisecond
+)
+
+// minExtendDelay is the shortest wait before an extension.
+const minExtendDelay = 5 * time.Millisecond
+
+// termAt is the SIGTERM point: Until − margin − grace.
+func (s *supervisor) termAt() time.Time { return s.l.Until().Add(-s.margin - s.grace) }
+
+// target is the point the next extension must beat: the SIGTERM point, or
+// the SIGKILL point once the group was told to stop.
+func (s *supervisor) target() time.Time {
+	if s.stopping != "" {
+		return s.l.Until().Add(-s.margin)
+	}
+	return s.termAt()
+}
+
+func (s *supervisor) run(ctx context.Context) int {
+	r, l, cmd := s.r, s.l, s.cmd
 	waitc := make(chan error, 1)
 	go func() { waitc <- cmd.Wait() }()
+
+	// One extension at a time, on its own goroutine.
+	extc := make(chan error, 1)
+	var extCancel context.CancelFunc
+	now := time.Now()
+	ext := time.NewTimer(max(s.termAt().Sub(now)/2, minExtendDelay))
+	s.act = time.NewTimer(s.termAt().Sub(now))
+	poll := time.NewTimer(time.Hour)
+	poll.Stop()
+	pollEvery := minGroupPoll
+
 	lostc, donec := l.Lost(), ctx.Done()
-	var kill *time.Timer
-	var killc <-chan time.Time
-	stop := func() {
-		_ = signalCommand(cmd, termSignal)
-		if kill == nil {
-			kill = time.NewTimer(r.o.killGrace)
-			killc = kill.C
-		}
-	}
-	lost := false
+	lost, leaderDone := false, false
 	var werr error
-wait:
+loop:
 	for {
 		select {
 		case werr = <-waitc:
-			break wait
+			leaderDone = true
+			if !s.holdGroup() || !groupAlive(cmd) {
+				break loop
+			}
+			if r.o.conn.verbose {
+				fmt.Fprintf(r.errw, "redlock: the command exited; holding the lock on %s until the rest of its process group has ended\n", quote(r.res))
+			}
+			poll.Reset(pollEvery)
+		case <-poll.C:
+			if !groupAlive(cmd) {
+				break loop
+			}
+			pollEvery = min(2*pollEvery, maxGroupPoll)
+			poll.Reset(pollEvery)
+		case <-ext.C:
+			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.NodeTimeout+timeoutSlack)
+			extCancel = cancel
+			go func() { extc <- l.Extend(ectx, 0) }()
+		case err := <-extc:
+			extCancel()
+			extCancel = nil
+			now := time.Now()
+			left := s.target().Sub(now)
+			switch {
+			case err == nil:
+				ext.Reset(max(left/2, minExtendDelay))
+				if s.stopping == "" {
+					s.act.Reset(left)
+				}
+			case errors.Is(err, redlock.ErrNotHeld) || !l.Valid():
+				// Lost: lostc says so.
+			default:
+				retry := min(r.cfg.RetryDelayMin, max(left/4, minExtendDelay))
+				if r.o.conn.verbose {
+					fmt.Fprintf(r.errw, "redlock: extending the lock on %s: %s; retrying in %v\n", quote(r.res), msg(err), retry.Round(time.Millisecond))
+				}
+				ext.Reset(retry)
+			}
+		case <-s.act.C:
+			if s.stopping == "" {
+				if left := s.termAt().Sub(time.Now()); left > 0 {
+					s.act.Reset(left) // extended meanwhile
+					continue
+				}
+				s.stop(stopDeadline)
+			} else {
+				s.kill()
+			}
 		case <-lostc:
 			lostc, lost = nil, true
-			fmt.Fprintf(r.errw, "redlock: lost the lock on %s while the command ran; stopping it (SIGKILL in %v)\n", quote(r.res), r.o.killGrace)
-			stop()
+			if s.stopping == "" {
+				s.stop(stopLost)
+			}
 		case <-donec:
 			donec = nil
-			stop()
-		case s := <-r.sigc:
-			_ = signalCommand(cmd, s)
-		case <-killc:
-			killc = nil
-			fmt.Fprintf(r.errw, "redlock: the command did not exit within %v; sending SIGKILL\n", r.o.killGrace)
-			_ = signalCommand(cmd, killSignal)
+			if s.stopping == "" {
+				s.stop(stopCtx)
+			}
+		case sig := <-r.sigc:
+			if !leaderDone || groupAlive(cmd) {
+				_ = signalCommand(cmd, sig)
+			}
 		}
 	}
-	if kill != nil {
-		kill.Stop()
+	ext.Stop()
+	s.act.Stop()
+	poll.Stop()
+	if extCancel != nil {
+		extCancel()
+		<-extc
 	}
 	select {
 	case <-l.Lost(): // lost as the command ended: its end was not protected
@@ -302,6 +525,7 @@ wait:
 	default:
 	}
 	uerr := r.release(ctx, l)
+	s.drain()
 
 	status := exitSoftware
 	if cmd.ProcessState != nil {
@@ -309,7 +533,11 @@ wait:
 	} else {
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(werr))
 	}
-	if lost {
+	switch {
+	case s.stopping == stopDeadline && !lost:
+		fmt.Fprintf(r.errw, "redlock: the command ended (status %d) after the lock on %s could not be extended\n", status, quote(r.res))
+		return exitLost
+	case lost:
 		fmt.Fprintf(r.errw, "redlock: the command ended (status %d) after the lock on %s was lost\n", status, quote(r.res))
 		return exitLost
 	}
@@ -317,6 +545,60 @@ wait:
 		fmt.Fprintf(r.errw, "redlock: releasing %s: %v (the keys expire within --ttl)\n", quote(r.res), uerr)
 	}
 	return status
+}
+
+// holdGroup reports whether run waits, once the command itself exited,
+// for the rest of its process group before releasing the lock: unless
+// --no-wait-group, and even then while it is stopping the group, which must
+// be gone by the SIGKILL point whatever its leader did.
+func (s *supervisor) holdGroup() bool { return !s.r.o.noWait || s.stopping != "" }
+
+// stop tells the process group to stop: SIGTERM now and SIGKILL at the
+// SIGKILL point (--kill-grace later, or earlier if the lock's validity
+// ends sooner); SIGKILL at once when no grace is left. The report comes
+// after the signal: it may fail.
+func (s *supervisor) stop(why string) {
+	s.stopping = why
+	now := time.Now()
+	until := s.l.Until()
+	killAt := now.Add(s.grace)
+	if k := until.Add(-s.margin); k.Before(killAt) {
+		killAt = k
+	}
+	grace := killAt.Sub(now)
+	if grace <= 0 {
+		_ = signalCommand(s.cmd, killSignal)
+		s.killed = true
+	} else {
+		_ = signalCommand(s.cmd, termSignal)
+		s.act.Reset(grace)
+	}
+	var what string
+	switch why {
+	case stopCtx:
+		return
+	case stopLost:
+		what = fmt.Sprintf("lost the lock on %s while the command ran", quote(s.r.res))
+	case stopDeadline:
+		what = fmt.Sprintf("could not extend the lock on %s (valid for %v more)", quote(s.r.res), until.Sub(now).Round(time.Millisecond))
+	}
+	if s.killed {
+		fmt.Fprintf(s.r.errw, "redlock: %s; sent SIGKILL to the command\n", what)
+	} else {
+		fmt.Fprintf(s.r.errw, "redlock: %s; sent SIGTERM to the command, SIGKILL in %v\n", what, grace.Round(time.Millisecond))
+	}
+}
+
+// kill sends SIGKILL to the process group at the SIGKILL point.
+func (s *supervisor) kill() {
+	if s.killed {
+		return
+	}
+	s.killed = true
+	alive := groupAlive(s.cmd) // zombies alone are not worth a report
+	if signalCommand(s.cmd, killSignal) == nil && alive && s.stopping != stopCtx {
+		fmt.Fprintf(s.r.errw, "redlock: the command's process group was still running; sent SIGKILL\n")
+	}
 }
 
 // release unlocks l with a fresh bounded context.
@@ -362,4 +644,12 @@ func (w *waitLine) close() {
 	if w.shown {
 		fmt.Fprint(w.r.errw, "\r\x1b[K")
 	}
+}
+
+// warnTo is w if on, else nil (no warnings).
+func warnTo(w io.Writer, on bool) io.Writer {
+	if on {
+		return w
+	}
+	return nil
 }

@@ -73,7 +73,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return reportUsage("status", err, stdout, stderr)
 	}
-	m, err := conn.newManager(cfg)
+	m, err := conn.newManager(cfg, stderr)
 	if err != nil {
 		return reportUsage("status", err, stdout, stderr)
 	}
