@@ -500,6 +500,10 @@ func (l *Lock) Unlock(ctx context.Context) error {
 		return ErrClosed
 	}
 	defer l.m.leave()
+	if ctx.Err() != nil {
+		// Still release: a caller whose ctx ended wants the lock gone.
+		ctx = context.WithoutCancel(ctx)
+	}
 	return l.unlock(ctx)
 }
 
@@ -520,9 +524,6 @@ func (l *Lock) unlock(ctx context.Context) error {
 	m.mu.Unlock()
 	for _, f := range fs {
 		f()
-	}
-	if ctx.Err() != nil {
-		ctx = context.WithoutCancel(ctx)
 	}
 	release, classify := l.ks.releaseScript()
 	if m.hooks != nil && m.hooks.PlainDelete {

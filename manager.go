@@ -42,6 +42,8 @@ type Manager struct {
 	subOnce sync.Once   // starts the release subscriptions
 	subs    []io.Closer // release subscriptions, closed by Close
 
+	closing chan struct{} // closed when Close starts: waiting callers give up
+
 	mu      sync.Mutex
 	closed  bool
 	locks   map[*Lock]struct{} // held locks, for Locks and Close
@@ -134,6 +136,7 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 		log:     cfg.Logger,
 		now:     time.Now,
 		locks:   make(map[*Lock]struct{}),
+		closing: make(chan struct{}),
 	}
 	for _, in := range inst {
 		in.pool.idle = workerIdle
@@ -378,6 +381,9 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 				w = m.waits.join(req.ks.keys, since)
 			}
 			if err := m.waitTurn(ctx, w, m.backoff(unavailable)); err != nil {
+				if err == ErrClosed {
+					return nil, ErrClosed
+				}
 				break
 			}
 			if req.own {
@@ -1010,11 +1016,18 @@ func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.C
 	return fn(fctx)
 }
 
-// Close releases every lock the Manager holds (errors are logged and
-// returned), stops their auto-extension, waits for background work and
-// in-flight calls, and closes the clients that New dialed. ctx bounds the
-// releases. Every method called afterwards returns ErrClosed; a second
-// Close returns ErrClosed too.
+// Close releases every lock the Manager holds, in parallel (what it could
+// not release is logged and returned, and expires with its TTL), stops
+// their auto-extension, ends the calls that wait for a lock (LockWait and
+// the retries of Lock return ErrClosed), waits for background work and
+// in-flight calls, and closes the clients that New dialed. Close returns by
+// ctx's deadline: once ctx ends it stops waiting for releases and closes
+// the dialed clients at once, which ends their calls in flight (closing
+// the connection to an instance that does not answer takes the rueidis
+// client up to one second more). Calls through clients given to
+// NewFromClients are not cut short: Close waits for them,
+// Config.NodeTimeout at most. Every method called afterwards
+// returns ErrClosed; a second Close returns ErrClosed too.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -1022,27 +1035,39 @@ func (m *Manager) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	m.closed = true
+	close(m.closing)
 	m.mu.Unlock()
 
 	// A call that was in flight when Close started may still take a lock:
 	// release what is held, wait for the in-flight calls, and repeat while
 	// they left locks behind. Once they are done nothing adds locks.
 	var errs []error
+	cut := false // ctx ended: the clients were closed early
 	for {
-		for _, l := range m.heldLocks() {
-			if !l.Valid() {
-				// Expired (a lock left to its TTL, not yet pruned): its
-				// keys are expiring; nothing to release.
-				l.lose(reasonExpired)
-				continue
+		errs = append(errs, m.releaseHeld(ctx)...)
+		done := make(chan struct{})
+		go func() {
+			m.ops.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			if !cut {
+				cut = true
+				errs = append(errs, m.closeClients()...)
 			}
-			if err := l.unlock(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
-				m.log.Warn("redlock: release on close failed", "resource", quoteResource(l.resource), "err", err)
-				errs = append(errs, err)
-			}
+			<-done
 		}
-		m.ops.Wait()
-		if len(m.heldLocks()) == 0 {
+		held := m.heldLocks()
+		if len(held) == 0 {
+			break
+		}
+		if cut {
+			for _, l := range held {
+				l.lose("manager closed before it could release the lock")
+				errs = append(errs, &QuorumError{Op: "unlock", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrUnavailable, Ctx: ctx.Err()})
+			}
 			break
 		}
 	}
@@ -1051,21 +1076,65 @@ func (m *Manager) Close(ctx context.Context) error {
 		in.pool.close()
 	}
 	m.workers.Wait()
-	m.mu.Lock()
-	subs := m.subs
-	m.subs = nil
-	m.mu.Unlock()
-	for _, c := range subs {
-		if err := c.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, c := range m.closers {
-		if err := c.Close(); err != nil {
-			errs = append(errs, err)
-		}
+	if !cut {
+		errs = append(errs, m.closeClients()...)
 	}
 	return errors.Join(errs...)
+}
+
+// releaseHeld releases every lock registered with m, in parallel, and
+// returns the errors (ErrNotHeld aside). Each release returns by ctx; its
+// calls go on in the background, bounded by Config.NodeTimeout.
+func (m *Manager) releaseHeld(ctx context.Context) []error {
+	held := m.heldLocks()
+	errs := make([]error, len(held))
+	var wg sync.WaitGroup
+	for i, l := range held {
+		if !l.Valid() {
+			// Expired (a lock left to its TTL, not yet pruned): its keys
+			// are expiring; nothing to release.
+			l.lose(reasonExpired)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.unlock(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+				m.log.Warn("redlock: release on close failed; the key expires with its TTL", "resource", quoteResource(l.resource), "err", err)
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	out := errs[:0]
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// closeClients closes the release subscriptions and the clients that New
+// dialed, once, all in parallel: closing a rueidis client whose instance
+// does not answer takes up to a second (its graceful close), and one such
+// instance must not cost that many seconds.
+func (m *Manager) closeClients() []error {
+	m.mu.Lock()
+	cs := append(m.subs, m.closers...)
+	m.subs, m.closers = nil, nil
+	m.mu.Unlock()
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Close()
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // pruneLocked returns the locks whose deadline passed without anyone

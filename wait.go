@@ -162,7 +162,8 @@ func (s *waitSet) nudge(key string) {
 }
 
 // waitTurn waits before the next attempt of w: until a release of one of
-// its keys wakes it (as the head of its queue), or delay passes.
+// its keys wakes it (as the head of its queue), or delay passes. It
+// returns ctx's error, or ErrClosed once Close started.
 func (m *Manager) waitTurn(ctx context.Context, w *waiter, delay time.Duration) error {
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -176,6 +177,8 @@ func (m *Manager) waitTurn(ctx context.Context, w *waiter, delay time.Duration) 
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-m.closing:
+			return ErrClosed
 		}
 	}
 }
