@@ -109,3 +109,54 @@ func TestWrongTypeIsRejected(t *testing.T) {
 	}
 	_ = l.Unlock(ctx)
 }
+
+// A Lock queued behind a LockWait of the same Manager keeps its own attempt
+// budget and delay: it returns ErrNotAcquired after RetryCount attempts
+// instead of waiting for the LockWait (here unbounded) to end. Seen failing
+// before the change: only the head of the queue retried, so the Lock waited
+// as long as the LockWait did.
+func TestQueuedLockKeepsItsBudget(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryCount: 3, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	other, err := New(eps, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	ctx := context.Background()
+	if _, err := other.Lock(ctx, "budget", TTL(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waitDone := make(chan struct{})
+	go func() {
+		defer close(waitDone)
+		_, _ = m.LockWait(wctx, "budget") // unbounded: ends with the test
+	}()
+	waitQueued(t, m, m.cfg.KeyPrefix+"budget", 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Lock(ctx, "budget")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var qe *QuorumError
+		if !errors.Is(err, ErrNotAcquired) || !errors.As(err, &qe) || qe.Attempts != 3 {
+			t.Errorf("Lock behind a LockWait: %v, want ErrNotAcquired after 3 attempts", err)
+		}
+	case <-time.After(20 * time.Second): // a failure bound only
+		t.Fatal("Lock behind an unbounded LockWait did not return")
+	}
+	cancel()
+	<-waitDone
+}
