@@ -77,6 +77,12 @@ type Config struct {
 	// Logger receives debug and warning records (failed extensions, clean-up
 	// errors). Records never contain passwords. Default: discard.
 	Logger *slog.Logger
+
+	// Observer, when set, sees every acquisition, extension, release and
+	// loss, the waiters and held locks, and each call to each instance
+	// (see Observer; package redlockotel adapts it to OpenTelemetry).
+	// Default: none, at no cost.
+	Observer Observer
 }
 
 // withDefaults validates c and returns it with defaults applied.

@@ -1,0 +1,132 @@
+package redlock
+
+import (
+	"context"
+	"time"
+)
+
+// Observer sees what a Manager does, for metrics and traces (package
+// redlockotel, its own module, turns these events into OpenTelemetry
+// instruments and spans). Set it in Config.Observer; a nil Observer costs
+// nothing.
+//
+// Every method is called after the fact, with the start time and duration
+// of what it reports, on the goroutine that did the work, and never while
+// the Manager holds a lock of its own: an Observer may take its time, but
+// whatever time it takes is added to the call it observes, so it should
+// hand heavy work elsewhere. Methods must be safe for concurrent use and
+// must not call back into the Manager. The events' slices belong to the
+// Observer once passed.
+type Observer interface {
+	// Acquired reports the end of one Lock, TryLock, LockWait, LockMany or
+	// Do call (its acquisition), successful or not, with its attempts.
+	// ctx is the caller's context.
+	Acquired(ctx context.Context, e AcquireEvent)
+	// Extended reports one extension, manual (Extend) or automatic.
+	Extended(ctx context.Context, e ExtendEvent)
+	// Unlocked reports one Unlock (or the release of a held lock by Close).
+	Unlocked(ctx context.Context, e UnlockEvent)
+	// Lost reports a lock lost while held: an extension found it gone or
+	// held by another token, or its validity deadline passed.
+	Lost(e LostEvent)
+	// Held reports a change of the number of locks the Manager holds: +1
+	// when a lock is taken (or attached), −1 when it is unlocked or lost.
+	Held(delta int)
+	// Waiting reports a change of the number of callers waiting for a lock
+	// in the Manager's queues: +1 when a call starts waiting after a
+	// failed attempt, −1 when it stops (acquired, gave up, or closed).
+	Waiting(delta int)
+	// InstanceCall reports one call to one instance: its endpoint, outcome
+	// and latency.
+	InstanceCall(e InstanceCallEvent)
+	// InstanceState reports that an instance stopped answering (Up false,
+	// with the cause) or answers again (Up true); only changes.
+	InstanceState(e InstanceStateEvent)
+}
+
+// Outcome words of the events, as metric attribute values.
+const (
+	OutcomeAcquired    = "acquired"     // AcquireEvent: the lock was taken
+	OutcomeNotAcquired = "not_acquired" // AcquireEvent: held by another token
+	OutcomeUnavailable = "unavailable"  // too few instances answered
+	OutcomeRejected    = "rejected"     // error replies no retry fixes (ErrRejected)
+	OutcomeCanceled    = "canceled"     // the caller's context ended first, or Close
+	OutcomeOK          = "ok"           // ExtendEvent, UnlockEvent, InstanceCallEvent
+	OutcomeFailed      = "failed"       // ExtendEvent: not extended
+	OutcomeNotHeld     = "not_held"     // UnlockEvent: the lock was no longer held
+	OutcomeRefused     = "refused"      // InstanceCallEvent: answered no
+	OutcomeError       = "error"        // InstanceCallEvent: an error reply or a network error
+	OutcomeTimeout     = "timeout"      // InstanceCallEvent: no answer in time
+)
+
+// AcquireEvent describes one acquisition call.
+type AcquireEvent struct {
+	Method    string   // "Lock", "TryLock", "LockWait", "LockMany" or "Do"
+	Resources []string // the resources asked for
+	Outcome   string   // OutcomeAcquired, OutcomeNotAcquired, OutcomeUnavailable, OutcomeRejected or OutcomeCanceled
+	Err       error    // the error returned, nil when acquired
+	Start     time.Time
+	Duration  time.Duration
+	Quorum    int
+	Attempts  []AttemptEvent // in order; len(Attempts) is the number of attempts
+	Fence     uint64         // the fencing token of a fenced lock that was taken
+}
+
+// AttemptEvent describes one attempt of an acquisition: each instance's
+// vote.
+type AttemptEvent struct {
+	Start    time.Time
+	Duration time.Duration
+	Yes      int      // instances that agreed
+	Votes    []string // per instance, in endpoint order: OutcomeOK, OutcomeRefused, OutcomeError, OutcomeTimeout, or "" (no answer needed)
+}
+
+// ExtendEvent describes one extension.
+type ExtendEvent struct {
+	Resources []string
+	Auto      bool   // by the watchdog
+	Outcome   string // OutcomeOK or OutcomeFailed
+	Err       error
+	TTL       time.Duration
+	Start     time.Time
+	Duration  time.Duration
+	Yes       int // instances that extended
+	Quorum    int
+}
+
+// UnlockEvent describes one release.
+type UnlockEvent struct {
+	Resources []string
+	Outcome   string // OutcomeOK, OutcomeNotHeld or OutcomeUnavailable
+	Err       error
+	Start     time.Time
+	Duration  time.Duration
+	Quorum    int
+}
+
+// LostEvent describes a lock lost while held.
+type LostEvent struct {
+	Resources []string
+	Reason    string // LostExtendFailed, LostExpired
+	Held      time.Duration
+}
+
+// Loss reasons.
+const (
+	LostExtendFailed = "extend_failed" // an extension found the lock gone or held by another token on too many instances
+	LostExpired      = "expired"       // the validity deadline passed without a successful extension
+)
+
+// InstanceCallEvent describes one call to one instance.
+type InstanceCallEvent struct {
+	Endpoint string // redacted
+	Outcome  string // OutcomeOK, OutcomeRefused, OutcomeError or OutcomeTimeout
+	Duration time.Duration
+}
+
+// InstanceStateEvent describes a change of an instance's state.
+type InstanceStateEvent struct {
+	Endpoint string // redacted
+	Up       bool
+	Err      error // why it is down; nil when up
+}
