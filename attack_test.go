@@ -9,6 +9,8 @@ package redlock_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -858,4 +860,73 @@ func TestAttackStaleShorterExtendRueidisReconnect(t *testing.T) {
 		return pttl(t, servers[1], "res") <= 4000 && pttl(t, servers[2], "res") <= 4000
 	})
 	checkSafety(t, "rueidis: after a failed Extend(4s) delivered late and Extend(10s)", servers, l, "res")
+}
+
+// ---------------------------------------------------------------------------
+// Finding 4: OOM under noeviction is classified as ErrRejected.
+
+// TestAttackOOMIsTransient: with maxmemory-policy noeviction (what the
+// README asks for), an instance over maxmemory refuses the acquire
+// script's SET with "OOM command not allowed ...", and stops refusing once
+// keys expire or are released: lock keys are short-lived, so a full
+// instance frees itself. Here every instance is over maxmemory because of a
+// 1 MiB key that expires 400ms later. LockWait with a 5s ctx should wait for
+// it; it returns ErrRejected at once, as for a misconfiguration.
+func TestAttackOOMIsTransient(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	big := string(bytes.Repeat([]byte("x"), 1<<20))
+	for _, s := range servers {
+		s.Do(t, "SET", "ballast", big, "PX", "400")
+		used := s.Do(t, "MEMORY", "USAGE", "ballast")
+		t.Logf("%s: ballast uses %s bytes", s, used)
+		s.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+		// Over the limit now, under it once the ballast is gone.
+		info := s.Do(t, "INFO", "memory")
+		var usedMem int64
+		for _, line := range bytes.Split([]byte(info), []byte("\r\n")) {
+			if v, ok := bytes.CutPrefix(line, []byte("used_memory:")); ok {
+				_, _ = fmt.Sscan(string(v), &usedMem)
+			}
+		}
+		if usedMem == 0 {
+			t.Fatalf("%s: no used_memory in INFO memory", s)
+		}
+		s.Do(t, "CONFIG", "SET", "maxmemory", fmt.Sprint(usedMem-512<<10))
+	}
+	m := newManager(t, servers, redlock.Config{NodeTimeout: time.Second})
+	if _, err := m.TryLock(ctx, "probe", redlock.TTL(time.Second)); err == nil {
+		t.Fatal("TryLock succeeded on instances over maxmemory: the setup did not make them full")
+	} else {
+		t.Logf("TryLock while full: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	l, err := m.LockWait(wctx, "res", redlock.TTL(5*time.Second))
+	t.Logf("LockWait after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if err != nil {
+		if errors.Is(err, redlock.ErrRejected) {
+			t.Errorf("LockWait gave up at once with ErrRejected on an OOM that cleared %v later by itself (the ballast expired): %v",
+				time.Until(start.Add(400*time.Millisecond)).Round(time.Millisecond), err)
+			waitFor(t, 3*time.Second, "the ballast to expire", func() bool {
+				for _, s := range servers {
+					if get(t, s, "ballast") != "(nil)" {
+						return false
+					}
+				}
+				return true
+			})
+			l, err := m.TryLock(ctx, "res", redlock.TTL(5*time.Second))
+			t.Logf("TryLock once the ballast expired (%v after LockWait started): %v", time.Since(start).Round(time.Millisecond), err)
+			if err == nil {
+				_ = l.Unlock(ctx)
+			}
+		} else {
+			t.Errorf("LockWait: %v", err)
+		}
+		return
+	}
+	_ = l.Unlock(ctx)
 }
