@@ -3,6 +3,7 @@ package redlock
 import (
 	"container/heap"
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -145,24 +146,21 @@ func (e *extender) extend(batch []*Lock) {
 	for i := range bc.done {
 		bc.done[i] = make(chan struct{})
 	}
-	// Drop locks that were released or lost meanwhile, and sequence the
-	// rest: each lock's TTL, extension number and previous call are read
-	// under its mu (Extend may run meanwhile), and the batch becomes the
-	// call that the lock's next one follows.
+	// Drop locks that were released or lost meanwhile, and order the
+	// rest: each lock's TTL and previous call are read under its mu
+	// (Extend may run meanwhile), and the batch becomes the call that the
+	// lock's next one follows.
 	start := m.now()
 	live := batch[:0]
 	var ttls []time.Duration
-	var seqs []uint64
 	var after []predecessor
 	for _, l := range batch {
 		l.mu.Lock()
 		if !l.released && !l.gone {
-			seq, prev := l.beginExtendLocked(start, l.ttl)
+			after = append(after, l.tail)
 			l.tail = bc
 			live = append(live, l)
 			ttls = append(ttls, l.ttl)
-			seqs = append(seqs, seq)
-			after = append(after, prev)
 		}
 		l.mu.Unlock()
 	}
@@ -179,7 +177,8 @@ func (e *extender) extend(batch []*Lock) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(m.cfg.NodeTimeout, minTTL))
 	defer cancel()
-	codes := make([][]int8, len(m.inst)) // codes[i][j]: instance i, lock j; 2 = no answer
+	codes := make([][]int8, len(m.inst))     // codes[i][j]: instance i, lock j; 2 = no answer
+	doneAt := make([]time.Time, len(m.inst)) // when instance i's calls returned
 	var wg sync.WaitGroup
 	for i, in := range m.inst {
 		codes[i] = make([]int8, len(batch))
@@ -189,19 +188,18 @@ func (e *extender) extend(batch []*Lock) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer close(bc.done[i])
-			// Wait for each lock's previous call to this instance.
+			// A lock whose previous call to this instance has not returned
+			// is left out of this instance's call (it counts as no answer):
+			// waiting for it would hold back every other lock of the batch
+			// there. The batch counts as returned on the instance only once
+			// those calls have, which a goroutine of its own waits for (in
+			// m.ops; each returns by its own deadline), so that the batch's
+			// outcome does not wait for them either.
 			var late []<-chan struct{}
 			ready := make([]bool, len(batch))
 			for j, a := range after {
-				var ch <-chan struct{}
 				if a != nil {
-					ch = a.pendingCh(i)
-				}
-				if ch != nil {
-					select {
-					case <-ch:
-					case <-ctx.Done():
+					if ch := a.pendingCh(i); ch != nil {
 						late = append(late, ch)
 						continue
 					}
@@ -209,9 +207,19 @@ func (e *extender) extend(batch []*Lock) {
 				ready[j] = true
 			}
 			defer func() {
-				for _, ch := range late {
-					<-ch // each returns by its own deadline
+				doneAt[i] = m.now()
+				if len(late) == 0 {
+					close(bc.done[i])
+					return
 				}
+				m.ops.Add(1)
+				go func() {
+					defer m.ops.Done()
+					for _, ch := range late {
+						<-ch
+					}
+					close(bc.done[i])
+				}()
 			}()
 			for _, group := range groups(in, batch) {
 				keys := make([]string, 0, len(group))
@@ -241,14 +249,16 @@ func (e *extender) extend(batch []*Lock) {
 		}()
 	}
 	wg.Wait()
-	now := m.now()
+	var yesAt []time.Time
 	for j, l := range batch {
 		yes, refused := 0, 0
 		var missing []bool
+		yesAt = yesAt[:0]
 		for i := range m.inst {
 			switch codes[i][j] {
 			case 1:
 				yes++
+				yesAt = append(yesAt, doneAt[i])
 			case 0:
 				refused++
 				if missing == nil {
@@ -259,7 +269,14 @@ func (e *extender) extend(batch []*Lock) {
 				refused++
 			}
 		}
-		l.afterAutoExtend(seqs[j], start, now, ttls[j], yes, refused, missing)
+		// The lock's extension was decided when its quorum-th yes came:
+		// its validity counts from then, not from the slowest instance.
+		now := start
+		if yes >= m.quorum {
+			slices.SortFunc(yesAt, func(a, b time.Time) int { return a.Compare(b) })
+			now = yesAt[m.quorum-1]
+		}
+		l.afterAutoExtend(start, now, ttls[j], yes, refused, missing)
 	}
 }
 
@@ -292,9 +309,9 @@ func groups(in *instance, batch []*Lock) [][]int {
 	return out
 }
 
-// afterAutoExtend applies the outcome of batched extension seq to l and
+// afterAutoExtend applies the outcome of a batched extension to l and
 // schedules the next one.
-func (l *Lock) afterAutoExtend(seq uint64, start, now time.Time, ttl time.Duration, yes, refused int, missing []bool) {
+func (l *Lock) afterAutoExtend(start, now time.Time, ttl time.Duration, yes, refused int, missing []bool) {
 	m := l.m
 	l.mu.Lock()
 	if l.released || l.gone {
@@ -311,7 +328,7 @@ func (l *Lock) afterAutoExtend(seq uint64, start, now time.Time, ttl time.Durati
 			l.lose(reasonExpired)
 			return
 		}
-		l.applyExtendLocked(seq, start, ttl, true)
+		l.applyExtendLocked(start, ttl, true)
 		if refused > 0 {
 			l.topUpLocked(missing, start, ttl)
 		}

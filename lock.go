@@ -21,7 +21,6 @@ type Lock struct {
 
 	mu       sync.Mutex
 	tail     predecessor // the last call about the lock: the next one follows it per instance
-	sent     uint64      // extensions sent so far; only the last one sent may set until
 	ttl      time.Duration
 	until    time.Time
 	released bool          // Unlock was called
@@ -265,22 +264,22 @@ func (l *Lock) autoExtend() {
 	l.refresh.Reset(min(l.m.cfg.RetryDelayMin, max(left/4, time.Millisecond)))
 }
 
-// Extend resets the lock's lease to ttl (0 means the lock's own TTL) on
-// every instance where it still holds the token. It succeeds when a quorum
-// extends in time; the validity deadline then moves to the start of the
-// call + ttl − drift. After a success, the instances that answered that the
+// Extend makes the lock's lease at least ttl (0 means the lock's own TTL)
+// on every instance where it still holds the token. It succeeds when a
+// quorum extends in time; the validity deadline then moves to the start of
+// the call + ttl − drift, unless it is already later. After a success, the instances that answered that the
 // key was missing (a restart without persistence, FLUSHALL) get it back
 // (SET NX with the token and what is left of the lease), so that
 // redundancy returns; a lock that a quorum no longer holds is never
 // re-created, and a key held by another token is never touched. The
 // automatic extensions do the same.
 //
-// Extensions of one lock (concurrent Extend calls and the automatic ones)
-// reach each instance in the order they were made, and only the one made
-// last sets the deadline: a slower, earlier extension whose reply comes
-// later never moves it. A ttl shorter than what is left lowers Until at
-// once, before the call returns, and it stays lowered if the call fails:
-// the handle errs short, never long. Errors:
+// The lease is never shortened: an Extend with a ttl shorter than what is
+// left changes nothing on the instances, and Until keeps the later of the
+// two deadlines (unlock and lock again for a shorter lease). So extensions
+// may run concurrently with each other and with the automatic ones, and
+// reach the instances in any order: Until is always the latest deadline a
+// successful extension proved. Errors:
 // ErrNotHeld when the lock is no longer held (the lock is then lost),
 // ErrUnavailable when too few instances answered (the lock stays valid until
 // its current deadline), ErrInvalid for a bad ttl. ctx bounds the call.
@@ -308,58 +307,36 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	return l.extend(ctx, ttl, false)
 }
 
-// The deadline rule. Extensions of one lock (manual, the watchdog, a
-// batch) are sequenced: each is sent to an instance only after the one
-// before it returned there (see predecessor), so on every instance they
-// apply in the order they were sent, and only the one sent last may set
-// until, to what its quorum proves: start + ttl − drift. Sending one lowers
-// until at once to that value if it is earlier (an extension shorter than
-// what is left shortens the lease on the instances it reaches, whether or
-// not it then succeeds), so while it is on its way, and after it failed,
-// the handle errs short, never long.
+// The deadline rule. No script ever shortens a lease (extensions and
+// re-locks make it at least their TTL), so the keys of a lock only ever
+// live longer, whatever order its extensions reach an instance in (a
+// pooled client or a reconnect can reorder calls that timed out). Each
+// successful extension proves that its quorum holds the keys until its
+// start + ttl at least, so it moves until to max(until, start + ttl −
+// drift), whenever its reply arrives.
 
-// beginExtendLocked records an extension by ttl sent at start and returns
-// its sequence number and the call it must follow. Callers hold l.mu.
-func (l *Lock) beginExtendLocked(start time.Time, ttl time.Duration) (uint64, predecessor) {
-	l.sent++
-	if h := l.m.hooks; h != nil && h.LatestReplyWins {
-		return l.sent, l.tail
-	}
-	if u := start.Add(ttl - l.m.cfg.drift(ttl)); u.Before(l.until) {
-		l.setUntilLocked(u)
-	}
-	return l.sent, l.tail
-}
-
-// applyExtendLocked applies the success of extension seq, sent at start
-// with ttl: when it is the last one sent, its quorum holds the keys until
-// start + ttl at least. auto: sent by the watchdog (the lock's TTL stays).
-// Callers hold l.mu.
-func (l *Lock) applyExtendLocked(seq uint64, start time.Time, ttl time.Duration, auto bool) {
+// applyExtendLocked applies the success of an extension sent at start with
+// ttl. auto: sent by the watchdog (the lock's TTL stays). Callers hold
+// l.mu.
+func (l *Lock) applyExtendLocked(start time.Time, ttl time.Duration, auto bool) {
 	until := start.Add(ttl - l.m.cfg.drift(ttl))
 	if h := l.m.hooks; h != nil && h.LatestReplyWins {
-		// Negative control: the rule before sequencing, where a manual
-		// extension's reply always set the deadline and the watchdog's
-		// moved it forward, whichever was sent last.
+		// Negative control: the rule of the old, shortening scripts, where
+		// a manual extension's reply always set the deadline and the
+		// watchdog's moved it forward.
 		if !auto || until.After(l.until) {
 			l.setUntilLocked(until)
 		}
-		if !auto {
-			l.ttl = ttl
-		}
-		return
+	} else if until.After(l.until) {
+		l.setUntilLocked(until)
 	}
-	if seq != l.sent {
-		return // a later extension is on its way: it decides
-	}
-	l.setUntilLocked(until)
 	if !auto {
 		l.ttl = ttl
 	}
 }
 
-// setUntilLocked moves the validity deadline to u (either way) and the
-// expiry timer with it. Callers hold l.mu.
+// setUntilLocked moves the validity deadline to u and the expiry timer
+// with it. Callers hold l.mu.
 func (l *Lock) setUntilLocked(u time.Time) {
 	l.until = u
 	if l.expiry != nil {
@@ -375,9 +352,12 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 		return &QuorumError{Op: "extend", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 	}
 	start := m.now()
-	seq, after := l.beginExtendLocked(start, ttl)
+	script := l.ks.extendScript()
+	if h := m.hooks; h != nil && h.LatestReplyWins && !auto && len(l.ks.keys) == 1 {
+		script = scriptExtendReset
+	}
 	timeout := min(m.cfg.NodeTimeout, ttl)
-	r := m.fanoutTo(ctx, timeout, nil, after, l.ks.extendScript(), l.ks.keys, []string{l.token, fmtMillis(ttl)})
+	r := m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.keys, []string{l.token, fmtMillis(ttl)})
 	l.tail = r
 	l.mu.Unlock()
 	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
@@ -395,7 +375,7 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 		if l.released || l.gone {
 			return &QuorumError{Op: "extend", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 		}
-		l.applyExtendLocked(seq, start, ttl, auto)
+		l.applyExtendLocked(start, ttl, auto)
 		missing := missingOnes(o)
 		if o.yes+o.refused+o.failed < len(m.inst) {
 			// Instances that had not answered may report the key missing:

@@ -819,9 +819,18 @@ func TestSafetyFenceCounterNotLockable(t *testing.T) {
 			if err := l.Unlock(ctx); err != nil {
 				t.Fatal(err)
 			}
-			// The fence round returns at quorum: an instance may lack the
-			// counter (it had not taken the lock key yet).
+			// The fence round returns at quorum: its calls to the other
+			// instances finish in the background. Wait for them, so that
+			// no counter appears after the snapshot below.
 			val := strconv.FormatUint(fence1, 10)
+			waitFor(t, 3*time.Second, "the counter on every instance", func() bool {
+				for _, s := range servers {
+					if get(t, s, counter) != val {
+						return false
+					}
+				}
+				return true
+			})
 			had := make([]bool, len(servers))
 			n := 0
 			for i, s := range servers {

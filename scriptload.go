@@ -28,7 +28,8 @@ const (
 )
 
 // allScripts is every script the Manager runs, loaded together on an
-// instance (the PlainDelete negative control's script is not among them).
+// instance (the negative controls' scripts, unsafe_delete and
+// extend_reset, are not among them).
 var allScripts = []*script{
 	scriptAcquire, scriptExtend, scriptRelease, scriptPTTL, scriptInspect,
 	scriptAcquireMany, scriptExtendMany, scriptReleaseMany, scriptPTTLMany, scriptFence,

@@ -55,4 +55,7 @@ var (
 	scriptPTTLMany    = loadScript("pttl_many")
 	scriptFence       = loadScript("fence")
 	scriptTopUp       = loadScript("topup")
+
+	// scriptExtendReset serves only the LatestReplyWins negative control.
+	scriptExtendReset = loadScript("extend_reset")
 )

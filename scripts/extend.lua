@@ -1,11 +1,16 @@
--- extend: reset the TTL only while the key holds our token. Never re-creates
--- a key that expired (someone else may have held it meanwhile).
+-- extend: make the lease at least the TTL, only while the key holds our
+-- token. It never shortens a lease (so extensions that reach an instance
+-- out of order, or through another handle of the same token, can only
+-- lengthen it) and never re-creates a missing key (see topup.lua).
 -- KEYS[1] = the lock key
--- ARGV[1] = token, ARGV[2] = new TTL in milliseconds
--- Returns 1 when extended, 0 when the key is missing, -1 when another token holds it.
+-- ARGV[1] = token, ARGV[2] = TTL in milliseconds
+-- Returns 1 when the key holds the token (its TTL is now at least the TTL),
+-- 0 when the key is missing, -1 when another token holds it.
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
   return 1
 end
 if v == false then

@@ -1,14 +1,18 @@
 -- extend_batch: the auto-extension of many locks in one call. Each key's
--- TTL is reset only while it holds its own token (never re-created).
+-- lease becomes at least its TTL, only while it holds its own token (never
+-- shortened, never re-created).
 -- KEYS[i]    = the lock key of lock i
--- ARGV[2i-1] = the token of lock i, ARGV[2i] = its new TTL in milliseconds
--- Returns an array: for each lock, 1 when extended, 0 when the key is
--- missing, -1 when another token holds it.
+-- ARGV[2i-1] = the token of lock i, ARGV[2i] = its TTL in milliseconds
+-- Returns an array: for each lock, 1 when the key holds its token (its TTL
+-- is now at least the TTL), 0 when the key is missing, -1 when another
+-- token holds it.
 local out = {}
 for i = 1, #KEYS do
   local v = redis.call('GET', KEYS[i])
   if v == ARGV[2 * i - 1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
+    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2 * i]) then
+      redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
+    end
     out[i] = 1
   elseif v == false then
     out[i] = 0

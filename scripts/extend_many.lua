@@ -1,9 +1,10 @@
--- extend_many: reset the TTL of several locks, only when every key still
--- holds our token (never re-creates an expired key).
+-- extend_many: make the lease of several locks at least the TTL, only when
+-- every key still holds our token (never shortened, never re-created).
 -- KEYS[1..n] = the lock keys
--- ARGV[1] = token, ARGV[2] = new TTL in milliseconds
--- Returns 1 when every key was extended; 0 when a key is missing; -1 when a
--- key holds another token (nothing is extended in either case).
+-- ARGV[1] = token, ARGV[2] = TTL in milliseconds
+-- Returns 1 when every key holds the token (each TTL is now at least the
+-- TTL); 0 when a key is missing; -1 when a key holds another token (nothing
+-- is extended in either case).
 local missing = false
 for i = 1, #KEYS do
   local v = redis.call('GET', KEYS[i])
@@ -16,7 +17,10 @@ end
 if missing then
   return 0
 end
+local ttl = tonumber(ARGV[2])
 for i = 1, #KEYS do
-  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
 end
 return 1
