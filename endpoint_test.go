@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +207,22 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"redis+cluster://h1:7000?master=m", ""},
 		{"redis+cluster://h1:7000,h1:7000", ""},
 		{"redis+sentinel://h1:26379,H1:26379?master=m", ""},
+		{"redis+cluster://h:7000,h:07000", `ClusterAddrs[1] "h:07000" repeats ClusterAddrs[0] "h:7000"`},
+		{"redis+sentinel://[::ffff:127.0.0.1]:26379,localhost?master=m", `SentinelAddrs[1] "localhost:26379" repeats SentinelAddrs[0] "[::ffff:127.0.0.1]:26379"`},
+		// IPv4 addresses as the C library reads them (127.0.0.1 each), and
+		// names with an empty label: no server has such a name.
+		{"127.000.000.001:6379", ""},
+		{"127.1:6379", ""},
+		{"2130706433:6379", ""},
+		{"0x7f.0.0.1:6379", ""},
+		{"0X7F000001:6379", ""},
+		{"010.0.0.1:6379", ""},
+		{"127.0.0.1.:6379", ""},
+		{"redis://127.0.0.01", ""},
+		{"redis+cluster://h:7000,127.0.1:7001", ""},
+		{"host..example:6379", ""},
+		{".host:6379", ""},
+		{"redis://host..:6379", ""},
 		{"redis://h:6379?foo=bar", ""},
 		{"redis://h:6379?dial_timeout=-1s", ""},
 		{"redis://h:6379?dial_timeout=abc", ""},
@@ -367,6 +386,130 @@ func TestEndpointDuplicates(t *testing.T) {
 			t.Errorf("error %q shows the password", err)
 		}
 		t.Log(err)
+	}
+}
+
+// TestEndpointCollisions: two spellings of one server, given to New (with
+// a third, distinct endpoint, so that the two would make the quorum) or to
+// NewFromEndpoints, are rejected with ErrInvalid and an error that names
+// both as the user gave them, without the password; spellings of different
+// servers are accepted.
+func TestEndpointCollisions(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(wd, "redlock-x.sock")
+	up := "../" + filepath.Base(wd) + "/redlock-x.sock" // the same file, from the parent
+	third := "unix://" + t.TempDir() + "/third.sock"
+
+	colliding := []struct {
+		a, b  string
+		aName string // how the error names a; "" for a quoted
+	}{
+		{a: "127.0.0.1:7431", b: "127.0.0.1:07431"},
+		{a: "redis://127.0.0.1:7431", b: "127.0.0.1:0007431"},
+		{a: "localhost:6379", b: "redis://localhost:06379/1"},
+		{a: "rediss://h.example:6380", b: "h.example:06380"},
+		{a: "127.0.0.1:6379", b: "[::1]:6379"},
+		{a: "[::1]:6379", b: "[0:0:0:0:0:0:0:1]:6379"},
+		{a: "[::1]:6379", b: "[::1%lo]:6379"}, // the kernel ignores the zone of a loopback address
+		{a: "[::ffff:127.0.0.1]:6379", b: "127.0.0.1:6379"},
+		{a: "[::FFFF:7F00:1]:6379", b: "localhost:6379"},
+		{a: "[::ffff:10.0.0.1]:6379", b: "10.0.0.1:06379"},
+		{a: "[2001:DB8::1]:6379", b: "redis://[2001:db8:0:0::1]:6379"},
+		{a: "[2001:db8::1%eth0]:6379", b: "[2001:db8::1]:6379"},
+		{a: "[fe80::1%eth0]:6379", b: "redis://[FE80::1%25eth0]:6379"},
+		{a: "0.0.0.0:6379", b: "127.0.0.1:6379"}, // dialing the unspecified address reaches the local host
+		{a: "[::]:6379", b: "localhost:6379"},
+		{a: "Host.Example.:6379", b: "redis://host.example"},
+		{a: "redis://:" + testPassword + "@h:6379/1", b: "h:06379", aName: `"redis://:*******@h:6379/1"`},
+		{a: "/tmp/redlock-x.sock", b: "unix:///tmp/./redlock-x.sock"},
+		{a: "unix:///tmp//a/../redlock-x.sock?db=2", b: "/tmp/redlock-x.sock"},
+		{a: "./redlock-x.sock", b: abs},
+		{a: "unix://./redlock-x.sock?db=1", b: "unix://" + abs},
+		{a: up, b: "./redlock-x.sock"},
+		{a: "redis+sentinel://s1:26379,s2:26379?master=m", b: "redis://s2:026379/3?master=m"},
+		{a: "redis+sentinel://[::1]:26379?master=m", b: "redis+sentinel://127.0.0.1:26379?master=m"},
+		{a: "redis+cluster://a:7000,b:7001", b: "b:07001"},
+		{a: "redis+cluster://a:7000", b: "redis+cluster://c:7002,A.:7000"},
+	}
+	for _, tt := range colliding {
+		t.Run("collide/"+tt.a+"/"+tt.b, func(t *testing.T) {
+			aName := tt.aName
+			if aName == "" {
+				aName = strconv.Quote(tt.a)
+			}
+			bName := strconv.Quote(tt.b)
+			m, err := New([]string{tt.a, tt.b, third}, Config{})
+			if m != nil {
+				_ = m.Close(context.Background())
+			}
+			if !errors.Is(err, ErrInvalid) || m != nil {
+				t.Fatalf("New(%q, %q, third) = %v, %v; want ErrInvalid", tt.a, tt.b, m, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, aName) || !strings.Contains(msg, bName) {
+				t.Errorf("error %q does not name both %s and %s", msg, aName, bName)
+			}
+			if strings.Contains(msg, testPassword) {
+				t.Errorf("error %q shows the password", msg)
+			}
+
+			// The same as structs: the error names them by String.
+			var eps []Endpoint
+			for _, s := range []string{tt.a, tt.b, third} {
+				ep, err := ParseEndpoint(s)
+				if err != nil {
+					t.Fatalf("ParseEndpoint(%q): %v", s, err)
+				}
+				eps = append(eps, ep)
+			}
+			m, err = NewFromEndpoints(eps, Config{})
+			if m != nil {
+				_ = m.Close(context.Background())
+			}
+			if !errors.Is(err, ErrInvalid) || m != nil {
+				t.Fatalf("NewFromEndpoints = %v, %v; want ErrInvalid", m, err)
+			}
+			msg = err.Error()
+			if !strings.Contains(msg, eps[0].String()) || !strings.Contains(msg, eps[1].String()) {
+				t.Errorf("error %q does not name both %s and %s", msg, eps[0], eps[1])
+			}
+			if strings.Contains(msg, testPassword) {
+				t.Errorf("error %q shows the password", msg)
+			}
+			t.Log(msg)
+		})
+	}
+
+	distinct := []struct{ a, b string }{
+		{"127.0.0.1:7431", "127.0.0.1:7432"},
+		{"127.0.0.1:7431", "127.0.0.1:17431"},
+		{"127.0.0.1:6379", "127.0.0.2:6379"},
+		{"10.0.0.1:6379", "[::ffff:10.0.0.2]:6379"},
+		{"[2001:db8::1]:6379", "[2001:db8::2]:6379"},
+		{"[fe80::1%eth0]:6379", "[fe80::1%eth1]:6379"},
+		{"host-a:6379", "host-b:6379"},
+		{"a.example:6379", "a.example.org:6379"},
+		{"localhost:6379", "localhost:16379"},
+		{"/tmp/redlock-a.sock", "/tmp/redlock-b.sock"},
+		{"./redlock-x.sock", "/redlock-x.sock"},
+		{"./redlock-x.sock", "../redlock-x.sock"},
+		{"redis+sentinel://s1:26379?master=m1", "redis+sentinel://s1:26379?master=M1"}, // Sentinel master names are case-sensitive
+		{"redis+sentinel://s1:26379?master=m", "s1:26379"},
+		{"redis+cluster://a:7000", "a:7001"},
+	}
+	for _, tt := range distinct {
+		t.Run("distinct/"+tt.a+"/"+tt.b, func(t *testing.T) {
+			m, err := New([]string{tt.a, tt.b, third}, Config{})
+			if err != nil {
+				t.Fatalf("New(%q, %q, third) = %v; want a Manager", tt.a, tt.b, err)
+			}
+			if err := m.Close(context.Background()); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
 	}
 }
 
