@@ -208,9 +208,33 @@ func isPathForm(s string) bool {
 	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../")
 }
 
-// escapeHosts joins addresses for a URL, escaping the '%' of IPv6 zones.
+// escapeHosts joins addresses for a URL. Inside the brackets of an IPv6
+// address it percent-encodes every byte but letters, digits, '-', '.',
+// '_', '~' and ':': the '%' that starts a zone (%25), and the characters
+// a zone may hold that would end the host (',', '/', '?', '#', '@').
 func escapeHosts(addrs []string) string {
-	return strings.ReplaceAll(strings.Join(addrs, ","), "%", "%25")
+	var b strings.Builder
+	for i, a := range addrs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		end := strings.IndexByte(a, ']')
+		if !strings.HasPrefix(a, "[") || end < 0 {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteByte('[')
+		for j := 1; j < end; j++ {
+			c := a[j]
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~:", c) >= 0 {
+				b.WriteByte(c)
+			} else {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		b.WriteString(a[end:])
+	}
+	return b.String()
 }
 
 // escapePath escapes the characters that would end a URL path.
@@ -245,7 +269,8 @@ func escapePath(p string) string {
 //
 // A host is a DNS name, an IPv4 address in dotted decimal without leading
 // zeros (the other spellings that C's inet_aton accepts, such as 127.1, are
-// rejected), or an IPv6 address in brackets, with an optional zone.
+// rejected), or an IPv6 address in brackets, with an optional zone (in a
+// URL percent-encoded, its '%' as %25: redis://[fe80::1%25eth0]:6379).
 //
 // Unknown options, a missing host, a bad port or database, a Sentinel URL
 // without master, and other malformed input give an error wrapping
@@ -671,6 +696,9 @@ func parseHostPort(hp, defPort string, inURL bool) (string, error) {
 				return "", errors.New("bad IPv6 address")
 			}
 			host = h
+		}
+		if strings.ContainsFunc(host, isControl) {
+			return "", errors.New("control character in the IPv6 zone")
 		}
 		ip, err := netip.ParseAddr(host)
 		if err != nil || !ip.Is6() {

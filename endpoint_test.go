@@ -76,6 +76,12 @@ func TestParseEndpoint(t *testing.T) {
 		{"redis://host:6379?db=3", Endpoint{Addr: "host:6379", DB: 3}, "redis://host:6379/3"},
 		{"redis://[::1]:6379/1", Endpoint{Addr: "[::1]:6379", DB: 1}, "redis://[::1]:6379/1"},
 		{"redis://[fe80::1%25eth0]:6379", Endpoint{Addr: "[fe80::1%eth0]:6379"}, "redis://[fe80::1%25eth0]:6379"},
+		{"[fe80::1%eth0]:6379", Endpoint{Addr: "[fe80::1%eth0]:6379"}, "redis://[fe80::1%25eth0]:6379"},
+		// A zone may hold characters that end a host in a URL (Linux
+		// allows ',', '?', '#' and '@' in interface names): String
+		// percent-encodes them.
+		{"[fe80::1%a,b?c#d]:6379", Endpoint{Addr: "[fe80::1%a,b?c#d]:6379"}, "redis://[fe80::1%25a%2Cb%3Fc%23d]:6379"},
+		{"redis://[fe80::1%25a%2Fb%40c%25]:6379", Endpoint{Addr: "[fe80::1%a/b@c%]:6379"}, "redis://[fe80::1%25a%2Fb%40c%25]:6379"},
 		{"redis://host:6379/1?dial_timeout=250ms&read_timeout=2&write_timeout=0.5&pool_size=7",
 			Endpoint{Addr: "host:6379", DB: 1, DialTimeout: 250 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 500 * time.Millisecond, PoolSize: 7},
 			"redis://host:6379/1"},
@@ -116,6 +122,9 @@ func TestParseEndpoint(t *testing.T) {
 		{"redis+sentinel://h1:26379,h2:26379/4?master=leader",
 			Endpoint{SentinelAddrs: []string{"h1:26379", "h2:26379"}, MasterName: "leader", DB: 4},
 			"redis+sentinel://h1:26379,h2:26379/4?master=leader"},
+		{"redis+sentinel://[fe80::1%25a%2Cb],h?master=m",
+			Endpoint{SentinelAddrs: []string{"[fe80::1%a,b]:26379", "h:26379"}, MasterName: "m"},
+			"redis+sentinel://[fe80::1%25a%2Cb]:26379,h:26379?master=m"},
 		{"redis+sentinel://h1,h2,[::1]?master=leader",
 			Endpoint{SentinelAddrs: []string{"h1:26379", "h2:26379", "[::1]:26379"}, MasterName: "leader"},
 			"redis+sentinel://h1:26379,h2:26379,[::1]:26379?master=leader"},
@@ -196,6 +205,8 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"redis://[::1:6379", ""},
 		{"redis://[127.0.0.1]:6379", ""},
 		{"redis://[::1]x:6379", ""},
+		{"redis://[fe80::1%25a%0Ab]:6379", ""}, // a control character in the zone
+		{"redis://[fe80::1%25a%7Fb]:6379", ""},
 		{"redis://ho st:6379", ""},
 		{"redis://h\n:6379", `"redis://h\n:6379"`},
 		{"redis://h1:6379,h2:6379", ""},
