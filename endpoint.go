@@ -142,12 +142,17 @@ func (e Endpoint) String() string {
 	switch {
 	case e.isUnix():
 		b.WriteString("unix://")
-		b.WriteString(userinfo(e.Username, e.Password))
+		ui := userinfo(e.Username, e.Password)
+		b.WriteString(ui)
 		p := e.Addr
 		if !isPathForm(p) {
 			p = "./" + p
 		}
-		b.WriteString(escapePath(p))
+		p = escapePath(p)
+		if ui != "" { // the user info would otherwise end at the path's last "@/"
+			p = strings.ReplaceAll(p, "@", "%40")
+		}
+		b.WriteString(p)
 		if e.DB != 0 {
 			b.WriteString("?db=")
 			b.WriteString(strconv.Itoa(e.DB))
@@ -276,7 +281,9 @@ func escapePath(p string) string {
 // without master, and other malformed input give an error wrapping
 // ErrInvalid that names the endpoint with its password replaced by
 // *******. In the user info, '%' and '?' must be percent-encoded (%25,
-// %3F); '/', ':', '@' and '#' may appear as they are.
+// %3F); '/', ':', '@' and '#' may appear as they are. It ends at the last
+// '@' (in a unix:// URL, the last one that a path follows): a socket path
+// after user info writes its '@' as %40.
 func ParseEndpoint(s string) (Endpoint, error) {
 	if s == "" {
 		return Endpoint{}, invalidf("empty endpoint")
@@ -434,8 +441,15 @@ func parseEndpoint(s string) (Endpoint, error) {
 func parseUnix(rest string) (Endpoint, error) {
 	ep := Endpoint{Network: "unix"}
 	if !isPathForm(rest) {
+		// The user info ends at the last '@' before the query that a path
+		// follows: a password may hold "@/" (String writes a path's '@'
+		// as %40 after user info).
+		q := strings.IndexByte(rest, '?')
+		if q < 0 {
+			q = len(rest)
+		}
 		at := -1
-		for i := 0; i < len(rest); i++ {
+		for i := q - 1; i >= 0; i-- {
 			if rest[i] == '@' && isPathForm(rest[i+1:]) {
 				at = i
 				break

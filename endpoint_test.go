@@ -109,6 +109,13 @@ func TestParseEndpoint(t *testing.T) {
 		{"unix://user:pw@/var/run/redis.sock?db=1&dial_timeout=1s", Endpoint{Network: "unix", Addr: "/var/run/redis.sock", DB: 1, Username: "user", Password: "pw", DialTimeout: time.Second}, "unix://user:*******@/var/run/redis.sock?db=1"},
 		{"unix:///tmp/a%3Fb%23c%25d.sock", Endpoint{Network: "unix", Addr: "/tmp/a?b#c%d.sock"}, "unix:///tmp/a%3Fb%23c%25d.sock"},
 		{"unix:///tmp/a@b/redis.sock", Endpoint{Network: "unix", Addr: "/tmp/a@b/redis.sock"}, "unix:///tmp/a@b/redis.sock"},
+		// The user info ends at the last '@' that a path follows: a
+		// password may hold "@/" as it is, and with user info a path
+		// writes its '@' as %40.
+		{"unix://:p@/ss@/tmp/x.sock", Endpoint{Network: "unix", Addr: "/tmp/x.sock", Password: "p@/ss"}, "unix://:*******@/tmp/x.sock"},
+		{"unix://u:p@./s@/tmp/x.sock?db=2", Endpoint{Network: "unix", Addr: "/tmp/x.sock", DB: 2, Username: "u", Password: "p@./s"}, "unix://u:*******@/tmp/x.sock?db=2"},
+		{"unix://u:p@/x%40/y.sock", Endpoint{Network: "unix", Addr: "/x@/y.sock", Username: "u", Password: "p"}, "unix://u:*******@/x%40/y.sock"},
+		{"unix://u@./x%40/y.sock", Endpoint{Network: "unix", Addr: "./x@/y.sock", Username: "u"}, "unix://u@./x%40/y.sock"},
 
 		// Sentinel: aioredlock's URL verbatim, master= making it Sentinel.
 		{"redis://h:26379/4?master=leader&encoding=utf-8",
@@ -262,6 +269,7 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"unix:///tmp/x.sock?foo=1", ""},
 		{"unix:///tmp/x.sock#y", ""},
 		{"unix://:" + testPassword + "@/tmp/x.sock?db=x", `"unix://:*******@/tmp/x.sock?db=x"`},
+		{"unix://:" + testPassword + "@/x@/tmp/x.sock?db=x", `"unix://:*******@/tmp/x.sock?db=x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
