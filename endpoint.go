@@ -748,7 +748,12 @@ func parseHostPort(hp, defPort string, inURL bool) (string, error) {
 	if p, _ := strconv.Atoi(strings.TrimLeft(port, "0")); p < 1 || p > 65535 {
 		return "", errors.New("port out of range (want [1, 65535])")
 	}
-	return net.JoinHostPort(host, port), nil
+	hp = net.JoinHostPort(host, port)
+	// The dialer splits the address again: it refuses a '[' in a zone.
+	if _, _, err := net.SplitHostPort(hp); err != nil {
+		return "", errors.New("bad IPv6 address")
+	}
+	return hp, nil
 }
 
 // validHostname accepts DNS names and IPv4 addresses: letters, digits,

@@ -213,6 +213,8 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"redis://[127.0.0.1]:6379", ""},
 		{"redis://[::1]x:6379", ""},
 		{"redis://[fe80::1%25a%0Ab]:6379", ""}, // a control character in the zone
+		{"[::%[]:1", ""},                       // '[' in the zone, which net.SplitHostPort (the dialer) refuses
+		{"redis://[fe80::1%25a%5Bb]:6379", ""},
 		{"redis://[fe80::1%25a%7Fb]:6379", ""},
 		{"redis://ho st:6379", ""},
 		{"redis://h\n:6379", `"redis://h\n:6379"`},
