@@ -142,12 +142,17 @@ func (e Endpoint) String() string {
 	switch {
 	case e.isUnix():
 		b.WriteString("unix://")
-		b.WriteString(userinfo(e.Username, e.Password))
+		ui := userinfo(e.Username, e.Password)
+		b.WriteString(ui)
 		p := e.Addr
 		if !isPathForm(p) {
 			p = "./" + p
 		}
-		b.WriteString(escapePath(p))
+		p = escapePath(p)
+		if ui != "" { // the user info would otherwise end at the path's last "@/"
+			p = strings.ReplaceAll(p, "@", "%40")
+		}
+		b.WriteString(p)
 		if e.DB != 0 {
 			b.WriteString("?db=")
 			b.WriteString(strconv.Itoa(e.DB))
@@ -208,9 +213,33 @@ func isPathForm(s string) bool {
 	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../")
 }
 
-// escapeHosts joins addresses for a URL, escaping the '%' of IPv6 zones.
+// escapeHosts joins addresses for a URL. Inside the brackets of an IPv6
+// address it percent-encodes every byte but letters, digits, '-', '.',
+// '_', '~' and ':': the '%' that starts a zone (%25), and the characters
+// a zone may hold that would end the host (',', '/', '?', '#', '@').
 func escapeHosts(addrs []string) string {
-	return strings.ReplaceAll(strings.Join(addrs, ","), "%", "%25")
+	var b strings.Builder
+	for i, a := range addrs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		end := strings.IndexByte(a, ']')
+		if !strings.HasPrefix(a, "[") || end < 0 {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteByte('[')
+		for j := 1; j < end; j++ {
+			c := a[j]
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~:", c) >= 0 {
+				b.WriteByte(c)
+			} else {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		b.WriteString(a[end:])
+	}
+	return b.String()
 }
 
 // escapePath escapes the characters that would end a URL path.
@@ -243,11 +272,18 @@ func escapePath(p string) string {
 //	encoding, minsize                     accepted for aioredlock URLs and ignored
 //	maxsize, timeout                      aioredlock's names for pool_size and dial_timeout
 //
+// A host is a DNS name, an IPv4 address in dotted decimal without leading
+// zeros (the other spellings that C's inet_aton accepts, such as 127.1, are
+// rejected), or an IPv6 address in brackets, with an optional zone (in a
+// URL percent-encoded, its '%' as %25: redis://[fe80::1%25eth0]:6379).
+//
 // Unknown options, a missing host, a bad port or database, a Sentinel URL
 // without master, and other malformed input give an error wrapping
 // ErrInvalid that names the endpoint with its password replaced by
 // *******. In the user info, '%' and '?' must be percent-encoded (%25,
-// %3F); '/', ':', '@' and '#' may appear as they are.
+// %3F); '/', ':', '@' and '#' may appear as they are. It ends at the last
+// '@' (in a unix:// URL, the last one that a path follows): a socket path
+// after user info writes its '@' as %40.
 func ParseEndpoint(s string) (Endpoint, error) {
 	if s == "" {
 		return Endpoint{}, invalidf("empty endpoint")
@@ -405,8 +441,15 @@ func parseEndpoint(s string) (Endpoint, error) {
 func parseUnix(rest string) (Endpoint, error) {
 	ep := Endpoint{Network: "unix"}
 	if !isPathForm(rest) {
+		// The user info ends at the last '@' before the query that a path
+		// follows: a password may hold "@/" (String writes a path's '@'
+		// as %40 after user info).
+		q := strings.IndexByte(rest, '?')
+		if q < 0 {
+			q = len(rest)
+		}
 		at := -1
-		for i := 0; i < len(rest); i++ {
+		for i := q - 1; i >= 0; i-- {
 			if rest[i] == '@' && isPathForm(rest[i+1:]) {
 				at = i
 				break
@@ -668,6 +711,9 @@ func parseHostPort(hp, defPort string, inURL bool) (string, error) {
 			}
 			host = h
 		}
+		if strings.ContainsFunc(host, isControl) {
+			return "", errors.New("control character in the IPv6 zone")
+		}
 		ip, err := netip.ParseAddr(host)
 		if err != nil || !ip.Is6() {
 			return "", errors.New("bad IPv6 address")
@@ -683,6 +729,11 @@ func parseHostPort(hp, defPort string, inURL bool) (string, error) {
 		if host != "" && !validHostname(host) {
 			return "", errors.New("bad host name")
 		}
+		if host != "" && numericHost(host) {
+			if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() {
+				return "", errors.New("bad IPv4 address (want four decimal numbers without leading zeros: 127.0.0.1)")
+			}
+		}
 	}
 	if host == "" {
 		return "", errors.New("missing host")
@@ -690,23 +741,57 @@ func parseHostPort(hp, defPort string, inURL bool) (string, error) {
 	if port == "" {
 		return "", errors.New("missing port")
 	}
-	if len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+	// Leading zeros are allowed: the dialer reads the port in decimal.
+	if digits := strings.TrimLeft(port, "0"); len(digits) > 5 || strings.Trim(port, "0123456789") != "" {
 		return "", errors.New("bad port (want a number in [1, 65535])")
 	}
-	if p, _ := strconv.Atoi(port); p < 1 || p > 65535 {
+	if p, _ := strconv.Atoi(strings.TrimLeft(port, "0")); p < 1 || p > 65535 {
 		return "", errors.New("port out of range (want [1, 65535])")
 	}
-	return net.JoinHostPort(host, port), nil
+	hp = net.JoinHostPort(host, port)
+	// The dialer splits the address again: it refuses a '[' in a zone.
+	if _, _, err := net.SplitHostPort(hp); err != nil {
+		return "", errors.New("bad IPv6 address")
+	}
+	return hp, nil
 }
 
 // validHostname accepts DNS names and IPv4 addresses: letters, digits,
-// '-', '_' and '.', at most 253 bytes.
+// '-', '_' and '.', no empty label (but an optional final dot), at most
+// 253 bytes.
 func validHostname(h string) bool {
 	if len(h) > 253 {
 		return false
 	}
 	for _, c := range h {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// numericHost reports whether every label of the host name h is a number
+// as C's inet_aton reads it (decimal, octal with a leading 0, hex with 0x).
+// Such a name is no DNS name: Go's resolver fails on it, while the C
+// library's reads it as an IPv4 address ("127.1", "127.000.000.001",
+// "2130706433" and "0x7f.0.0.1" are all 127.0.0.1), so the same server
+// would have spellings that no canonical form catches. parseHostPort
+// accepts only the standard spelling of an IPv4 address among them.
+func numericHost(h string) bool {
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		digits := "0123456789"
+		if len(label) >= 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X') {
+			label, digits = label[2:], "0123456789abcdefABCDEF"
+		} else if label == "" {
+			return false
+		}
+		if strings.Trim(label, digits) != "" {
 			return false
 		}
 	}
@@ -790,41 +875,65 @@ func checkAddrs(field string, addrs []string) error {
 		}
 		k := canonAddr(a)
 		if j, ok := seen[k]; ok {
-			return fmt.Errorf("%s[%d] repeats %s[%d]", field, i, field, j)
+			return fmt.Errorf("%s[%d] %q repeats %s[%d] %q", field, i, a, field, j, addrs[j])
 		}
 		seen[k] = i
 	}
 	return nil
 }
 
-// canonAddr is a valid "host:port" in a canonical spelling: host names in
-// lower case without a final dot, IP addresses in their shortest form, and
-// localhost, 127.0.0.1 and ::1 as one loopback name (Redis listens on both
-// loopback addresses by default).
+// canonAddr is a valid "host:port" in a canonical spelling, so that two
+// spellings of one address compare equal: the port in decimal without
+// leading zeros; an IP address in its shortest form with lower-case hex,
+// an IPv4-mapped IPv6 address as IPv4, and the zone kept only on the
+// addresses the kernel uses it for (link-local ones); a host name in lower
+// case without a final dot; localhost, 127.0.0.1, ::1 and the unspecified
+// addresses 0.0.0.0 and :: (a connection to which reaches the local host)
+// as one loopback name (Redis listens on both loopback addresses by
+// default).
 func canonAddr(hp string) string {
 	host, port, err := net.SplitHostPort(hp)
 	if err != nil {
 		return hp
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if p, err := strconv.Atoi(port); err == nil {
+		port = strconv.Itoa(p)
+	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ip = ip.Unmap()
+		if !ip.IsLinkLocalUnicast() && !ip.IsLinkLocalMulticast() && !ip.IsInterfaceLocalMulticast() {
+			ip = ip.WithZone("")
+		}
 		host = ip.String()
-		if ip == netip.IPv6Loopback() || ip == netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
+		if ip.IsUnspecified() || ip == netip.IPv6Loopback() || ip == netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
 			host = "localhost"
 		}
+	} else {
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
 	}
-	return host + ":" + port
+	return net.JoinHostPort(host, port)
+}
+
+// canonPath is a socket path in a canonical spelling: absolute (relative
+// to the working directory), cleaned of "." and ".." elements and repeated
+// separators. Symbolic links are not followed: the socket need not exist
+// yet.
+func canonPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return filepath.Clean(p)
 }
 
 // identities returns the keys under which two endpoints are the same
-// instance: the server's address (whatever the database: databases of one
-// server fail together), the socket path, every cluster node, or every
-// Sentinel together with the master name.
+// instance: the server's canonical address (whatever the database:
+// databases of one server fail together), the socket's canonical path,
+// every cluster node, or every Sentinel together with the master name
+// (which Sentinel compares case-sensitively).
 func (e *Endpoint) identities() []string {
 	switch {
 	case e.isUnix():
-		return []string{"unix:" + filepath.Clean(e.Addr)}
+		return []string{"unix:" + canonPath(e.Addr)}
 	case e.kind() == kindSentinel:
 		out := make([]string, len(e.SentinelAddrs))
 		for i, a := range e.SentinelAddrs {
@@ -842,17 +951,31 @@ func (e *Endpoint) identities() []string {
 }
 
 // checkDuplicates validates every endpoint and rejects two that name the
-// same instance: the same server however spelled (localhost, 127.0.0.1 and
-// [::1] are one; different databases of one server are one, as they fail
-// together), the same socket, a node of a cluster listed twice or on its
-// own, or the same Sentinel master. The same server reached both over TCP
-// and a socket, or both directly and through Sentinel, is not detected.
+// same instance: the same server however spelled (see canonAddr and
+// canonPath; different databases of one server are one, as they fail
+// together), a node of a cluster listed twice or on its own, or the same
+// Sentinel master. The same server reached both over TCP and a socket, or
+// both directly and through Sentinel, is not detected, nor a host name and
+// an address it resolves to. Errors name the endpoints by String.
 func checkDuplicates(eps []Endpoint) error {
+	return checkEndpoints(eps, nil)
+}
+
+// checkEndpoints is checkDuplicates; raw, when not nil, holds the strings
+// that eps were parsed from, by which errors then name the endpoints (with
+// their passwords hidden).
+func checkEndpoints(eps []Endpoint, raw []string) error {
+	name := func(i int) string {
+		if raw != nil {
+			return nameRaw(raw[i])
+		}
+		return "(" + eps[i].String() + ")"
+	}
 	owner := make(map[string]int)
 	for i := range eps {
 		ep := &eps[i]
 		if err := ep.validate(); err != nil {
-			return invalidf("endpoint %d (%s): %v", i, ep, err)
+			return invalidf("endpoint %d %s: %v", i, name(i), err)
 		}
 		for _, k := range ep.identities() {
 			j, dup := owner[k]
@@ -861,7 +984,7 @@ func checkDuplicates(eps []Endpoint) error {
 				if ep.DB != eps[j].DB {
 					hint = " (two databases of one server fail together: they are one instance)"
 				}
-				return invalidf("endpoint %d (%s) repeats endpoint %d (%s): one instance would vote twice%s", i, ep, j, &eps[j], hint)
+				return invalidf("endpoint %d %s and endpoint %d %s are the same instance, which would vote twice%s", j, name(j), i, name(i), hint)
 			}
 			owner[k] = i
 		}

@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +76,12 @@ func TestParseEndpoint(t *testing.T) {
 		{"redis://host:6379?db=3", Endpoint{Addr: "host:6379", DB: 3}, "redis://host:6379/3"},
 		{"redis://[::1]:6379/1", Endpoint{Addr: "[::1]:6379", DB: 1}, "redis://[::1]:6379/1"},
 		{"redis://[fe80::1%25eth0]:6379", Endpoint{Addr: "[fe80::1%eth0]:6379"}, "redis://[fe80::1%25eth0]:6379"},
+		{"[fe80::1%eth0]:6379", Endpoint{Addr: "[fe80::1%eth0]:6379"}, "redis://[fe80::1%25eth0]:6379"},
+		// A zone may hold characters that end a host in a URL (Linux
+		// allows ',', '?', '#' and '@' in interface names): String
+		// percent-encodes them.
+		{"[fe80::1%a,b?c#d]:6379", Endpoint{Addr: "[fe80::1%a,b?c#d]:6379"}, "redis://[fe80::1%25a%2Cb%3Fc%23d]:6379"},
+		{"redis://[fe80::1%25a%2Fb%40c%25]:6379", Endpoint{Addr: "[fe80::1%a/b@c%]:6379"}, "redis://[fe80::1%25a%2Fb%40c%25]:6379"},
 		{"redis://host:6379/1?dial_timeout=250ms&read_timeout=2&write_timeout=0.5&pool_size=7",
 			Endpoint{Addr: "host:6379", DB: 1, DialTimeout: 250 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 500 * time.Millisecond, PoolSize: 7},
 			"redis://host:6379/1"},
@@ -100,6 +109,13 @@ func TestParseEndpoint(t *testing.T) {
 		{"unix://user:pw@/var/run/redis.sock?db=1&dial_timeout=1s", Endpoint{Network: "unix", Addr: "/var/run/redis.sock", DB: 1, Username: "user", Password: "pw", DialTimeout: time.Second}, "unix://user:*******@/var/run/redis.sock?db=1"},
 		{"unix:///tmp/a%3Fb%23c%25d.sock", Endpoint{Network: "unix", Addr: "/tmp/a?b#c%d.sock"}, "unix:///tmp/a%3Fb%23c%25d.sock"},
 		{"unix:///tmp/a@b/redis.sock", Endpoint{Network: "unix", Addr: "/tmp/a@b/redis.sock"}, "unix:///tmp/a@b/redis.sock"},
+		// The user info ends at the last '@' that a path follows: a
+		// password may hold "@/" as it is, and with user info a path
+		// writes its '@' as %40.
+		{"unix://:p@/ss@/tmp/x.sock", Endpoint{Network: "unix", Addr: "/tmp/x.sock", Password: "p@/ss"}, "unix://:*******@/tmp/x.sock"},
+		{"unix://u:p@./s@/tmp/x.sock?db=2", Endpoint{Network: "unix", Addr: "/tmp/x.sock", DB: 2, Username: "u", Password: "p@./s"}, "unix://u:*******@/tmp/x.sock?db=2"},
+		{"unix://u:p@/x%40/y.sock", Endpoint{Network: "unix", Addr: "/x@/y.sock", Username: "u", Password: "p"}, "unix://u:*******@/x%40/y.sock"},
+		{"unix://u@./x%40/y.sock", Endpoint{Network: "unix", Addr: "./x@/y.sock", Username: "u"}, "unix://u@./x%40/y.sock"},
 
 		// Sentinel: aioredlock's URL verbatim, master= making it Sentinel.
 		{"redis://h:26379/4?master=leader&encoding=utf-8",
@@ -113,6 +129,9 @@ func TestParseEndpoint(t *testing.T) {
 		{"redis+sentinel://h1:26379,h2:26379/4?master=leader",
 			Endpoint{SentinelAddrs: []string{"h1:26379", "h2:26379"}, MasterName: "leader", DB: 4},
 			"redis+sentinel://h1:26379,h2:26379/4?master=leader"},
+		{"redis+sentinel://[fe80::1%25a%2Cb],h?master=m",
+			Endpoint{SentinelAddrs: []string{"[fe80::1%a,b]:26379", "h:26379"}, MasterName: "m"},
+			"redis+sentinel://[fe80::1%25a%2Cb]:26379,h:26379?master=m"},
 		{"redis+sentinel://h1,h2,[::1]?master=leader",
 			Endpoint{SentinelAddrs: []string{"h1:26379", "h2:26379", "[::1]:26379"}, MasterName: "leader"},
 			"redis+sentinel://h1:26379,h2:26379,[::1]:26379?master=leader"},
@@ -193,6 +212,10 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"redis://[::1:6379", ""},
 		{"redis://[127.0.0.1]:6379", ""},
 		{"redis://[::1]x:6379", ""},
+		{"redis://[fe80::1%25a%0Ab]:6379", ""}, // a control character in the zone
+		{"[::%[]:1", ""},                       // '[' in the zone, which net.SplitHostPort (the dialer) refuses
+		{"redis://[fe80::1%25a%5Bb]:6379", ""},
+		{"redis://[fe80::1%25a%7Fb]:6379", ""},
 		{"redis://ho st:6379", ""},
 		{"redis://h\n:6379", `"redis://h\n:6379"`},
 		{"redis://h1:6379,h2:6379", ""},
@@ -204,6 +227,22 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"redis+cluster://h1:7000?master=m", ""},
 		{"redis+cluster://h1:7000,h1:7000", ""},
 		{"redis+sentinel://h1:26379,H1:26379?master=m", ""},
+		{"redis+cluster://h:7000,h:07000", `ClusterAddrs[1] "h:07000" repeats ClusterAddrs[0] "h:7000"`},
+		{"redis+sentinel://[::ffff:127.0.0.1]:26379,localhost?master=m", `SentinelAddrs[1] "localhost:26379" repeats SentinelAddrs[0] "[::ffff:127.0.0.1]:26379"`},
+		// IPv4 addresses as the C library reads them (127.0.0.1 each), and
+		// names with an empty label: no server has such a name.
+		{"127.000.000.001:6379", ""},
+		{"127.1:6379", ""},
+		{"2130706433:6379", ""},
+		{"0x7f.0.0.1:6379", ""},
+		{"0X7F000001:6379", ""},
+		{"010.0.0.1:6379", ""},
+		{"127.0.0.1.:6379", ""},
+		{"redis://127.0.0.01", ""},
+		{"redis+cluster://h:7000,127.0.1:7001", ""},
+		{"host..example:6379", ""},
+		{".host:6379", ""},
+		{"redis://host..:6379", ""},
 		{"redis://h:6379?foo=bar", ""},
 		{"redis://h:6379?dial_timeout=-1s", ""},
 		{"redis://h:6379?dial_timeout=abc", ""},
@@ -232,6 +271,7 @@ func TestParseEndpointInvalid(t *testing.T) {
 		{"unix:///tmp/x.sock?foo=1", ""},
 		{"unix:///tmp/x.sock#y", ""},
 		{"unix://:" + testPassword + "@/tmp/x.sock?db=x", `"unix://:*******@/tmp/x.sock?db=x"`},
+		{"unix://:" + testPassword + "@/x@/tmp/x.sock?db=x", `"unix://:*******@/tmp/x.sock?db=x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -367,6 +407,130 @@ func TestEndpointDuplicates(t *testing.T) {
 			t.Errorf("error %q shows the password", err)
 		}
 		t.Log(err)
+	}
+}
+
+// TestEndpointCollisions: two spellings of one server, given to New (with
+// a third, distinct endpoint, so that the two would make the quorum) or to
+// NewFromEndpoints, are rejected with ErrInvalid and an error that names
+// both as the user gave them, without the password; spellings of different
+// servers are accepted.
+func TestEndpointCollisions(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(wd, "redlock-x.sock")
+	up := "../" + filepath.Base(wd) + "/redlock-x.sock" // the same file, from the parent
+	third := "unix://" + t.TempDir() + "/third.sock"
+
+	colliding := []struct {
+		a, b  string
+		aName string // how the error names a; "" for a quoted
+	}{
+		{a: "127.0.0.1:7431", b: "127.0.0.1:07431"},
+		{a: "redis://127.0.0.1:7431", b: "127.0.0.1:0007431"},
+		{a: "localhost:6379", b: "redis://localhost:06379/1"},
+		{a: "rediss://h.example:6380", b: "h.example:06380"},
+		{a: "127.0.0.1:6379", b: "[::1]:6379"},
+		{a: "[::1]:6379", b: "[0:0:0:0:0:0:0:1]:6379"},
+		{a: "[::1]:6379", b: "[::1%lo]:6379"}, // the kernel ignores the zone of a loopback address
+		{a: "[::ffff:127.0.0.1]:6379", b: "127.0.0.1:6379"},
+		{a: "[::FFFF:7F00:1]:6379", b: "localhost:6379"},
+		{a: "[::ffff:10.0.0.1]:6379", b: "10.0.0.1:06379"},
+		{a: "[2001:DB8::1]:6379", b: "redis://[2001:db8:0:0::1]:6379"},
+		{a: "[2001:db8::1%eth0]:6379", b: "[2001:db8::1]:6379"},
+		{a: "[fe80::1%eth0]:6379", b: "redis://[FE80::1%25eth0]:6379"},
+		{a: "0.0.0.0:6379", b: "127.0.0.1:6379"}, // dialing the unspecified address reaches the local host
+		{a: "[::]:6379", b: "localhost:6379"},
+		{a: "Host.Example.:6379", b: "redis://host.example"},
+		{a: "redis://:" + testPassword + "@h:6379/1", b: "h:06379", aName: `"redis://:*******@h:6379/1"`},
+		{a: "/tmp/redlock-x.sock", b: "unix:///tmp/./redlock-x.sock"},
+		{a: "unix:///tmp//a/../redlock-x.sock?db=2", b: "/tmp/redlock-x.sock"},
+		{a: "./redlock-x.sock", b: abs},
+		{a: "unix://./redlock-x.sock?db=1", b: "unix://" + abs},
+		{a: up, b: "./redlock-x.sock"},
+		{a: "redis+sentinel://s1:26379,s2:26379?master=m", b: "redis://s2:026379/3?master=m"},
+		{a: "redis+sentinel://[::1]:26379?master=m", b: "redis+sentinel://127.0.0.1:26379?master=m"},
+		{a: "redis+cluster://a:7000,b:7001", b: "b:07001"},
+		{a: "redis+cluster://a:7000", b: "redis+cluster://c:7002,A.:7000"},
+	}
+	for _, tt := range colliding {
+		t.Run("collide/"+tt.a+"/"+tt.b, func(t *testing.T) {
+			aName := tt.aName
+			if aName == "" {
+				aName = strconv.Quote(tt.a)
+			}
+			bName := strconv.Quote(tt.b)
+			m, err := New([]string{tt.a, tt.b, third}, Config{})
+			if m != nil {
+				_ = m.Close(context.Background())
+			}
+			if !errors.Is(err, ErrInvalid) || m != nil {
+				t.Fatalf("New(%q, %q, third) = %v, %v; want ErrInvalid", tt.a, tt.b, m, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, aName) || !strings.Contains(msg, bName) {
+				t.Errorf("error %q does not name both %s and %s", msg, aName, bName)
+			}
+			if strings.Contains(msg, testPassword) {
+				t.Errorf("error %q shows the password", msg)
+			}
+
+			// The same as structs: the error names them by String.
+			var eps []Endpoint
+			for _, s := range []string{tt.a, tt.b, third} {
+				ep, err := ParseEndpoint(s)
+				if err != nil {
+					t.Fatalf("ParseEndpoint(%q): %v", s, err)
+				}
+				eps = append(eps, ep)
+			}
+			m, err = NewFromEndpoints(eps, Config{})
+			if m != nil {
+				_ = m.Close(context.Background())
+			}
+			if !errors.Is(err, ErrInvalid) || m != nil {
+				t.Fatalf("NewFromEndpoints = %v, %v; want ErrInvalid", m, err)
+			}
+			msg = err.Error()
+			if !strings.Contains(msg, eps[0].String()) || !strings.Contains(msg, eps[1].String()) {
+				t.Errorf("error %q does not name both %s and %s", msg, eps[0], eps[1])
+			}
+			if strings.Contains(msg, testPassword) {
+				t.Errorf("error %q shows the password", msg)
+			}
+			t.Log(msg)
+		})
+	}
+
+	distinct := []struct{ a, b string }{
+		{"127.0.0.1:7431", "127.0.0.1:7432"},
+		{"127.0.0.1:7431", "127.0.0.1:17431"},
+		{"127.0.0.1:6379", "127.0.0.2:6379"},
+		{"10.0.0.1:6379", "[::ffff:10.0.0.2]:6379"},
+		{"[2001:db8::1]:6379", "[2001:db8::2]:6379"},
+		{"[fe80::1%eth0]:6379", "[fe80::1%eth1]:6379"},
+		{"host-a:6379", "host-b:6379"},
+		{"a.example:6379", "a.example.org:6379"},
+		{"localhost:6379", "localhost:16379"},
+		{"/tmp/redlock-a.sock", "/tmp/redlock-b.sock"},
+		{"./redlock-x.sock", "/redlock-x.sock"},
+		{"./redlock-x.sock", "../redlock-x.sock"},
+		{"redis+sentinel://s1:26379?master=m1", "redis+sentinel://s1:26379?master=M1"}, // Sentinel master names are case-sensitive
+		{"redis+sentinel://s1:26379?master=m", "s1:26379"},
+		{"redis+cluster://a:7000", "a:7001"},
+	}
+	for _, tt := range distinct {
+		t.Run("distinct/"+tt.a+"/"+tt.b, func(t *testing.T) {
+			m, err := New([]string{tt.a, tt.b, third}, Config{})
+			if err != nil {
+				t.Fatalf("New(%q, %q, third) = %v; want a Manager", tt.a, tt.b, err)
+			}
+			if err := m.Close(context.Background()); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
 	}
 }
 

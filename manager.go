@@ -51,8 +51,12 @@ type Manager struct {
 }
 
 // New returns a Manager over the instances named by endpoints, dialing a
-// client for each. See ParseEndpoint for the accepted forms; every instance
-// must appear once. The Manager owns the clients and closes them in Close.
+// client for each. See ParseEndpoint for the accepted forms. Every instance
+// must appear once, however spelled: two endpoints that address the same
+// server (a port with leading zeros, another form of an IP address, a
+// relative and an absolute socket path, two databases of one server) give
+// an error wrapping ErrInvalid that names both as given, passwords hidden.
+// The Manager owns the clients and closes them in Close.
 // New does not contact the instances: an instance that is down makes calls
 // fail later, not New.
 func New(endpoints []string, cfg Config) (*Manager, error) {
@@ -67,15 +71,21 @@ func New(endpoints []string, cfg Config) (*Manager, error) {
 		}
 		eps[i] = ep
 	}
-	return NewFromEndpoints(eps, cfg)
+	return newFromEndpoints(eps, endpoints, cfg)
 }
 
 // NewFromEndpoints is New for endpoints given as structs.
 func NewFromEndpoints(endpoints []Endpoint, cfg Config) (*Manager, error) {
+	return newFromEndpoints(endpoints, nil, cfg)
+}
+
+// newFromEndpoints is NewFromEndpoints; raw, when not nil, holds the
+// strings the endpoints were parsed from, which errors name them by.
+func newFromEndpoints(endpoints []Endpoint, raw []string, cfg Config) (*Manager, error) {
 	if len(endpoints) == 0 {
 		return nil, invalidf("no endpoints")
 	}
-	if err := checkDuplicates(endpoints); err != nil {
+	if err := checkEndpoints(endpoints, raw); err != nil {
 		return nil, err
 	}
 	cfg, err := cfg.withDefaults()

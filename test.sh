@@ -21,6 +21,10 @@ fi
 
 go vet ./...
 go test -race -count=1 -timeout 15m $(go list ./... | grep -v /internal/chaos) "$@"
+# The endpoint parser's fuzz targets, 10 s each (one -fuzz per go test); a
+# failing input is written to testdata/fuzz/ and fails the run.
+go test -run '^$' -fuzz '^FuzzParseEndpoint$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzEndpointIdentity$' -fuzztime 10s .
 # The fault suite (short mode, about a minute), on its own: it starts 15
 # redis-servers per scenario, toxiproxy links and two worker subprocesses.
 go test -race -count=1 -timeout 10m ./internal/chaos "$@"
