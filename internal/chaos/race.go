@@ -18,7 +18,10 @@ import (
 // with it while it holds. The holder acts (looks at Valid and Until)
 // every few milliseconds, also while its calls are on their way, and
 // stops as soon as Valid() is false. Its window follows the deadline it
-// saw last (Record.Follow): a shorter extension moves it back.
+// saw last (Record.Follow): a shorter extension moves it back. Its
+// Record.Extensions lists every call (Racing, Relock) and, as observed
+// auto-extensions, every rise of Until past what it had seen, whatever
+// made it (the watchdog or its own calls).
 type Race struct {
 	// HoldMin and HoldMax bound how long a holder plans to hold (uniform);
 	// it fires bursts until then.
@@ -251,7 +254,8 @@ func (x *racer) relock(l *redlock.Lock, res string, timeout, d time.Duration) (E
 // yet (its only call so far, the acquisition, never shortens a lease even
 // when it reaches a slow instance late) and goes on with the new handle,
 // leaving the old one unused. If the old one expired before the re-lock
-// returned, the holding it recorded ends there and a new one begins.
+// returned, the holding it recorded ends at its deadline and a new one
+// begins at the return.
 func (x *racer) relockAndFollow() {
 	rc, rng := &x.w.Race, x.rng
 	var d time.Duration // 0: auto-extended
@@ -265,15 +269,17 @@ func (x *racer) relockAndFollow() {
 		return
 	}
 	x.dormant = append(x.dormant, l1)
-	if x.h.observe() {
-		// Still valid after the re-lock returned: the same holding goes
+	// l1 had no call since its acquisition: its deadline has not moved.
+	u := MonoOf(l1.Until())
+	if u > e.Return {
+		// Still valid when the re-lock returned: the same holding goes
 		// on, with l2's deadline from now on.
 		r.Extensions = append(r.Extensions, e)
 		x.h.l = l2
 		x.h.observe()
 		return
 	}
-	r.FinalDeadline = x.h.last
+	r.FinalDeadline = u // the window ends before the new one begins
 	x.rec.Add(*r)
 	ttl := d
 	if d == 0 {
