@@ -101,7 +101,11 @@ func CheckExclusion(recs []Record) []Violation {
 			continue
 		}
 		for _, e := range r.Extensions {
-			if e.OK && !e.Auto && e.Return > e.Prev {
+			// A racing extension's Prev is the deadline when it was made,
+			// but another one made after it may set a later deadline
+			// before its reply is taken; a re-lock needs no held lock. Their
+			// safety is the window's (Follow) and the holder's looks.
+			if e.OK && !e.Auto && !e.Racing && !e.Relock && e.Return > e.Prev {
 				out = append(out, Violation{
 					Kind: "late-extension", At: e.Prev,
 					Detail: fmt.Sprintf("%s on %q: extension returned %v after the deadline it extended",

@@ -16,6 +16,16 @@ func held(w string, ret, dl, rel int64) Record {
 	return Record{Worker: w, Resource: "r", OK: true, Invoke: ms(ret - 1), Return: ms(ret), Deadline: ms(dl), Release: ms(rel)}
 }
 
+// follower is a successful Follow record of worker w on resource "r": it
+// returned at ret (ms), saw the deadline dl last (after a longer one, at
+// 300+dl), saw the lock invalid at inval and released at rel (0: never).
+func follower(w string, ret, dl, inval, rel int64) Record {
+	r := held(w, ret, 300+dl, rel)
+	r.Follow, r.FinalDeadline, r.InvalidSeen = true, ms(dl), ms(inval)
+	r.Extensions = []Extension{{Invoke: ms(ret + 1), Return: ms(ret + 2), OK: true, Racing: true, Prev: ms(300 + dl), Deadline: ms(dl)}}
+	return r
+}
+
 func kinds(vs []Violation) map[string]int {
 	out := map[string]int{}
 	for _, v := range vs {
@@ -70,6 +80,20 @@ func TestCheckExclusion(t *testing.T) {
 			return r
 		}()}, map[string]int{"validity-after-pause": 1}},
 		{"pause unnoticed", []Record{func() Record { r := held("a", 0, 100, 200); r.Paused = ms(150); return r }()}, map[string]int{"pause-unnoticed": 1}},
+		// A racing holder (Follow) acts until the deadline it saw last: a
+		// shorter extension moved it back from 300 to 120.
+		{"follow: the deadline seen last ends the window", []Record{follower("a", 0, 120, 0, 0), held("b", 150, 250, 0)}, map[string]int{}},
+		{"follow: overlap before the deadline seen last", []Record{follower("a", 0, 120, 0, 0), held("b", 110, 250, 0)}, map[string]int{"overlap": 1}},
+		{"follow: the release ends the window", []Record{follower("a", 0, 120, 0, 80), held("b", 90, 250, 0)}, map[string]int{}},
+		{"follow: seen invalid ends the window", []Record{follower("a", 0, 300, 90, 400), held("b", 100, 250, 0)}, map[string]int{}},
+		{"follow: overlap before seen invalid", []Record{follower("a", 0, 300, 90, 400), held("b", 80, 250, 0)}, map[string]int{"overlap": 1}},
+		{"racing extension or re-lock returned after the deadline it was made at", []Record{func() Record {
+			r := follower("a", 0, 300, 0, 0)
+			r.Extensions = append(r.Extensions,
+				Extension{Invoke: ms(90), Return: ms(101), OK: true, Racing: true, Prev: ms(100), Deadline: ms(300)},
+				Extension{Invoke: ms(90), Return: ms(101), OK: true, Relock: true, Prev: ms(100), Deadline: ms(300)})
+			return r
+		}()}, map[string]int{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -127,8 +151,8 @@ func TestCheckFencing(t *testing.T) {
 
 func TestRecordsRoundTrip(t *testing.T) {
 	fence := uint64(9)
-	in := []Record{held("a", 0, 100, 50), {Worker: "b", Resource: "r\x00\n", Err: "unavailable", Fence: &fence,
-		Extensions: []Extension{{Invoke: 1, Return: 2, OK: true, Prev: 3, Deadline: 4}}}}
+	in := []Record{held("a", 0, 100, 50), {Worker: "b", Resource: "r\x00\n", Err: "unavailable", Fence: &fence, Follow: true,
+		Extensions: []Extension{{Invoke: 1, Return: 2, OK: true, Prev: 3, Deadline: 4, Racing: true, Relock: true, TTL: 5}}}}
 	path := t.TempDir() + "/h.jsonl"
 	f, err := os.Create(path)
 	if err != nil {
@@ -145,7 +169,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != len(in) || out[1].Resource != in[1].Resource || *out[1].Fence != 9 || out[1].Extensions[0] != in[1].Extensions[0] || out[0].Release != in[0].Release {
+	if len(out) != len(in) || out[1].Resource != in[1].Resource || *out[1].Fence != 9 || !out[1].Follow || out[1].Extensions[0] != in[1].Extensions[0] || out[0].Release != in[0].Release {
 		t.Fatalf("round trip: got %+v, want %+v", out, in)
 	}
 }

@@ -74,6 +74,17 @@ func TestControlPlainDelete(t *testing.T) {
 	runControl(t, sc)
 }
 
+// TestControlLatestReplyWins: the deadline rule before sequencing (every
+// manual extension's reply sets Until when it arrives, the watchdog's moves
+// it forward, a shorter extension does not lower it when sent) must let a
+// racing holder act past the lease its instances hold.
+func TestControlLatestReplyWins(t *testing.T) {
+	sc := baseScenario("control: latest reply wins (racing Extends, one instance slow)", 5, 0)
+	racing(&sc)
+	sc.Workload.LatestReplyWins = true
+	runControl(t, sc)
+}
+
 func TestControlAmnesia(t *testing.T) {
 	sc := baseScenario("control: immediate restart without persistence", 5, 0)
 	sc.Nemesis = amnesia

@@ -7,20 +7,25 @@
 // an in-process toxiproxy in front of each (latency, black holes, connection
 // resets), and runs a workload of goroutine workers and worker subprocesses
 // (the test binary run again) that contend on a few resources with ~1s TTLs,
-// some with a fixed lease and some auto-extended. Every acquisition is
-// recorded with its times on CLOCK_MONOTONIC, which is comparable across
-// processes. A nemesis running on the test goroutine injects the scenario's
-// faults meanwhile. Afterwards the checkers look at the history:
+// some with a fixed lease and some auto-extended (racing holders, see Race,
+// also fire concurrent Extends of random TTLs and re-lock by token while
+// they hold). Every acquisition is recorded with its times on
+// CLOCK_MONOTONIC, which is comparable across processes. A nemesis running
+// on the test goroutine injects the scenario's faults meanwhile. Afterwards
+// the checkers look at the history:
 //
 //   - exclusion: per resource, no two holders' windows overlap. A window is
-//     [return of the Lock call, min(validity deadline, release)]; an
-//     extension that returned after the deadline it extended, a lock that
-//     turned valid again after it was seen invalid, a holder that still saw
-//     Valid() after its deadline or was not told (Lost) after sleeping past
-//     it, and a lock granted with validity left by an attempt that slept
-//     for a TTL after the replies are violations too;
+//     [return of the Lock call, min(validity deadline, release)]; for a
+//     racing holder, whose deadline moves back when it sends a shorter
+//     extension, the deadline it saw last, and no later than when it first
+//     saw the lock invalid. An extension that returned after the deadline
+//     it extended (but for racing ones), a lock that turned valid again
+//     after it was seen invalid, a holder that still saw Valid() after its
+//     deadline or was not told (Lost) after sleeping past it, and a lock
+//     granted with validity left by an attempt that slept for a TTL after
+//     the replies are violations too;
 //   - keys: sampled during the run, no lock key lacks a TTL; after healing,
-//     TTL and drift, no lock key remains on any server;
+//     the longest lease and drift, no lock key remains on any server;
 //   - ownership: an unlock or extension never touches another holder's key;
 //   - hygiene: no goroutine leaks (goleak in TestMain), file descriptors back
 //     to their baseline after every scenario;

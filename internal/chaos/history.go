@@ -65,6 +65,10 @@ type Record struct {
 	// Fence is the lock's fencing token; nil for a lock taken without
 	// fencing.
 	Fence *uint64 `json:"fence,omitempty"`
+	// Follow marks a holder whose deadline can move back (a racing holder,
+	// Workload.Race: a shorter extension lowers Until): its window ends at
+	// the deadline it saw last (FinalDeadline), not the latest one.
+	Follow bool `json:"follow,omitempty"`
 }
 
 // Extension is one extension of a held lock.
@@ -81,11 +85,30 @@ type Extension struct {
 	// Prev is the deadline before the extension, Deadline after it.
 	Prev     int64 `json:"prev"`
 	Deadline int64 `json:"dl"`
+	// Racing marks an Extend call made while others of the same lock may
+	// be on their way (Workload.Race); Relock a re-lock with the lock's
+	// token (TryLock), whose Deadline is the new handle's. TTL is the
+	// lease asked for (0: the lock's own, or auto-extended for a re-lock).
+	Racing bool  `json:"race,omitempty"`
+	Relock bool  `json:"relock,omitempty"`
+	TTL    int64 `json:"ttl,omitempty"`
 }
 
 // End returns the end of the record's window: the earlier of the latest
-// deadline and the release.
+// deadline and the release. For a Follow record, the earliest of the
+// deadline seen last, the first time the holder saw the lock invalid (it
+// stops acting then) and the release.
 func (r *Record) End() int64 {
+	if r.Follow {
+		end := r.FinalDeadline
+		if r.InvalidSeen != 0 && r.InvalidSeen < end {
+			end = r.InvalidSeen
+		}
+		if r.Release != 0 && r.Release < end {
+			end = r.Release
+		}
+		return end
+	}
 	end := r.Deadline
 	if r.FinalDeadline > end {
 		end = r.FinalDeadline

@@ -257,9 +257,10 @@ func Execute(t testing.TB, sc Scenario) *Result {
 	// Every writer has stopped and the faults are healed (a server that
 	// was paused has just run the commands it had buffered, a toxic that
 	// delayed data has just let it through): no key may remain TTL + drift
-	// from now. 250ms of slack covers the time healing itself takes on a
-	// loaded machine.
-	ttl := sc.Workload.TTL
+	// from now (the longest lease a key can get: an extension may ask for
+	// more than the TTL). 250ms of slack covers the time healing itself
+	// takes on a loaded machine.
+	ttl := sc.Workload.maxLease()
 	bound := ttl + time.Duration(float64(ttl)*redlock.DefaultDriftFactor) + 2*time.Millisecond + 250*time.Millisecond
 	gone, left := WaitNoKeys(c.Servers, LockKeys, time.Now().Add(bound))
 

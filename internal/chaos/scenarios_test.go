@@ -299,6 +299,59 @@ var scenarios = []struct {
 		sc.Workload.HolderPauseP, sc.Workload.HolderPause = 0.02, ttl*3/2
 		sc.Nemesis = mixNemesis
 	}},
+	// Last: the seeds of the scenarios before it stay as they were.
+	{"racing Extends + watchdog + re-locks by token, one instance slow", true, racing},
+}
+
+// racing makes sc's holders race manual extensions (100ms to 2s, with
+// ~1s TTLs: some shorter than what is left, some longer) with the
+// watchdog and with re-locks by token (see Race), while one server is
+// slow (slowOne). Fewer resources and workers than the other scenarios:
+// holders hold longer, and a lock lost early is still taken soon.
+func racing(sc *Scenario) {
+	w := &sc.Workload
+	w.Resources = resources(8)
+	w.Race = Race{
+		HoldMin: 20 * time.Millisecond, HoldMax: 900 * time.Millisecond,
+		EdgeP: 0.5, EdgeMax: 800 * time.Millisecond,
+		Burst: 4, Stagger: 2 * time.Millisecond, GapMax: 250 * time.Millisecond,
+		ShortMin: 100 * time.Millisecond, ShortMax: 300 * time.Millisecond, LongMax: 2 * time.Second,
+		ShortCtxP: 0.5, ShortCtx: 3 * time.Millisecond,
+		TokenShare: 0.5, RelockP: 0.2, RelockCtx: 100 * time.Millisecond,
+		Cooldown: 500 * time.Millisecond,
+	}
+	sc.GoWorkers, sc.SubWorkers = 10, 5
+	sc.Nemesis = slowOne
+	if full() {
+		// Holders hold ~0.4s on 8 resources: 10-16 acquisitions/s on a
+		// loaded 2-core machine, where 1000 would take over a minute.
+		sc.MinAcquisitions = 500
+	}
+}
+
+// slowOne keeps one server slow: a latency toxic of 100-200ms (± up to
+// 25ms) on its replies or its requests, moved to a random server every 1
+// to 3s.
+func slowOne(r *Run) {
+	i, name := -1, ""
+	for {
+		if name != "" {
+			if err := r.C.RemoveToxic(-1, i, name); err != nil {
+				r.T.Fatal(err)
+			}
+		}
+		i = r.Rng.IntN(r.C.N())
+		var err error
+		name, err = r.C.Toxic(-1, i, "latency", []string{"upstream", "downstream"}[r.Rng.IntN(2)],
+			map[string]any{"latency": 100 + r.Rng.Int64N(101), "jitter": r.Rng.Int64N(26)})
+		if err != nil {
+			r.T.Fatal(err)
+		}
+		r.Fault("slow")
+		if !r.Sleep(between(r, time.Second, 3*time.Second)) {
+			return
+		}
+	}
 }
 
 // mixNemesis injects every kind of fault at random, at most a minority of

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"time"
@@ -47,9 +48,13 @@ type Workload struct {
 	AcquirePause  time.Duration
 	// Fenced takes every lock with a fencing token (redlock.Fenced).
 	Fenced bool
-	// QuorumHalf, IgnoreElapsed and PlainDelete break the algorithm on
-	// purpose (negative controls; see internal/testhooks).
-	QuorumHalf, IgnoreElapsed, PlainDelete bool
+	// Race, when its Burst is set, replaces the critical sections above:
+	// holders race manual extensions with the watchdog and re-lock by
+	// token (see Race and holdRace).
+	Race Race
+	// QuorumHalf, IgnoreElapsed, PlainDelete and LatestReplyWins break the
+	// algorithm on purpose (negative controls; see internal/testhooks).
+	QuorumHalf, IgnoreElapsed, PlainDelete, LatestReplyWins bool
 	// Seed seeds the workers' choices (each worker mixes in its name).
 	Seed uint64
 	// MaxDuration bounds a worker's run.
@@ -59,10 +64,10 @@ type Workload struct {
 // hooks returns the test hooks the workload asks for, or nil. A pause in
 // AfterReplies ends early when ctx ends; noted learns how long it lasted.
 func (w *Workload) hooks(ctx context.Context, rng *rand.Rand, noted func(time.Duration)) *testhooks.Hooks {
-	if !w.QuorumHalf && !w.IgnoreElapsed && !w.PlainDelete && w.AcquirePauseP == 0 {
+	if !w.QuorumHalf && !w.IgnoreElapsed && !w.PlainDelete && !w.LatestReplyWins && w.AcquirePauseP == 0 {
 		return nil
 	}
-	h := &testhooks.Hooks{IgnoreElapsed: w.IgnoreElapsed, PlainDelete: w.PlainDelete}
+	h := &testhooks.Hooks{IgnoreElapsed: w.IgnoreElapsed, PlainDelete: w.PlainDelete, LatestReplyWins: w.LatestReplyWins}
 	if w.QuorumHalf {
 		h.Quorum = func(n int) int { return n / 2 }
 	}
@@ -164,8 +169,20 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 			return nil
 		}
 	}
+	raceMode := w.Race.Burst > 0
+	var tok string // a token of the worker's choosing, for all its locks
+	if raceMode && rng.Float64() < w.Race.TokenShare {
+		tok = fmt.Sprintf("chaos-token:%s:%d", name, w.Seed)
+	}
+	cool := map[string]time.Time{} // with tok: when each resource may be locked again
 	for ctx.Err() == nil {
 		res := w.Resources[rng.IntN(len(w.Resources))]
+		if tok != "" && time.Now().Before(cool[res]) {
+			if len(cool) == len(w.Resources) && allCool(cool) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
 		auto := rng.Float64() < w.AutoShare
 		r := Record{Worker: name, Resource: res, Auto: auto, TTL: int64(w.TTL)}
 		var opts []redlock.LockOption
@@ -175,6 +192,9 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 		if w.Fenced {
 			opts = append(opts, redlock.Fenced())
 		}
+		if tok != "" {
+			opts = append(opts, redlock.Token(tok))
+		}
 		total, last = 0, 0
 		r.Invoke = Mono()
 		l, err := m.Lock(ctx, res, opts...)
@@ -183,30 +203,54 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 		if err != nil {
 			r.Err, r.ErrText = Classify(err), err.Error()
 			rec.Add(r)
+			if tok != "" {
+				cool[res] = time.Now().Add(w.Race.Cooldown)
+			}
 			continue
 		}
 		r.OK, r.Token, r.Deadline = true, l.Token(), MonoOf(l.Until())
 		if f := l.Fence(); f != 0 { // 0: taken without fencing
 			r.Fence = &f
 		}
-		w.hold(ctx, l, &r, rng)
+		if raceMode {
+			w.holdRace(ctx, m, l, &r, rng, tok, rec)
+			if tok != "" {
+				cool[res] = time.Now().Add(w.Race.Cooldown)
+			}
+		} else {
+			w.hold(ctx, l, &r, rng)
+		}
 		rec.Add(r)
 	}
 	return nil
 }
 
-// holder tracks what a holder knows about its lock.
-type holder struct {
-	l  *redlock.Lock
-	r  *Record
-	dl int64 // latest deadline seen
+// allCool reports whether every resource in cool is cooling down.
+func allCool(cool map[string]time.Time) bool {
+	now := time.Now()
+	for _, t := range cool {
+		if !now.Before(t) {
+			return false
+		}
+	}
+	return true
 }
 
-// observe looks at the lock as a careful holder would before acting.
-func (h *holder) observe() {
+// holder tracks what a holder knows about its lock.
+type holder struct {
+	l    *redlock.Lock
+	r    *Record
+	dl   int64 // latest deadline seen
+	last int64 // deadline seen last (holdRace: it can move back)
+}
+
+// observe looks at the lock as a careful holder would before acting, and
+// reports whether it may act (Valid).
+func (h *holder) observe() bool {
 	now := Mono() // before Valid: Valid at t means t < Until(t) <= Until read later
 	valid := h.l.Valid()
 	u := MonoOf(h.l.Until())
+	h.last = u
 	if u > h.dl+int64(time.Millisecond) { // below 1ms: conversion noise, not an extension
 		h.r.Extensions = append(h.r.Extensions, Extension{Invoke: now, Return: now, Auto: true, OK: true, Prev: h.dl, Deadline: u})
 		h.dl = u
@@ -215,7 +259,7 @@ func (h *holder) observe() {
 		if h.r.InvalidSeen == 0 {
 			h.r.InvalidSeen = now
 		}
-		return
+		return false
 	}
 	if h.r.InvalidSeen != 0 && h.r.Revived == 0 {
 		h.r.Revived = now
@@ -223,6 +267,7 @@ func (h *holder) observe() {
 	if now > u+int64(time.Millisecond) && h.r.ValidLate == 0 { // 1ms: conversion slack
 		h.r.ValidLate = now
 	}
+	return true
 }
 
 // sleep waits d while looking at the lock every step; false if ctx ended.
