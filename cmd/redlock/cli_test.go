@@ -105,6 +105,7 @@ func TestSummarize(t *testing.T) {
 	}
 	free := redlock.InstanceState{}
 	failed := redlock.InstanceState{Err: errors.New("down")}
+	wrongType := redlock.InstanceState{Err: errors.New("WRONGTYPE Operation against a key holding the wrong kind of value")}
 	for _, tc := range []struct {
 		name    string
 		states  []redlock.InstanceState
@@ -124,6 +125,10 @@ func TestSummarize(t *testing.T) {
 		{"even N free", []redlock.InstanceState{free, free, held("a", 5), held("a", 5)}, verdictFree, false, "", 0},
 		{"even N held", []redlock.InstanceState{held("a", 5), free, held("a", 4), held("a", 6)}, verdictHeld, true, "a", 4 * time.Millisecond},
 		{"no expiry", []redlock.InstanceState{held("a", -1), held("a", -1), free}, verdictHeld, true, "a", -1},
+		{"rejected", []redlock.InstanceState{wrongType, wrongType, free}, verdictRejected, false, "", 0},
+		{"rejected and down", []redlock.InstanceState{wrongType, failed, free}, verdictUnavailable, false, "", 0},
+		{"rejected minority", []redlock.InstanceState{wrongType, free, free}, verdictFree, false, "", 0},
+		{"rejected everywhere", []redlock.InstanceState{wrongType, wrongType, wrongType}, verdictRejected, false, "", 0},
 	} {
 		s := summarize(tc.states, len(tc.states)/2+1)
 		if s.Verdict != tc.verdict || s.Locked != tc.locked || s.Holder != tc.holder || (tc.holder != "" && s.TTL != tc.ttl) {

@@ -11,11 +11,16 @@ const exitCodeTable = `Exit codes:
          demo: two workers held the lock at once, or none acquired it
   2      usage error: bad flag, argument or endpoint; nothing was sent
          to the instances
-  69     too few instances answered to reach a quorum (Redis unavailable)
+  69     too few instances answered to reach a quorum (Redis unavailable);
+         run: for --unavailable-timeout, or when -n, -w or --retry-count
+         ended on such an attempt
   70     internal error
   75     run: the lock could not be kept while the command ran (renewals
          failed, or it was lost); the command's process group was sent
          SIGTERM, and SIGKILL before the lock's validity ended
+  78     the instances answered with errors that no retry fixes, too many
+         for a quorum (a configuration error: WRONGTYPE, NOPERM, READONLY,
+         WRONGPASS, OOM, MISCONF, ...); each instance's reply is on stderr
   126    run: COMMAND is not executable
   127    run: COMMAND not found
   128+N  run: the command was killed by signal N, or redlock got signal N
@@ -190,7 +195,13 @@ For each resource and each instance: the token in the lock's key (the first
                instances that did not answer); it blocks new locks until the
                keys expire
   unavailable  too few instances answered to tell
-Nothing is changed on the instances.
+  rejected     instances answered with errors that no retry fixes (WRONGTYPE:
+               the key holds another type; NOPERM, READONLY, ...), too many
+               for a quorum
+The text form starts each resource's line with the same word:
+  "RESOURCE": VERDICT ...
+For unavailable and rejected, stderr names each failing instance and its
+error. Nothing is changed on the instances.
 
 Flags:
   --json                one JSON document on stdout, for scripts (below)
@@ -199,7 +210,7 @@ Flags:
 JSON (fields may be added, never renamed or removed):
   {"quorum": 2, "n": 3,
    "resources": [{"resource": "r", "key": "r",
-     "verdict": "held|free|contended|unavailable",
+     "verdict": "held|free|contended|unavailable|rejected",
      "locked": true,          // what Manager.IsLocked answers
      "holder": "TOKEN",       // full token holding a quorum, "" if none
      "votes": 3,              // instances holding the holder's token
@@ -210,8 +221,8 @@ JSON (fields may be added, never renamed or removed):
                     "ttl_ms": 9120, "error": ""}]}]}
   Endpoints never contain passwords.
 
-Exit codes: 0 when every verdict is known, 69 when one is unavailable,
-2 for a usage error.
+Exit codes: 0 when every verdict is held, free or contended; 78 when one
+is rejected; else 69 when one is unavailable; 2 for a usage error.
 
 Examples:
   redlock status nightly-report

@@ -20,7 +20,8 @@ type statusJSON struct {
 type resourceStatus struct {
 	Resource string `json:"resource"`
 	Key      string `json:"key"`
-	// Verdict is held, free, contended or unavailable.
+	// Verdict is held, free, contended, unavailable or rejected: the first
+	// word after the resource in the text form.
 	Verdict string `json:"verdict"`
 	// Locked is what Manager.IsLocked answers (false when unavailable).
 	Locked bool `json:"locked"`
@@ -98,8 +99,13 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitSoftware
 		}
 		s := summarize(states, quorum)
-		if s.Verdict == verdictUnavailable {
-			code = exitUnavailable
+		switch s.Verdict {
+		case verdictUnavailable:
+			fmt.Fprintf(stderr, "redlock status: %s\n", noQuorum(res, false, s.N, s.Quorum, stateFailures(states)))
+			code = max(code, exitUnavailable)
+		case verdictRejected:
+			fmt.Fprintf(stderr, "redlock status: %s\n", rejected(res, stateFailures(states)))
+			code = max(code, exitConfig)
 		}
 		rs := resourceStatus{
 			Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked,
@@ -149,10 +155,12 @@ func printStatus(w io.Writer, rs resourceStatus, s summary) {
 	case verdictFree:
 		fmt.Fprintf(w, "%s: free (no key on %d/%d instances, quorum %d)\n", quote(rs.Resource), s.Absent, s.N, s.Quorum)
 	case verdictContended:
-		fmt.Fprintf(w, "%s: locked but held by no one: keys on %d/%d instances, no token on a quorum of %d; they block new locks until they expire\n",
+		fmt.Fprintf(w, "%s: contended: locked but held by no one: keys on %d/%d instances, no token on a quorum of %d; they block new locks until they expire\n",
 			quote(rs.Resource), s.Present, s.N, s.Quorum)
+	case verdictRejected:
+		fmt.Fprintf(w, "%s: rejected: %d/%d instances answered with an error that no retry fixes (quorum %d)\n", quote(rs.Resource), s.Rejected, s.N, s.Quorum)
 	default:
-		fmt.Fprintf(w, "%s: unknown: only %d/%d instances answered (quorum %d)\n", quote(rs.Resource), s.N-s.Failed, s.N, s.Quorum)
+		fmt.Fprintf(w, "%s: unavailable: only %d/%d instances answered (quorum %d)\n", quote(rs.Resource), s.N-s.Failed, s.N, s.Quorum)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, is := range rs.Instances {

@@ -241,3 +241,63 @@ func TestEndpointForms(t *testing.T) {
 		t.Fatalf("run -n on a free lock: %v", r)
 	}
 }
+
+// status gives each resource one verdict word, the same in the text
+// (`"RESOURCE": WORD...`) and in --json: held, free, contended,
+// unavailable (too few instances answered) and rejected (the instances
+// answered with errors that no retry fixes: here WRONGTYPE, as the
+// library's IsLocked says with ErrRejected). The last two exit 69 and 78,
+// and name each failing instance and its cause on stderr.
+func TestStatusVerdictWords(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	down := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	m := manager(t, servers)
+	lockEverywhere(t, m, servers, "held")
+	for i, s := range servers {
+		s.Do(t, "SET", "contended", "token-"+string(rune('a'+i)), "PX", "60000")
+		s.Do(t, "HSET", "rejected", "field", "value")
+	}
+	down[1].Kill(t)
+	down[2].Kill(t)
+	if _, err := m.IsLocked(ctx, "rejected"); !errors.Is(err, redlock.ErrRejected) {
+		t.Fatalf("Manager.IsLocked on a hash: %v, want ErrRejected", err)
+	}
+	for _, tc := range []struct {
+		res, verdict string
+		servers      []*redistest.Server
+		code         int
+		stderr       []string // each in stderr
+	}{
+		{"held", verdictHeld, servers, 0, nil},
+		{"free", verdictFree, servers, 0, nil},
+		{"contended", verdictContended, servers, 0, nil},
+		{"rejected", verdictRejected, servers, exitConfig, []string{servers[0].URL() + ": WRONGTYPE", servers[2].URL() + ": WRONGTYPE"}},
+		{"gone", verdictUnavailable, down, exitUnavailable, []string{down[1].URL() + ": ", down[2].URL() + ": ", "connection refused"}},
+	} {
+		flags := args(redisFlags(tc.servers), a("--node-timeout", "500ms", tc.res))
+		r := cli(ctx, args(a("status", "--json"), flags)...)
+		if r.code != tc.code {
+			t.Errorf("%s: status --json: want exit %d, got %v", tc.res, tc.code, r)
+			continue
+		}
+		if v := statusJSONOf(t, r).Resources[0].Verdict; v != tc.verdict {
+			t.Errorf("%s: --json verdict %q, want %q", tc.res, v, tc.verdict)
+		}
+		text := cli(ctx, args(a("status"), flags)...)
+		if text.code != tc.code || !strings.HasPrefix(text.stdout, quote(tc.res)+": "+tc.verdict) {
+			t.Errorf("%s: status: want exit %d and a line starting %q, got %v", tc.res, tc.code, quote(tc.res)+": "+tc.verdict, text)
+		}
+		for _, rr := range []result{r, text} {
+			for _, want := range tc.stderr {
+				if !strings.Contains(rr.stderr, want) {
+					t.Errorf("%s: stderr lacks %q: %v", tc.res, want, rr)
+				}
+			}
+			if tc.stderr == nil && rr.stderr != "" {
+				t.Errorf("%s: unexpected stderr: %v", tc.res, rr)
+			}
+		}
+	}
+}
