@@ -67,7 +67,7 @@ Usage:
                           run COMMAND while holding the lock on RESOURCE
   redlock status [--json] RESOURCE...
                           who holds RESOURCE on each instance, and the verdict
-  redlock release RESOURCE --token TOKEN | --force
+  redlock release RESOURCE --token TOKEN | --token-base64 B64 | --force
                           release a lock left behind
   redlock demo            workers contending on embedded instances, with an
                           outage (no Redis needed)
@@ -213,12 +213,14 @@ JSON (fields may be added, never renamed or removed):
      "verdict": "held|free|contended|unavailable|rejected",
      "locked": true,          // what Manager.IsLocked answers
      "holder": "TOKEN",       // full token holding a quorum, "" if none
+                              // (bytes that are not UTF-8 become U+FFFD)
+     "holder_base64": "B64",  // the same in base64, byte for byte
      "votes": 3,              // instances holding the holder's token
      "ttl_ms": 9120,          // smallest TTL of the holder's keys (Lock.TTL);
                               // 0 without a holder, -1 for no expiry
      "instances": [{"endpoint": "redis://127.0.0.1:6379",
                     "state": "held|free|error", "token": "TOKEN",
-                    "ttl_ms": 9120, "error": ""}]}]}
+                    "token_base64": "B64", "ttl_ms": 9120, "error": ""}]}]}
   Endpoints never contain passwords.
 
 Exit codes: 0 when every verdict is held, free or contended; 78 when one
@@ -230,6 +232,7 @@ Examples:
 `
 
 const releaseHelp = `Usage: redlock release [flags] RESOURCE --token TOKEN
+       redlock release [flags] RESOURCE --token-base64 B64
        redlock release [flags] RESOURCE --force
 
 Releases a lock left behind, for example by a job that crashed.
@@ -239,6 +242,9 @@ Flags:
                         REDLOCK_TOKEN, or the holder in "status --json"): it
                         must hold a quorum; the key is deleted on every
                         instance where it still holds TOKEN
+  --token-base64 B64    the same for a token given in standard base64, as
+                        "status --json" gives it in holder_base64: byte for
+                        byte, also a token that is not UTF-8
   --force               delete the key on every instance whatever token it
                         holds, and print per instance the token found and
                         whether it was deleted. Each deletion checks that

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,9 +12,10 @@ import (
 )
 
 type releaseOpts struct {
-	conn  connFlags
-	token string
-	force bool
+	conn     connFlags
+	token    string
+	tokenB64 string
+	force    bool
 }
 
 func newReleaseFlags() (*flag.FlagSet, *releaseOpts) {
@@ -21,6 +23,7 @@ func newReleaseFlags() (*flag.FlagSet, *releaseOpts) {
 	o := &releaseOpts{}
 	o.conn.register(fs)
 	fs.StringVar(&o.token, "token", "", "")
+	fs.StringVar(&o.tokenB64, "token-base64", "", "")
 	fs.BoolVar(&o.force, "force", false, "")
 	return fs, o
 }
@@ -32,18 +35,28 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return reportUsage("release", err, stdout, stderr)
 	}
 	pos = append(pos, tail...)
-	tokenSet := flagSet(fs, "token")
+	tokenSet, b64Set := flagSet(fs, "token"), flagSet(fs, "token-base64")
 	switch {
 	case len(pos) != 1:
 		err = usagef("want exactly one RESOURCE, got %d", len(pos))
 	case checkResource(pos[0]) != nil:
 		err = checkResource(pos[0])
-	case tokenSet && o.force:
-		err = usagef("--token and --force exclude each other")
-	case !tokenSet && !o.force:
-		err = usagef("want --token TOKEN, or --force to delete whatever holds the lock")
+	case btoi(tokenSet)+btoi(b64Set)+btoi(o.force) > 1:
+		err = usagef("--token, --token-base64 and --force exclude each other")
+	case !tokenSet && !b64Set && !o.force:
+		err = usagef("want --token TOKEN, --token-base64 B64, or --force to delete whatever holds the lock")
 	case tokenSet && o.token == "":
 		err = usagef("empty --token")
+	case b64Set:
+		// The token as status --json gives it in holder_base64 (standard
+		// base64): byte for byte, also when it is not UTF-8.
+		var b []byte
+		if b, err = base64.StdEncoding.DecodeString(o.tokenB64); err != nil {
+			err = usagef("--token-base64: %v", err)
+		} else if len(b) == 0 {
+			err = usagef("empty --token-base64")
+		}
+		o.token = string(b)
 	}
 	if err != nil {
 		return reportUsage("release", err, stdout, stderr)
@@ -140,4 +153,12 @@ func forceRelease(ctx context.Context, m *redlock.Manager, key, res string, stdo
 		fmt.Fprintf(stdout, "nothing to delete: no instance holds %s\n", quote(key))
 	}
 	return exitOK
+}
+
+// btoi is 1 for true, 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

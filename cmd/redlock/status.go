@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -25,8 +26,12 @@ type resourceStatus struct {
 	Verdict string `json:"verdict"`
 	// Locked is what Manager.IsLocked answers (false when unavailable).
 	Locked bool `json:"locked"`
-	// Holder is the full token holding a quorum, "" when none.
+	// Holder is the full token holding a quorum, "" when none. JSON
+	// strings are UTF-8: bytes that are not come out as U+FFFD.
 	Holder string `json:"holder"`
+	// HolderBase64 is Holder in standard base64, byte for byte (for
+	// release --token-base64), "" when none.
+	HolderBase64 string `json:"holder_base64"`
 	// Votes is how many instances hold the holder's token.
 	Votes int `json:"votes"`
 	// TTLMillis is the smallest remaining TTL of the holder's keys, as
@@ -39,8 +44,11 @@ type instanceStatus struct {
 	Endpoint string `json:"endpoint"`
 	// State is held (the key exists), free or error.
 	State string `json:"state"`
-	// Token is the full token in the key, "" when free or error.
+	// Token is the full token in the key, "" when free or error (lossy
+	// where it is not UTF-8, as Holder).
 	Token string `json:"token"`
+	// TokenBase64 is Token in standard base64, byte for byte.
+	TokenBase64 string `json:"token_base64"`
 	// TTLMillis is the key's PTTL: 0 when free or error, -1 without expiry.
 	TTLMillis int64 `json:"ttl_ms"`
 	// Error is the instance's error, "" unless State is error.
@@ -112,6 +120,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			Holder: s.Holder, Instances: make([]instanceStatus, len(states)),
 		}
 		if s.Holder != "" {
+			rs.HolderBase64 = base64.StdEncoding.EncodeToString([]byte(s.Holder))
 			rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
 			if s.TTL < 0 {
 				rs.TTLMillis = -1
@@ -124,6 +133,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				is.State, is.Error = "error", st.Err.Error()
 			case st.Token != "":
 				is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
+				is.TokenBase64 = base64.StdEncoding.EncodeToString([]byte(st.Token))
 				if st.TTL < 0 {
 					is.TTLMillis = -1
 				}

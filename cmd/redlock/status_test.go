@@ -301,3 +301,93 @@ func TestStatusVerdictWords(t *testing.T) {
 		}
 	}
 }
+
+// status --json, compared with a literal document: a token that is not
+// UTF-8 comes out lossily in "holder" and "token" (U+FFFD, as
+// encoding/json writes it) and losslessly in "holder_base64" and
+// "token_base64"; release --token-base64 takes it back.
+func TestStatusJSONGolden(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	const token = "\xff\xfetok"
+	for _, s := range servers[:2] {
+		s.Do(t, "SET", "bin", token) // no expiry: ttl_ms -1
+	}
+	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("bin"))...)
+	if r.code != 0 {
+		t.Fatalf("status --json: %v", r)
+	}
+	want := `{
+  "quorum": 2,
+  "n": 3,
+  "resources": [
+    {
+      "resource": "bin",
+      "key": "bin",
+      "verdict": "held",
+      "locked": true,
+      "holder": "\ufffd\ufffdtok",
+      "holder_base64": "//50b2s=",
+      "votes": 2,
+      "ttl_ms": -1,
+      "instances": [
+        {
+          "endpoint": "` + servers[0].URL() + `",
+          "state": "held",
+          "token": "\ufffd\ufffdtok",
+          "token_base64": "//50b2s=",
+          "ttl_ms": -1,
+          "error": ""
+        },
+        {
+          "endpoint": "` + servers[1].URL() + `",
+          "state": "held",
+          "token": "\ufffd\ufffdtok",
+          "token_base64": "//50b2s=",
+          "ttl_ms": -1,
+          "error": ""
+        },
+        {
+          "endpoint": "` + servers[2].URL() + `",
+          "state": "free",
+          "token": "",
+          "token_base64": "",
+          "ttl_ms": 0,
+          "error": ""
+        }
+      ]
+    }
+  ]
+}
+`
+	if r.stdout != want {
+		t.Fatalf("status --json:\n%s\nwant:\n%s", r.stdout, want)
+	}
+
+	// The lossy token does not release the lock; the base64 one does (a
+	// lock has a TTL: Attach refuses keys without one).
+	for _, s := range servers {
+		s.Do(t, "SET", "bin", token, "PX", "60000")
+	}
+	var st struct {
+		Resources []struct {
+			Holder       string `json:"holder"`
+			HolderBase64 string `json:"holder_base64"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(ctx, args(a("release", "bin", "--token", st.Resources[0].Holder), redisFlags(servers))...); r.code != exitConflict {
+		t.Fatalf("release --token with the U+FFFD token: want exit %d, got %v", exitConflict, r)
+	}
+	if r := cli(ctx, args(a("release", "bin", "--token-base64", st.Resources[0].HolderBase64), redisFlags(servers))...); r.code != 0 {
+		t.Fatalf("release --token-base64: %v", r)
+	}
+	for _, s := range servers {
+		if keys := s.Keys(t); len(keys) != 0 {
+			t.Fatalf("%s still has %v", s, keys)
+		}
+	}
+}
