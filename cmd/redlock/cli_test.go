@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -288,22 +289,37 @@ func TestRedlockURLsEnv(t *testing.T) {
 	}
 }
 
+// The demo as "redlock demo --workers 4" sets it up, driven by
+// acquisitions instead of the clock (demoEvents), so that a slow machine
+// only makes it slower: the instance goes down after 5 acquisitions, 5
+// are made while it is down, 5 after it is back; no overlap. A TTL of 10s:
+// a starved process (-race, a loaded machine) can take longer than the
+// default 1s for an attempt, and every attempt then fails.
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	r := cli(testCtx(t), "demo", "--duration", "1500ms", "--workers", "4")
-	if r.code != 0 {
-		t.Fatalf("demo: %v", r)
+	var out bytes.Buffer
+	d, code := newDemo(testCtx(t), a("--workers", "4", "--ttl", "10"), &out, &out)
+	if d == nil {
+		t.Fatalf("demo --workers 4: exit %d\n%s", code, out.String())
 	}
-	for _, want := range []string{"worker 4 ", "instance 3 ", "X", "#"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+	d.events = &demoEvents{down: 5, during: 5, after: 5}
+	if code := d.run(testCtx(t)); code != 0 {
+		t.Fatalf("demo: exit %d\n%s", code, out.String())
+	}
+	stdout := out.String()
+	for _, want := range []string{"worker 4 ", "instance 3 ", "X", "#", "back at"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(r.stdout) {
-		t.Errorf("demo does not report 0 overlaps:\n%s", r.stdout)
+	if !regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(stdout) {
+		t.Errorf("demo does not report 0 overlaps:\n%s", stdout)
 	}
-	if !regexp.MustCompile(`(?m)^acquisitions:.* \(total [1-9][0-9]*\)$`).MatchString(r.stdout) {
-		t.Errorf("demo reports no acquisitions:\n%s", r.stdout)
+	if m := regexp.MustCompile(`(?m)^acquisitions:.* \(total ([0-9]+)\)$`).FindStringSubmatch(stdout); m == nil || len(m[1]) < 2 {
+		t.Errorf("demo reports fewer than 15 acquisitions:\n%s", stdout)
+	}
+	if !regexp.MustCompile(`(?m)^outage: .*; ([5-9]|[1-9][0-9]+) acquisitions meanwhile`).MatchString(stdout) {
+		t.Errorf("demo reports fewer than 5 acquisitions during the outage:\n%s", stdout)
 	}
 }
 
@@ -338,18 +354,21 @@ func TestDemoReportFindsOverlaps(t *testing.T) {
 	}
 }
 
-// Negative control through the real library: with a quorum of 1 (testhooks),
-// workers lock different instances at once and the demo says so.
+// Negative control through the real library: with a quorum of 1
+// (testhooks), workers lock different instances at once and the demo says
+// so. The run ends at the first overlap (testCtx bounds it): how long that
+// takes does not matter. (A TTL of 10s, as in TestDemo.)
 func TestDemoCatchesBrokenQuorum(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	d := &demo{
-		o:   &demoOpts{workers: 5, instances: 5, duration: time.Second, ttl: time.Second},
-		cfg: redlock.Config{DefaultTTL: time.Second, RetryDelayMin: 5 * time.Millisecond, RetryDelayMax: 25 * time.Millisecond, NodeTimeout: 200 * time.Millisecond},
+		o:   &demoOpts{workers: 5, instances: 5, duration: time.Second, ttl: 10 * time.Second},
+		cfg: redlock.Config{DefaultTTL: 10 * time.Second, RetryDelayMin: 5 * time.Millisecond, RetryDelayMax: 25 * time.Millisecond, NodeTimeout: 200 * time.Millisecond},
 		out: &out, errw: &out,
 		setup: func(m *redlock.Manager) {
 			testhooks.Install(m, &testhooks.Hooks{Quorum: func(int) int { return 1 }})
 		},
+		events: &demoEvents{down: math.MaxInt, stopOnOverlap: true},
 	}
 	if code := d.run(testCtx(t)); code != exitConflict {
 		t.Fatalf("demo with a quorum of 1: exit %d, want %d\n%s", code, exitConflict, out.String())
