@@ -107,12 +107,29 @@ Waiting (at most one of -n, -w, --retry-count):
   --retry-delay D|MIN-MAX
                         wait between attempts: always D, or uniform in
                         [MIN, MAX] (Config.RetryDelayMin/Max;
-                        default 100ms-300ms)
+                        default 100ms-300ms); while no quorum answers, the
+                        upper bound doubles with each attempt, up to 2s
+                        (or --ttl if shorter), as the library's LockWait
+  --unavailable-timeout D
+                        exit 69 once no quorum of instances has answered
+                        for D: down, unreachable, timing out (the clock
+                        restarts whenever a quorum answers, e.g. that the
+                        lock is held); 0 waits forever (default 1m)
   -E, --conflict-exit-code N
                         exit code when someone else holds the lock (default 1)
   -q, --quiet           no status line while waiting, no message on
                         conflict, no warning about an even number of
-                        instances
+                        instances (the reports below are still made)
+
+While no quorum answers, run says so on stderr (also off a terminal, and
+with -q), naming each failing instance and its error, a second after the
+first such attempt and then at most every 30s:
+  redlock: no quorum for "R" yet (1/3 answered, quorum 2): redis://a:6379:
+  dial tcp ...: connect: connection refused; redis://b:6379: ...
+and says "a quorum answers again" once one does. Error replies that no
+retry fixes (WRONGTYPE: the key holds another type; NOPERM: an ACL;
+READONLY: a replica; WRONGPASS, NOAUTH, OOM, MISCONF) end run at once with
+exit 78, each instance's reply on stderr.
 
 Lock:
   --ttl D               lease of the lock: 30s, 5m, or a number of seconds

@@ -61,6 +61,8 @@ type runOpts struct {
 	killGrace time.Duration
 	quiet     bool
 	noWait    bool // --no-wait-group
+
+	unavailableTimeout time.Duration
 }
 
 func newRunFlags() (*flag.FlagSet, *runOpts) {
@@ -75,6 +77,8 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.IntVar(&o.conflict, "E", exitConflict, "")
 	fs.IntVar(&o.conflict, "conflict-exit-code", exitConflict, "")
 	fs.Var(seconds{&o.killGrace}, "kill-grace", "")
+	o.unavailableTimeout = defaultUnavailableTimeout
+	fs.Var(seconds{&o.unavailableTimeout}, "unavailable-timeout", "")
 	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
@@ -118,6 +122,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("%s %d is outside 0..255", spelled(args, "E", "conflict-exit-code"), o.conflict)
 	case o.killGrace < 0:
 		err = usagef("--kill-grace %v is negative", o.killGrace)
+	case o.unavailableTimeout < 0:
+		err = usagef("--unavailable-timeout %v is negative", o.unavailableTimeout)
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
@@ -201,25 +207,6 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resc := make(chan acquired, 1)
-	go func() {
-		var a acquired
-		// A fixed lease: supervise extends it (see killMargin).
-		opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl)}
-		switch o := r.o; {
-		case o.nonblock || (r.waitSet && o.wait == 0):
-			a.l, a.err = r.m.TryLock(actx, r.res, opts...)
-		case r.waitSet:
-			wctx, wcancel := context.WithTimeout(actx, o.wait)
-			a.l, a.err = r.m.LockWait(wctx, r.res, opts...)
-			wcancel()
-		case r.retrySet:
-			a.l, a.err = r.m.Lock(actx, r.res, opts...)
-		default:
-			a.l, a.err = r.m.LockWait(actx, r.res, opts...)
-		}
-		resc <- a
-	}()
-
 	var line *waitLine
 	var tick <-chan time.Time
 	if !r.o.quiet && !r.o.nonblock && isTerminal(r.errw) {
@@ -228,6 +215,23 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 		defer t.Stop()
 		tick = t.C
 	}
+	go func() {
+		var a acquired
+		switch o := r.o; {
+		case o.nonblock || (r.waitSet && o.wait == 0):
+			a.l, a.err = r.lockLoop(actx, actx, 1, false)
+		case r.waitSet:
+			wctx, wcancel := context.WithTimeout(actx, o.wait)
+			a.l, a.err = r.lockLoop(wctx, actx, 0, line != nil)
+			wcancel()
+		case r.retrySet:
+			a.l, a.err = r.lockLoop(actx, actx, o.lock.retryCount, line != nil)
+		default:
+			a.l, a.err = r.lockLoop(actx, actx, 0, line != nil)
+		}
+		resc <- a
+	}()
+
 	var interrupted os.Signal
 	for {
 		select {
@@ -260,9 +264,20 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 		return nil, exitSignalBase + signalNumber(interrupted)
 	}
 	err := a.err
+	var timeout *unavailableTimeout
+	var d *described
 	switch {
 	case err == nil:
 		return a.l, exitOK
+	case errors.As(err, &timeout):
+		fmt.Fprintf(r.errw, "redlock: %s\n", timeout.Error())
+		return nil, exitUnavailable
+	case errors.As(err, &d) && errors.Is(err, redlock.ErrRejected):
+		fmt.Fprintf(r.errw, "redlock: %s\n", d.what)
+		return nil, exitConfig
+	case errors.As(err, &d) && errors.Is(err, redlock.ErrUnavailable):
+		fmt.Fprintf(r.errw, "redlock: %s\n", d.what)
+		return nil, exitUnavailable
 	case errors.Is(err, redlock.ErrNotAcquired):
 		if r.o.conn.verbose || (!r.o.quiet && isTerminal(r.errw)) {
 			fmt.Fprintf(r.errw, "redlock: %s is held by someone else; not running the command\n", quote(r.res))
@@ -274,6 +289,9 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 	case errors.Is(err, redlock.ErrUnavailable):
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
 		return nil, exitUnavailable
+	case errors.Is(err, redlock.ErrRejected):
+		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
+		return nil, exitConfig
 	case errors.Is(err, redlock.ErrInvalid):
 		fmt.Fprintf(r.errw, "redlock run: %s\nRun 'redlock help run' for usage.\n", msg(err))
 		return nil, exitUsage
