@@ -273,7 +273,9 @@ Flags:
 ` + connHelp + `
 Exit codes: 0 released (--force: a quorum answered, so no one holds the
 lock); 1 not held under TOKEN, or taken again during --force; 69 too few
-instances answered; 2 usage error.
+instances answered; 78 the instances answered with errors that no retry
+fixes (WRONGTYPE, NOPERM, ...); 2 usage error. For 69 and 78, stderr names
+each failing instance and its error.
 
 Examples:
   redlock release nightly-report --token 3f2a9c1e-7b4d-4e8a-9f00-1c2d3e4f5a6b

@@ -93,9 +93,10 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "redlock release: %s is not held under token %s (it expired, was released, or another token holds it): %s\n",
 			quote(res), shortToken(o.token), msg(err))
 		return exitConflict
-	case errors.Is(err, redlock.ErrUnavailable):
-		fmt.Fprintf(stderr, "redlock release: %s\n", msg(err))
-		return exitUnavailable
+	case errors.Is(err, redlock.ErrRejected), errors.Is(err, redlock.ErrUnavailable):
+		what, code := whyNoQuorum(ctx, m, res, err)
+		fmt.Fprintf(stderr, "redlock release: %s\n", what)
+		return code
 	case errors.Is(err, redlock.ErrInvalid):
 		return reportUsage("release", err, stdout, stderr)
 	}
@@ -139,9 +140,18 @@ func forceRelease(ctx context.Context, m *redlock.Manager, key, res string, stdo
 		}
 	}
 	var qe *redlock.QuorumError
+	rejections := 0
+	for _, c := range stateFailures(states) {
+		if isRejection(c.err) {
+			rejections++
+		}
+	}
 	switch {
+	case errors.As(err, &qe) && rejections > 0 && qe.N-rejections < qe.Quorum:
+		fmt.Fprintf(stderr, "redlock release: %s\n", rejected(res, stateFailures(states)))
+		return exitConfig
 	case errors.As(err, &qe) && errors.Is(err, redlock.ErrUnavailable):
-		fmt.Fprintf(stderr, "redlock release: only %d/%d instances answered (quorum %d): the lock may still be held\n", qe.Votes, qe.N, qe.Quorum)
+		fmt.Fprintf(stderr, "redlock release: %s: the lock may still be held\n", noQuorum(res, false, qe.N, qe.Quorum, forceFailures(states)))
 		return exitUnavailable
 	case err != nil:
 		fmt.Fprintf(stderr, "redlock release: %s\n", msg(err))
@@ -161,4 +171,43 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// forceFailures returns the instances of a ForceRelease that did not
+// answer: its inspection, or its delete.
+func forceFailures(states []redlock.InstanceState) []cause {
+	var out []cause
+	for _, st := range states {
+		if st.Err != nil && !errors.Is(st.Err, redlock.ErrHeldByOther) {
+			out = append(out, cause{st.Endpoint, st.Err})
+		}
+	}
+	return out
+}
+
+// whyNoQuorum words err, a call about res that got no quorum
+// (ErrUnavailable or ErrRejected), naming each failing instance, and gives
+// the exit code. A call stops at the first sign that it failed, without
+// the replies still to come: the instances' causes come from one Inspect,
+// which waits for every answer (or, if it found every instance answering,
+// from err).
+func whyNoQuorum(ctx context.Context, m *redlock.Manager, res string, err error) (string, int) {
+	var qe *redlock.QuorumError
+	if !errors.As(err, &qe) {
+		return msg(err), exitSoftware
+	}
+	var cs []cause
+	if ctx.Err() == nil {
+		ictx, cancel := context.WithTimeout(ctx, m.Config().NodeTimeout+timeoutSlack)
+		states, _ := m.Inspect(ictx, res)
+		cancel()
+		cs = stateFailures(states)
+	}
+	if len(cs) == 0 {
+		cs = failures(qe)
+	}
+	if errors.Is(err, redlock.ErrRejected) {
+		return rejected(res, cs), exitConfig
+	}
+	return noQuorum(res, false, qe.N, qe.Quorum, cs), exitUnavailable
 }

@@ -391,3 +391,48 @@ func TestStatusJSONGolden(t *testing.T) {
 		}
 	}
 }
+
+// release names each failing instance and its error on stderr: exit 69
+// when too few answered, 78 when they answered with errors that no retry
+// fixes (a WRONGTYPE key), with --token and with --force.
+func TestReleaseReports(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	down := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	for _, s := range servers {
+		s.Do(t, "HSET", "hash", "field", "value")
+	}
+	down[1].Kill(t)
+	down[2].Kill(t)
+	for _, tc := range []struct {
+		name string
+		argv []string
+		code int
+		want []string
+	}{
+		{"token, majority down", args(a("release", "r", "--token", "t"), redisFlags(down)), exitUnavailable,
+			a(`no quorum for "r"`, down[1].URL()+": ", down[2].URL()+": ", "connection refused")},
+		{"force, majority down", args(a("release", "r", "--force"), redisFlags(down)), exitUnavailable,
+			a(`no quorum for "r"`, down[1].URL()+": ", down[2].URL()+": ", "connection refused")},
+		{"token, WRONGTYPE", args(a("release", "hash", "--token", "t"), redisFlags(servers)), exitConfig,
+			a(`"hash" rejected`, servers[0].URL()+": WRONGTYPE", servers[1].URL()+": WRONGTYPE", servers[2].URL()+": WRONGTYPE")},
+		{"force, WRONGTYPE", args(a("release", "hash", "--force"), redisFlags(servers)), exitConfig,
+			a(`"hash" rejected`, servers[0].URL()+": WRONGTYPE", servers[1].URL()+": WRONGTYPE", servers[2].URL()+": WRONGTYPE")},
+	} {
+		r := cli(ctx, tc.argv...)
+		if r.code != tc.code {
+			t.Errorf("%s: want exit %d, got %v", tc.name, tc.code, r)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q: %v", tc.name, w, r)
+			}
+		}
+	}
+	for _, s := range servers {
+		if got := s.Do(t, "TYPE", "hash"); got != "hash" {
+			t.Errorf("%s: the hash became %q", s, got)
+		}
+	}
+}
