@@ -309,3 +309,59 @@ waitfile "$d/bg-started"`
 	}
 	waitFor(t, "the background child to end", func() bool { return exists(filepath.Join(dir, "bg-done")) })
 }
+
+// With stderr on a pipe that is full and never read, a report blocks on
+// its write: it must not hold up stopping the command. The lock is lost;
+// the command's child, which ignores SIGTERM, is killed after
+// --kill-grace although the report of the loss cannot be written. Once
+// the pipe is read, redlock exits 75.
+func TestRunStuckStderrStillKills(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fd := int(w.Fd())
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := syscall.Write(fd, buf); err != nil {
+			if !errors.Is(err, syscall.EAGAIN) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinaryWith(t, func(c *exec.Cmd) { c.Stderr = w }, nil,
+		args(a("run", "-n", "--ttl", "2s", "--node-timeout", "200ms", "--kill-grace", "300ms"), redisFlags(servers),
+			a("job", "--", "sh", "-c", leaderScript, "sh", dir, grandScript, "ignore-term"))...)
+	w.Close()
+	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
+	killOnFailure(t, pid, gpid)
+	servers[0].Do(t, "FLUSHALL")
+	servers[1].Do(t, "FLUSHALL")
+	waitFor(t, "the child that ignores SIGTERM to be killed", func() bool { return processGone(gpid) })
+	if !processGone(pid) {
+		t.Errorf("the command (pid %d) still runs", pid)
+	}
+	// Read the pipe: redlock can write its reports and exit.
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = out.ReadFrom(r)
+	}()
+	code := p.wait(t)
+	<-copied
+	if code != exitLost || !strings.Contains(out.String(), "lost the lock") {
+		t.Errorf("redlock exited %d, want %d; its stderr after the filler:\n%s", code, exitLost, bytes.TrimLeft(out.Bytes(), "\x00"))
+	}
+}

@@ -410,6 +410,7 @@ type supervisor struct {
 	writers []*os.File // the writing ends of the output pipes, closed after Start
 	copies  []copier
 
+	say      *reporter   // the loop's reports to stderr
 	act      *time.Timer // the SIGTERM point, then (stopping) the SIGKILL point
 	stopping string      // why the group was told to stop ("" if it was not)
 	killed   bool        // SIGKILL sent
@@ -446,6 +447,9 @@ func (s *supervisor) target() time.Time {
 
 func (s *supervisor) run(ctx context.Context) int {
 	r, l, cmd := s.r, s.l, s.cmd
+	// The loop below never writes to stderr itself: a write to a pipe that
+	// is full and never read would block it, and with it the SIGKILL.
+	s.say = newReporter(r.errw)
 	waitc := make(chan error, 1)
 	go func() { waitc <- cmd.Wait() }()
 
@@ -471,7 +475,7 @@ loop:
 				break loop
 			}
 			if r.o.conn.verbose {
-				fmt.Fprintf(r.errw, "redlock: the command exited; holding the lock on %s until the rest of its process group has ended\n", quote(r.res))
+				s.say.printf("redlock: the command exited; holding the lock on %s until the rest of its process group has ended\n", quote(r.res))
 			}
 			poll.Reset(pollEvery)
 		case <-poll.C:
@@ -500,7 +504,7 @@ loop:
 			default:
 				retry := min(r.cfg.RetryDelayMin, max(left/4, minExtendDelay))
 				if r.o.conn.verbose {
-					fmt.Fprintf(r.errw, "redlock: extending the lock on %s: %s; retrying in %v\n", quote(r.res), msg(err), retry.Round(time.Millisecond))
+					s.say.printf("redlock: extending the lock on %s: %s; retrying in %v\n", quote(r.res), msg(err), retry.Round(time.Millisecond))
 				}
 				ext.Reset(retry)
 			}
@@ -544,6 +548,7 @@ loop:
 	}
 	uerr := r.release(ctx, l)
 	s.drain()
+	s.say.close() // the group is gone and the lock released: now writes may block
 
 	status := exitSoftware
 	if cmd.ProcessState != nil {
@@ -601,9 +606,9 @@ func (s *supervisor) stop(why string) {
 		what = fmt.Sprintf("could not extend the lock on %s (valid for %v more)", quote(s.r.res), until.Sub(now).Round(time.Millisecond))
 	}
 	if s.killed {
-		fmt.Fprintf(s.r.errw, "redlock: %s; sent SIGKILL to the command\n", what)
+		s.say.printf("redlock: %s; sent SIGKILL to the command\n", what)
 	} else {
-		fmt.Fprintf(s.r.errw, "redlock: %s; sent SIGTERM to the command, SIGKILL in %v\n", what, grace.Round(time.Millisecond))
+		s.say.printf("redlock: %s; sent SIGTERM to the command, SIGKILL in %v\n", what, grace.Round(time.Millisecond))
 	}
 }
 
@@ -615,7 +620,50 @@ func (s *supervisor) kill() {
 	s.killed = true
 	alive := groupAlive(s.cmd) // zombies alone are not worth a report
 	if signalCommand(s.cmd, killSignal) == nil && alive && s.stopping != stopCtx {
-		fmt.Fprintf(s.r.errw, "redlock: the command's process group was still running; sent SIGKILL\n")
+		s.say.printf("redlock: the command's process group was still running; sent SIGKILL\n")
+	}
+}
+
+// reporter writes lines to w on a goroutine of its own, so that a write
+// that blocks (stderr on a full pipe that nobody reads) never holds up the
+// caller. Lines beyond its buffer are dropped while one is blocked.
+type reporter struct {
+	w       io.Writer
+	lines   chan string
+	done    chan struct{}
+	dropped int
+}
+
+// reporterLines is how many lines a reporter holds while a write blocks.
+const reporterLines = 64
+
+func newReporter(w io.Writer) *reporter {
+	rp := &reporter{w: w, lines: make(chan string, reporterLines), done: make(chan struct{})}
+	go func() {
+		defer close(rp.done)
+		for line := range rp.lines {
+			_, _ = io.WriteString(rp.w, line) // a failed report loses the report, nothing worse
+		}
+	}()
+	return rp
+}
+
+// printf queues a line; it never blocks.
+func (rp *reporter) printf(format string, args ...any) {
+	select {
+	case rp.lines <- fmt.Sprintf(format, args...):
+	default:
+		rp.dropped++
+	}
+}
+
+// close waits until the queued lines are written (which blocks as long as
+// their writes do) and says how many were dropped.
+func (rp *reporter) close() {
+	close(rp.lines)
+	<-rp.done
+	if rp.dropped > 0 {
+		fmt.Fprintf(rp.w, "redlock: %d reports were dropped while stderr was not read\n", rp.dropped)
 	}
 }
 
