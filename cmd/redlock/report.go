@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -51,6 +52,12 @@ func causeList(cs []cause) string {
 		}
 		b.WriteString(c.endpoint)
 		b.WriteString(": ")
+		if errors.Is(c.err, context.DeadlineExceeded) {
+			// The call's deadline, not the caller's: the instance did not
+			// answer within --node-timeout (black-holed, paused, overloaded).
+			b.WriteString("no answer within --node-timeout")
+			continue
+		}
 		b.WriteString(strings.TrimSpace(c.err.Error()))
 	}
 	return b.String()

@@ -14,6 +14,27 @@ import (
 	"github.com/redlock-go/redlock/internal/redistest"
 )
 
+// Instances that do not answer at all (paused: black-holed) are named as
+// such in the report.
+func TestRunReportsTimeouts(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	for _, s := range servers[1:] {
+		s.Pause(t)
+	}
+	var stderr lockedBuffer
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	ch := cliWatched(ctx, &stderr, args(a("run", "--unavailable-timeout", "0", "--node-timeout", "300ms"), redisFlags(servers), a("bh", "--", "true"))...)
+	want := `redlock: no quorum for "bh" yet (1/3 answered, quorum 2): ` + servers[1].URL() + ": no answer within --node-timeout; " +
+		servers[2].URL() + ": no answer within --node-timeout\n"
+	waitFor(t, "the report", func() bool { return strings.Contains(stderr.String(), want) })
+	cancel()
+	if r := await(t, ch); r.code != exitSignalBase+int(syscall.SIGTERM) {
+		t.Fatalf("want exit %d, got %v\n%s", exitSignalBase+int(syscall.SIGTERM), r, stderr.String())
+	}
+}
+
 // No instance answers (their ports are closed, as with a typo in
 // REDLOCK_URLS): run says so on stderr, off a terminal and without -v,
 // naming each instance and its error, and keeps trying (with
