@@ -62,7 +62,8 @@ type health struct {
 	last       *redlock.QuorumError
 	// causes holds, per endpoint, the last failure seen in the streak: an
 	// attempt is decided as soon as a quorum is out of reach, without the
-	// replies still to come, so one attempt may not name every instance.
+	// replies still to come, so one attempt may not name every instance
+	// (failing prefers an Inspect, which waits for every answer).
 	causes     map[string]error
 	reported   time.Time // the last report, in any streak
 	streakSaid bool      // the streak was reported
@@ -95,16 +96,25 @@ func (h *health) failed(start time.Time, qe *redlock.QuorumError) {
 	}
 }
 
-// failing returns the failures seen in the streak, completed with those
-// that states (an Inspect, which waits for every instance) show for the
-// instances that the attempts did not name, in the order of endpoints.
+// failing names the failing instances, in the order of endpoints: those
+// that states (an Inspect, which waits for every instance) found failing,
+// with that error, then the others that the last attempt names. Without
+// states (ctx ended) it gives every failure seen in the streak.
 func (h *health) failing(endpoints []string, states []redlock.InstanceState) []cause {
+	latest := map[string]error{}
+	if h.last != nil {
+		for _, c := range failures(h.last) {
+			latest[c.endpoint] = c.err
+		}
+	}
 	var cs []cause
 	for i, ep := range endpoints {
-		if err, ok := h.causes[ep]; ok {
-			cs = append(cs, cause{ep, err})
-		} else if i < len(states) && states[i].Err != nil && states[i].Token == "" {
+		if i < len(states) && states[i].Err != nil && states[i].Token == "" {
 			cs = append(cs, cause{ep, states[i].Err})
+		} else if err, ok := latest[ep]; ok {
+			cs = append(cs, cause{ep, err})
+		} else if err, ok := h.causes[ep]; ok && states == nil {
+			cs = append(cs, cause{ep, err})
 		}
 	}
 	return cs
@@ -180,7 +190,7 @@ func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine b
 	}
 	recovered := func() {
 		if h.answered(time.Now()) {
-			fmt.Fprintf(r.errw, "%sredlock: a quorum answers again for %s\n", clear, quote(r.res))
+			r.say.printf("%sredlock: a quorum answers again for %s\n", clear, quote(r.res))
 		}
 	}
 	// final words err, the outcome of the last complete attempt.
@@ -240,7 +250,7 @@ func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine b
 			}
 			if at, ok := h.reportAt(); ok && !now.Before(at) {
 				what := noQuorum(r.res, true, qe.N, qe.Quorum, h.failing(r.m.Endpoints(), r.inspect(ctx)))
-				fmt.Fprintf(r.errw, "%sredlock: %s\n", clear, what)
+				r.say.printf("%sredlock: %s\n", clear, what)
 				h.report(now)
 				continue
 			}

@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redlock-go/redlock"
@@ -175,7 +177,11 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	r := &runner{
 		m: m, cfg: cfg, o: o, res: res, sigc: sigc, errw: errw,
 		waitSet: waitSet, retrySet: retrySet,
+		// Reports while run waits and while the command runs: a stuck
+		// stderr must hold up neither.
+		say: newReporter(errw),
 	}
+	defer r.say.close()
 	l, code := r.acquire(ctx)
 	if l == nil {
 		return code
@@ -191,6 +197,7 @@ type runner struct {
 	res      string
 	sigc     chan os.Signal
 	errw     io.Writer
+	say      *reporter // reports made while waiting or supervising; final words go to errw
 	waitSet  bool
 	retrySet bool
 }
@@ -253,6 +260,9 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal) (*redlock.Lock, int) {
 	if interrupted == nil && ctx.Err() != nil {
 		interrupted = termSignal
+	}
+	if a.l == nil || interrupted != nil {
+		r.say.close() // the reports first, then the final words
 	}
 	if interrupted != nil {
 		if a.l != nil {
@@ -334,6 +344,7 @@ func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, 
 	if err != nil {
 		s.drain()
 		r.release(ctx, l)
+		r.say.close()
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
 		if errors.Is(err, fs.ErrNotExist) {
 			return exitNotFound
@@ -449,7 +460,7 @@ func (s *supervisor) run(ctx context.Context) int {
 	r, l, cmd := s.r, s.l, s.cmd
 	// The loop below never writes to stderr itself: a write to a pipe that
 	// is full and never read would block it, and with it the SIGKILL.
-	s.say = newReporter(r.errw)
+	s.say = r.say
 	waitc := make(chan error, 1)
 	go func() { waitc <- cmd.Wait() }()
 
@@ -631,7 +642,8 @@ type reporter struct {
 	w       io.Writer
 	lines   chan string
 	done    chan struct{}
-	dropped int
+	dropped atomic.Int64
+	closing sync.Once
 }
 
 // reporterLines is how many lines a reporter holds while a write blocks.
@@ -648,23 +660,25 @@ func newReporter(w io.Writer) *reporter {
 	return rp
 }
 
-// printf queues a line; it never blocks.
+// printf queues a line; it never blocks. Not after close.
 func (rp *reporter) printf(format string, args ...any) {
 	select {
 	case rp.lines <- fmt.Sprintf(format, args...):
 	default:
-		rp.dropped++
+		rp.dropped.Add(1)
 	}
 }
 
 // close waits until the queued lines are written (which blocks as long as
 // their writes do) and says how many were dropped.
 func (rp *reporter) close() {
-	close(rp.lines)
-	<-rp.done
-	if rp.dropped > 0 {
-		fmt.Fprintf(rp.w, "redlock: %d reports were dropped while stderr was not read\n", rp.dropped)
-	}
+	rp.closing.Do(func() {
+		close(rp.lines)
+		<-rp.done
+		if n := rp.dropped.Load(); n > 0 {
+			fmt.Fprintf(rp.w, "redlock: %d reports were dropped while stderr was not read\n", n)
+		}
+	})
 }
 
 // release unlocks l with a fresh bounded context.
