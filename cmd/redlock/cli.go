@@ -27,6 +27,7 @@ const (
 	exitUnavailable = 69 // sysexits EX_UNAVAILABLE: too few instances answered
 	exitSoftware    = 70 // sysexits EX_SOFTWARE: an error we did not expect
 	exitLost        = 75 // sysexits EX_TEMPFAIL: the lock was lost while the command ran
+	exitConfig      = 78 // sysexits EX_CONFIG: the instances rejected the calls (redlock.ErrRejected)
 	exitCannotExec  = 126
 	exitNotFound    = 127
 	exitSignalBase  = 128 // + signal number

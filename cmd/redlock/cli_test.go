@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -105,6 +106,7 @@ func TestSummarize(t *testing.T) {
 	}
 	free := redlock.InstanceState{}
 	failed := redlock.InstanceState{Err: errors.New("down")}
+	wrongType := redlock.InstanceState{Err: errors.New("WRONGTYPE Operation against a key holding the wrong kind of value")}
 	for _, tc := range []struct {
 		name    string
 		states  []redlock.InstanceState
@@ -124,6 +126,10 @@ func TestSummarize(t *testing.T) {
 		{"even N free", []redlock.InstanceState{free, free, held("a", 5), held("a", 5)}, verdictFree, false, "", 0},
 		{"even N held", []redlock.InstanceState{held("a", 5), free, held("a", 4), held("a", 6)}, verdictHeld, true, "a", 4 * time.Millisecond},
 		{"no expiry", []redlock.InstanceState{held("a", -1), held("a", -1), free}, verdictHeld, true, "a", -1},
+		{"rejected", []redlock.InstanceState{wrongType, wrongType, free}, verdictRejected, false, "", 0},
+		{"rejected and down", []redlock.InstanceState{wrongType, failed, free}, verdictUnavailable, false, "", 0},
+		{"rejected minority", []redlock.InstanceState{wrongType, free, free}, verdictFree, false, "", 0},
+		{"rejected everywhere", []redlock.InstanceState{wrongType, wrongType, wrongType}, verdictRejected, false, "", 0},
 	} {
 		s := summarize(tc.states, len(tc.states)/2+1)
 		if s.Verdict != tc.verdict || s.Locked != tc.locked || s.Holder != tc.holder || (tc.holder != "" && s.TTL != tc.ttl) {
@@ -235,6 +241,10 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		args(a("release", "--token", "t", "--force"), good, a("res")),
 		args(a("release", "--token", ""), good, a("res")),
 		args(a("release", "--token", "t"), good, a("res", "other")),
+		args(a("release", "--token-base64", "!!!"), good, a("res")),
+		args(a("release", "--token-base64", ""), good, a("res")),
+		args(a("release", "--token", "t", "--token-base64", "dA=="), good, a("res")),
+		args(a("release", "--force", "--token-base64", "dA=="), good, a("res")),
 		args(a("release", "--force", "--redis", "localhost"), good, a("res")),
 		a("demo", "--workers", "0"),
 		a("demo", "--instances", "99"),
@@ -279,22 +289,37 @@ func TestRedlockURLsEnv(t *testing.T) {
 	}
 }
 
+// The demo as "redlock demo --workers 4" sets it up, driven by
+// acquisitions instead of the clock (demoEvents), so that a slow machine
+// only makes it slower: the instance goes down after 5 acquisitions, 5
+// are made while it is down, 5 after it is back; no overlap. A TTL of 10s:
+// a starved process (-race, a loaded machine) can take longer than the
+// default 1s for an attempt, and every attempt then fails.
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	r := cli(testCtx(t), "demo", "--duration", "1500ms", "--workers", "4")
-	if r.code != 0 {
-		t.Fatalf("demo: %v", r)
+	var out bytes.Buffer
+	d, code := newDemo(testCtx(t), a("--workers", "4", "--ttl", "10"), &out, &out)
+	if d == nil {
+		t.Fatalf("demo --workers 4: exit %d\n%s", code, out.String())
 	}
-	for _, want := range []string{"worker 4 ", "instance 3 ", "X", "#"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+	d.events = &demoEvents{down: 5, during: 5, after: 5}
+	if code := d.run(testCtx(t)); code != 0 {
+		t.Fatalf("demo: exit %d\n%s", code, out.String())
+	}
+	stdout := out.String()
+	for _, want := range []string{"worker 4 ", "instance 3 ", "X", "#", "back at"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(r.stdout) {
-		t.Errorf("demo does not report 0 overlaps:\n%s", r.stdout)
+	if !regexp.MustCompile(`(?m)^overlaps:\s+0 `).MatchString(stdout) {
+		t.Errorf("demo does not report 0 overlaps:\n%s", stdout)
 	}
-	if !regexp.MustCompile(`(?m)^acquisitions:.* \(total [1-9][0-9]*\)$`).MatchString(r.stdout) {
-		t.Errorf("demo reports no acquisitions:\n%s", r.stdout)
+	if m := regexp.MustCompile(`(?m)^acquisitions:.* \(total ([0-9]+)\)$`).FindStringSubmatch(stdout); m == nil || len(m[1]) < 2 {
+		t.Errorf("demo reports fewer than 15 acquisitions:\n%s", stdout)
+	}
+	if !regexp.MustCompile(`(?m)^outage: .*; ([5-9]|[1-9][0-9]+) acquisitions meanwhile`).MatchString(stdout) {
+		t.Errorf("demo reports fewer than 5 acquisitions during the outage:\n%s", stdout)
 	}
 }
 
@@ -329,18 +354,21 @@ func TestDemoReportFindsOverlaps(t *testing.T) {
 	}
 }
 
-// Negative control through the real library: with a quorum of 1 (testhooks),
-// workers lock different instances at once and the demo says so.
+// Negative control through the real library: with a quorum of 1
+// (testhooks), workers lock different instances at once and the demo says
+// so. The run ends at the first overlap (testCtx bounds it): how long that
+// takes does not matter. (A TTL of 10s, as in TestDemo.)
 func TestDemoCatchesBrokenQuorum(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	d := &demo{
-		o:   &demoOpts{workers: 5, instances: 5, duration: time.Second, ttl: time.Second},
-		cfg: redlock.Config{DefaultTTL: time.Second, RetryDelayMin: 5 * time.Millisecond, RetryDelayMax: 25 * time.Millisecond, NodeTimeout: 200 * time.Millisecond},
+		o:   &demoOpts{workers: 5, instances: 5, duration: time.Second, ttl: 10 * time.Second},
+		cfg: redlock.Config{DefaultTTL: 10 * time.Second, RetryDelayMin: 5 * time.Millisecond, RetryDelayMax: 25 * time.Millisecond, NodeTimeout: 200 * time.Millisecond},
 		out: &out, errw: &out,
 		setup: func(m *redlock.Manager) {
 			testhooks.Install(m, &testhooks.Hooks{Quorum: func(int) int { return 1 }})
 		},
+		events: &demoEvents{down: math.MaxInt, stopOnOverlap: true},
 	}
 	if code := d.run(testCtx(t)); code != exitConflict {
 		t.Fatalf("demo with a quorum of 1: exit %d, want %d\n%s", code, exitConflict, out.String())

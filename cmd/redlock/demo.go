@@ -49,6 +49,16 @@ func newDemoFlags() (*flag.FlagSet, *demoOpts) {
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	d, code := newDemo(ctx, args, stdout, stderr)
+	if d == nil {
+		return code
+	}
+	return d.run(ctx)
+}
+
+// newDemo parses the demo's arguments and returns the demo, or nil and the
+// exit code of a usage error (or of -h).
+func newDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (*demo, int) {
 	fs, o := newDemoFlags()
 	pos, tail, _, err := parseArgs(fs, args, -1)
 	if err == nil && len(pos)+len(tail) > 0 {
@@ -66,7 +76,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = usagef("--ttl %v must be positive", o.ttl)
 	}
 	if err != nil {
-		return reportUsage("demo", err, stdout, stderr)
+		return nil, reportUsage("demo", err, stdout, stderr)
 	}
 	cfg := redlock.Config{
 		DefaultTTL:    o.ttl,
@@ -77,12 +87,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Validate the configuration before starting anything (New dials no one).
 	probe, err := redlock.New([]string{"127.0.0.1:1"}, cfg)
 	if err != nil {
-		return reportUsage("demo", err, stdout, stderr)
+		return nil, reportUsage("demo", err, stdout, stderr)
 	}
 	_ = probe.Close(ctx)
+	return &demo{o: o, cfg: cfg, out: stdout, errw: stderr}, exitOK
+}
 
-	d := &demo{o: o, cfg: cfg, out: stdout, errw: stderr}
-	return d.run(ctx)
+// demoEvents drives a demo by what happens instead of by the clock (the
+// tests: a loaded machine may make few acquisitions in a given time). The
+// victim goes down once down acquisitions were made, comes back once
+// during more were acquired while it was down, and the run ends once after
+// more were acquired since it came back; with stopOnOverlap it also ends
+// at the first overlap. The caller's ctx bounds the run.
+type demoEvents struct {
+	down, during, after int
+	stopOnOverlap       bool
 }
 
 // demo is one run of "redlock demo".
@@ -94,12 +113,19 @@ type demo struct {
 	// setup, when set, runs on each worker's Manager (tests break the
 	// algorithm with it to show that the checks can fail).
 	setup func(*redlock.Manager)
+	// events, when set, replaces the clock (see demoEvents).
+	events *demoEvents
+	stop   context.CancelFunc // ends the run (events)
+	goDown chan struct{}      // closed when the victim is to go down (events)
+	goUp   chan struct{}      // closed when it is to come back (events)
+	ended  bool               // stop was called (events)
 
 	mu      sync.Mutex
 	servers []*miniredis.Miniredis // current server of each instance
 	held    []interval
 
 	start        time.Time
+	total        time.Duration // how long the workers ran (--duration, or measured with events)
 	victim       int
 	down, up     time.Duration // since start; up is 0 while down or if never restarted
 	restartErr   error
@@ -150,13 +176,28 @@ func (d *demo) run(ctx context.Context) int {
 	quorum := managers[0].Quorum()
 	fmt.Fprintf(d.out, "redlock demo: %d workers contend for %q on %d embedded Redis instances (miniredis, quorum %d)\n",
 		d.o.workers, demoResource, d.o.instances, quorum)
-	fmt.Fprintf(d.out, "each worker: lock (TTL %v, auto-extended), hold 10-50ms, unlock, pause 0-20ms; for %v\n",
-		d.o.ttl, d.o.duration)
-	fmt.Fprintf(d.out, "instance %d goes down at %v and comes back empty at %v\n\n",
-		d.victim+1, (d.o.duration / 3).Round(time.Millisecond), (2 * d.o.duration / 3).Round(time.Millisecond))
+	fmt.Fprintf(d.out, "each worker: lock (TTL %v, auto-extended), hold 10-50ms, unlock, pause 0-20ms", d.o.ttl)
+	if d.events == nil {
+		fmt.Fprintf(d.out, "; for %v", d.o.duration)
+	}
+	fmt.Fprintln(d.out)
+	if e := d.events; e != nil {
+		fmt.Fprintf(d.out, "instance %d goes down after %d acquisitions and comes back empty after %d more; the run ends after %d more\n\n",
+			d.victim+1, e.down, e.during, e.after)
+	} else {
+		fmt.Fprintf(d.out, "instance %d goes down at %v and comes back empty at %v\n\n",
+			d.victim+1, (d.o.duration / 3).Round(time.Millisecond), (2 * d.o.duration / 3).Round(time.Millisecond))
+	}
 
 	d.start = time.Now()
-	dctx, cancel := context.WithDeadline(ctx, d.start.Add(d.o.duration))
+	var dctx context.Context
+	var cancel context.CancelFunc
+	if d.events != nil {
+		dctx, cancel = context.WithCancel(ctx)
+		d.stop, d.goDown, d.goUp = cancel, make(chan struct{}), make(chan struct{})
+	} else {
+		dctx, cancel = context.WithDeadline(ctx, d.start.Add(d.o.duration))
+	}
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, m := range managers {
@@ -172,6 +213,10 @@ func (d *demo) run(ctx context.Context) int {
 		d.chaos(dctx)
 	}()
 	wg.Wait()
+	d.total = d.o.duration
+	if d.events != nil {
+		d.total = time.Since(d.start)
+	}
 	for _, m := range managers {
 		cctx, ccancel := boundedCtx(ctx, d.cfg.NodeTimeout+timeoutSlack)
 		_ = m.Close(cctx)
@@ -199,7 +244,7 @@ func (d *demo) worker(ctx context.Context, id int, m *redlock.Manager) {
 		released := time.Since(d.start)
 		validUntil := l.Until().Sub(d.start)
 		d.mu.Lock()
-		d.held = append(d.held, interval{worker: id, acquired: acquired, released: released, validUntil: validUntil, lost: lost})
+		d.record(interval{worker: id, acquired: acquired, released: released, validUntil: validUntil, lost: lost})
 		d.mu.Unlock()
 		uctx, cancel := boundedCtx(ctx, d.cfg.NodeTimeout+timeoutSlack)
 		if err := l.Unlock(uctx); err != nil {
@@ -217,9 +262,10 @@ func (d *demo) worker(ctx context.Context, id int, m *redlock.Manager) {
 }
 
 // chaos takes the victim instance down at a third of the run and brings
-// it back, empty, on the same address at two thirds.
+// it back, empty, on the same address at two thirds (with events: when
+// record says so).
 func (d *demo) chaos(ctx context.Context) {
-	if !sleepCtx(ctx, time.Until(d.start.Add(d.o.duration/3))) {
+	if !d.until(ctx, d.goDown, d.o.duration/3) {
 		return
 	}
 	d.mu.Lock()
@@ -230,7 +276,7 @@ func (d *demo) chaos(ctx context.Context) {
 	d.mu.Lock()
 	d.down = time.Since(d.start)
 	d.mu.Unlock()
-	if !sleepCtx(ctx, time.Until(d.start.Add(2*d.o.duration/3))) {
+	if !d.until(ctx, d.goUp, 2*d.o.duration/3) {
 		return
 	}
 	ns, err := restartOn(ctx, addr)
@@ -242,6 +288,71 @@ func (d *demo) chaos(ctx context.Context) {
 	}
 	d.servers[d.victim] = ns
 	d.up = time.Since(d.start)
+}
+
+// until waits for ch with events, else until at (since start); false if
+// ctx ended first.
+func (d *demo) until(ctx context.Context, ch <-chan struct{}, at time.Duration) bool {
+	if d.events == nil {
+		return sleepCtx(ctx, time.Until(d.start.Add(at)))
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// record adds a holding and, with events, moves the run on. d.mu is held.
+func (d *demo) record(iv interval) {
+	d.held = append(d.held, iv)
+	e := d.events
+	if e == nil || d.ended {
+		return
+	}
+	since := func(t time.Duration) int {
+		n := 0
+		for _, h := range d.held {
+			if h.acquired >= t {
+				n++
+			}
+		}
+		return n
+	}
+	end := false
+	if e.stopOnOverlap {
+		for _, h := range d.held[:len(d.held)-1] {
+			if h.acquired < iv.end() && iv.acquired < h.end() {
+				end = true
+			}
+		}
+	}
+	switch {
+	case d.down == 0:
+		if len(d.held) >= e.down {
+			closeOnce(d.goDown)
+		}
+	case d.up == 0:
+		if since(d.down) >= e.during {
+			closeOnce(d.goUp)
+		}
+	default:
+		end = end || since(d.up) >= e.after
+	}
+	if end {
+		d.ended = true
+		d.stop()
+	}
+}
+
+// closeOnce closes ch unless it is closed.
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }
 
 // restartOn starts an empty instance on addr, retrying briefly while the
@@ -290,7 +401,10 @@ func (d *demo) report(quorum int) int {
 	down, up, restartErr := d.down, d.up, d.restartErr
 	d.mu.Unlock()
 	slices.SortFunc(held, func(a, b interval) int { return cmp.Compare(a.acquired, b.acquired) })
-	total := d.o.duration
+	total := d.total
+	if total <= 0 {
+		total = d.o.duration
+	}
 
 	d.timeline(held, down, up, total)
 

@@ -11,11 +11,16 @@ const exitCodeTable = `Exit codes:
          demo: two workers held the lock at once, or none acquired it
   2      usage error: bad flag, argument or endpoint; nothing was sent
          to the instances
-  69     too few instances answered to reach a quorum (Redis unavailable)
+  69     too few instances answered to reach a quorum (Redis unavailable);
+         run: for --unavailable-timeout, or when -n, -w or --retry-count
+         ended on such an attempt
   70     internal error
   75     run: the lock could not be kept while the command ran (renewals
          failed, or it was lost); the command's process group was sent
          SIGTERM, and SIGKILL before the lock's validity ended
+  78     the instances answered with errors that no retry fixes, too many
+         for a quorum (a configuration error: WRONGTYPE, NOPERM, READONLY,
+         WRONGPASS, OOM, MISCONF, ...); each instance's reply is on stderr
   126    run: COMMAND is not executable
   127    run: COMMAND not found
   128+N  run: the command was killed by signal N, or redlock got signal N
@@ -62,7 +67,7 @@ Usage:
                           run COMMAND while holding the lock on RESOURCE
   redlock status [--json] RESOURCE...
                           who holds RESOURCE on each instance, and the verdict
-  redlock release RESOURCE --token TOKEN | --force
+  redlock release RESOURCE --token TOKEN | --token-base64 B64 | --force
                           release a lock left behind
   redlock demo            workers contending on embedded instances, with an
                           outage (no Redis needed)
@@ -102,12 +107,29 @@ Waiting (at most one of -n, -w, --retry-count):
   --retry-delay D|MIN-MAX
                         wait between attempts: always D, or uniform in
                         [MIN, MAX] (Config.RetryDelayMin/Max;
-                        default 100ms-300ms)
+                        default 100ms-300ms); while no quorum answers, the
+                        upper bound doubles with each attempt, up to 2s
+                        (or --ttl if shorter), as the library's LockWait
+  --unavailable-timeout D
+                        exit 69 once no quorum of instances has answered
+                        for D: down, unreachable, timing out (the clock
+                        restarts whenever a quorum answers, e.g. that the
+                        lock is held); 0 waits forever (default 1m)
   -E, --conflict-exit-code N
                         exit code when someone else holds the lock (default 1)
   -q, --quiet           no status line while waiting, no message on
                         conflict, no warning about an even number of
-                        instances
+                        instances (the reports below are still made)
+
+While no quorum answers, run says so on stderr (also off a terminal, and
+with -q), naming each failing instance and its error, a second after the
+first such attempt and then at most every 30s:
+  redlock: no quorum for "R" yet (1/3 answered, quorum 2): redis://a:6379:
+  dial tcp ...: connect: connection refused; redis://b:6379: ...
+and says "a quorum answers again" once one does. Error replies that no
+retry fixes (WRONGTYPE: the key holds another type; NOPERM: an ACL;
+READONLY: a replica; WRONGPASS, NOAUTH, OOM, MISCONF) end run at once with
+exit 78, each instance's reply on stderr.
 
 Lock:
   --ttl D               lease of the lock: 30s, 5m, or a number of seconds
@@ -190,7 +212,13 @@ For each resource and each instance: the token in the lock's key (the first
                instances that did not answer); it blocks new locks until the
                keys expire
   unavailable  too few instances answered to tell
-Nothing is changed on the instances.
+  rejected     instances answered with errors that no retry fixes (WRONGTYPE:
+               the key holds another type; NOPERM, READONLY, ...), too many
+               for a quorum
+The text form starts each resource's line with the same word:
+  "RESOURCE": VERDICT ...
+For unavailable and rejected, stderr names each failing instance and its
+error. Nothing is changed on the instances.
 
 Flags:
   --json                one JSON document on stdout, for scripts (below)
@@ -199,19 +227,21 @@ Flags:
 JSON (fields may be added, never renamed or removed):
   {"quorum": 2, "n": 3,
    "resources": [{"resource": "r", "key": "r",
-     "verdict": "held|free|contended|unavailable",
+     "verdict": "held|free|contended|unavailable|rejected",
      "locked": true,          // what Manager.IsLocked answers
      "holder": "TOKEN",       // full token holding a quorum, "" if none
+                              // (bytes that are not UTF-8 become U+FFFD)
+     "holder_base64": "B64",  // the same in base64, byte for byte
      "votes": 3,              // instances holding the holder's token
      "ttl_ms": 9120,          // smallest TTL of the holder's keys (Lock.TTL);
                               // 0 without a holder, -1 for no expiry
      "instances": [{"endpoint": "redis://127.0.0.1:6379",
                     "state": "held|free|error", "token": "TOKEN",
-                    "ttl_ms": 9120, "error": ""}]}]}
+                    "token_base64": "B64", "ttl_ms": 9120, "error": ""}]}]}
   Endpoints never contain passwords.
 
-Exit codes: 0 when every verdict is known, 69 when one is unavailable,
-2 for a usage error.
+Exit codes: 0 when every verdict is held, free or contended; 78 when one
+is rejected; else 69 when one is unavailable; 2 for a usage error.
 
 Examples:
   redlock status nightly-report
@@ -219,6 +249,7 @@ Examples:
 `
 
 const releaseHelp = `Usage: redlock release [flags] RESOURCE --token TOKEN
+       redlock release [flags] RESOURCE --token-base64 B64
        redlock release [flags] RESOURCE --force
 
 Releases a lock left behind, for example by a job that crashed.
@@ -228,6 +259,9 @@ Flags:
                         REDLOCK_TOKEN, or the holder in "status --json"): it
                         must hold a quorum; the key is deleted on every
                         instance where it still holds TOKEN
+  --token-base64 B64    the same for a token given in standard base64, as
+                        "status --json" gives it in holder_base64: byte for
+                        byte, also a token that is not UTF-8
   --force               delete the key on every instance whatever token it
                         holds, and print per instance the token found and
                         whether it was deleted. Each deletion checks that
@@ -239,7 +273,9 @@ Flags:
 ` + connHelp + `
 Exit codes: 0 released (--force: a quorum answered, so no one holds the
 lock); 1 not held under TOKEN, or taken again during --force; 69 too few
-instances answered; 2 usage error.
+instances answered; 78 the instances answered with errors that no retry
+fixes (WRONGTYPE, NOPERM, ...); 2 usage error. For 69 and 78, stderr names
+each failing instance and its error.
 
 Examples:
   redlock release nightly-report --token 3f2a9c1e-7b4d-4e8a-9f00-1c2d3e4f5a6b

@@ -15,6 +15,7 @@ const (
 	verdictFree        = "free"        // too few instances hold the key for anyone to hold the lock
 	verdictContended   = "contended"   // the key is on a quorum but no token is known to hold one
 	verdictUnavailable = "unavailable" // too few instances answered to tell
+	verdictRejected    = "rejected"    // instances answered with errors that no retry fixes, too many for a quorum
 )
 
 // summary is the quorum's view of one resource.
@@ -26,7 +27,8 @@ type summary struct {
 	TTL      time.Duration // the smallest TTL among the holder's keys
 	Present  int           // instances with the key
 	Absent   int           // instances without it
-	Failed   int           // instances that did not answer
+	Failed   int           // instances that did not answer usably (Rejected among them)
+	Rejected int           // instances that answered with an error that no retry fixes
 	N        int
 	Quorum   int
 	topToken string // the most common token, for the waiting line
@@ -34,7 +36,9 @@ type summary struct {
 
 // summarize computes the verdict the library would give: Manager.IsLocked
 // is true when a quorum has the key (under any token) and false when more
-// than N-quorum instances lack it.
+// than N-quorum instances lack it; otherwise it fails, with ErrRejected
+// when the instances that answered with an error no retry fixes are too
+// many for a quorum, else with ErrUnavailable.
 func summarize(states []redlock.InstanceState, quorum int) summary {
 	s := summary{N: len(states), Quorum: quorum}
 	votes := map[string]int{}
@@ -42,6 +46,9 @@ func summarize(states []redlock.InstanceState, quorum int) summary {
 		switch {
 		case st.Err != nil:
 			s.Failed++
+			if isRejection(st.Err) {
+				s.Rejected++
+			}
 		case st.Token == "":
 			s.Absent++
 		default:
@@ -67,6 +74,10 @@ func summarize(states []redlock.InstanceState, quorum int) summary {
 		s.Verdict, s.Locked = verdictContended, true
 	case s.Absent > s.N-quorum:
 		s.Verdict = verdictFree
+	case s.Rejected > 0 && s.N-s.Rejected < quorum:
+		// As the library's ErrRejected: the rejections alone rule out a
+		// quorum, and retrying will not change that.
+		s.Verdict = verdictRejected
 	default:
 		s.Verdict = verdictUnavailable
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,9 +12,10 @@ import (
 )
 
 type releaseOpts struct {
-	conn  connFlags
-	token string
-	force bool
+	conn     connFlags
+	token    string
+	tokenB64 string
+	force    bool
 }
 
 func newReleaseFlags() (*flag.FlagSet, *releaseOpts) {
@@ -21,6 +23,7 @@ func newReleaseFlags() (*flag.FlagSet, *releaseOpts) {
 	o := &releaseOpts{}
 	o.conn.register(fs)
 	fs.StringVar(&o.token, "token", "", "")
+	fs.StringVar(&o.tokenB64, "token-base64", "", "")
 	fs.BoolVar(&o.force, "force", false, "")
 	return fs, o
 }
@@ -32,18 +35,28 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return reportUsage("release", err, stdout, stderr)
 	}
 	pos = append(pos, tail...)
-	tokenSet := flagSet(fs, "token")
+	tokenSet, b64Set := flagSet(fs, "token"), flagSet(fs, "token-base64")
 	switch {
 	case len(pos) != 1:
 		err = usagef("want exactly one RESOURCE, got %d", len(pos))
 	case checkResource(pos[0]) != nil:
 		err = checkResource(pos[0])
-	case tokenSet && o.force:
-		err = usagef("--token and --force exclude each other")
-	case !tokenSet && !o.force:
-		err = usagef("want --token TOKEN, or --force to delete whatever holds the lock")
+	case btoi(tokenSet)+btoi(b64Set)+btoi(o.force) > 1:
+		err = usagef("--token, --token-base64 and --force exclude each other")
+	case !tokenSet && !b64Set && !o.force:
+		err = usagef("want --token TOKEN, --token-base64 B64, or --force to delete whatever holds the lock")
 	case tokenSet && o.token == "":
 		err = usagef("empty --token")
+	case b64Set:
+		// The token as status --json gives it in holder_base64 (standard
+		// base64): byte for byte, also when it is not UTF-8.
+		var b []byte
+		if b, err = base64.StdEncoding.DecodeString(o.tokenB64); err != nil {
+			err = usagef("--token-base64: %v", err)
+		} else if len(b) == 0 {
+			err = usagef("empty --token-base64")
+		}
+		o.token = string(b)
 	}
 	if err != nil {
 		return reportUsage("release", err, stdout, stderr)
@@ -80,9 +93,10 @@ func cmdRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "redlock release: %s is not held under token %s (it expired, was released, or another token holds it): %s\n",
 			quote(res), shortToken(o.token), msg(err))
 		return exitConflict
-	case errors.Is(err, redlock.ErrUnavailable):
-		fmt.Fprintf(stderr, "redlock release: %s\n", msg(err))
-		return exitUnavailable
+	case errors.Is(err, redlock.ErrRejected), errors.Is(err, redlock.ErrUnavailable):
+		what, code := whyNoQuorum(ctx, m, res, err)
+		fmt.Fprintf(stderr, "redlock release: %s\n", what)
+		return code
 	case errors.Is(err, redlock.ErrInvalid):
 		return reportUsage("release", err, stdout, stderr)
 	}
@@ -126,9 +140,18 @@ func forceRelease(ctx context.Context, m *redlock.Manager, key, res string, stdo
 		}
 	}
 	var qe *redlock.QuorumError
+	rejections := 0
+	for _, c := range stateFailures(states) {
+		if isRejection(c.err) {
+			rejections++
+		}
+	}
 	switch {
+	case errors.As(err, &qe) && rejections > 0 && qe.N-rejections < qe.Quorum:
+		fmt.Fprintf(stderr, "redlock release: %s\n", rejected(res, stateFailures(states)))
+		return exitConfig
 	case errors.As(err, &qe) && errors.Is(err, redlock.ErrUnavailable):
-		fmt.Fprintf(stderr, "redlock release: only %d/%d instances answered (quorum %d): the lock may still be held\n", qe.Votes, qe.N, qe.Quorum)
+		fmt.Fprintf(stderr, "redlock release: %s: the lock may still be held\n", noQuorum(res, false, qe.N, qe.Quorum, forceFailures(states)))
 		return exitUnavailable
 	case err != nil:
 		fmt.Fprintf(stderr, "redlock release: %s\n", msg(err))
@@ -140,4 +163,51 @@ func forceRelease(ctx context.Context, m *redlock.Manager, key, res string, stdo
 		fmt.Fprintf(stdout, "nothing to delete: no instance holds %s\n", quote(key))
 	}
 	return exitOK
+}
+
+// btoi is 1 for true, 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// forceFailures returns the instances of a ForceRelease that did not
+// answer: its inspection, or its delete.
+func forceFailures(states []redlock.InstanceState) []cause {
+	var out []cause
+	for _, st := range states {
+		if st.Err != nil && !errors.Is(st.Err, redlock.ErrHeldByOther) {
+			out = append(out, cause{st.Endpoint, st.Err})
+		}
+	}
+	return out
+}
+
+// whyNoQuorum words err, a call about res that got no quorum
+// (ErrUnavailable or ErrRejected), naming each failing instance, and gives
+// the exit code. A call stops at the first sign that it failed, without
+// the replies still to come: the instances' causes come from one Inspect,
+// which waits for every answer (or, if it found every instance answering,
+// from err).
+func whyNoQuorum(ctx context.Context, m *redlock.Manager, res string, err error) (string, int) {
+	var qe *redlock.QuorumError
+	if !errors.As(err, &qe) {
+		return msg(err), exitSoftware
+	}
+	var cs []cause
+	if ctx.Err() == nil {
+		ictx, cancel := context.WithTimeout(ctx, m.Config().NodeTimeout+timeoutSlack)
+		states, _ := m.Inspect(ictx, res)
+		cancel()
+		cs = stateFailures(states)
+	}
+	if len(cs) == 0 {
+		cs = failures(qe)
+	}
+	if errors.Is(err, redlock.ErrRejected) {
+		return rejected(res, cs), exitConfig
+	}
+	return noQuorum(res, false, qe.N, qe.Quorum, cs), exitUnavailable
 }

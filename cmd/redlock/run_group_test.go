@@ -155,7 +155,8 @@ func TestRunKillsGroupAfterCommandExits(t *testing.T) {
 // successful extension set the key on a majority, to expire after the
 // client-side deadline, Until; any majority includes one of those. A single
 // instance may have been denied a round earlier than the others, and its
-// key may expire before Until.)
+// key may expire before Until.) A grace of 1s: the shell must run its
+// trap within it (400ms was too short on a loaded machine).
 func TestRunStopsWithinValidity(t *testing.T) {
 	t.Parallel()
 	servers := redistest.Start(t, 3)
@@ -164,7 +165,7 @@ func TestRunStopsWithinValidity(t *testing.T) {
 sh -c "$2" sh "$d" "$3" >/dev/null 2>&1 &
 echo $$ > "$d/pid.tmp"; mv "$d/pid.tmp" "$d/pid"
 spin`
-	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "1500ms", "--node-timeout", "200ms", "--kill-grace", "400ms"), redisFlags(servers),
+	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "3s", "--node-timeout", "200ms", "--kill-grace", "1s"), redisFlags(servers),
 		a("job", "--", "sh", "-c", leader, "sh", dir, grandScript, "ignore-term"))...)
 	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
 	killOnFailure(t, pid, gpid)
@@ -308,4 +309,107 @@ waitfile "$d/bg-started"`
 		}
 	}
 	waitFor(t, "the background child to end", func() bool { return exists(filepath.Join(dir, "bg-done")) })
+}
+
+// With stderr on a pipe that is full and never read, a report blocks on
+// its write: it must not hold up stopping the command. The lock is lost;
+// the command's child, which ignores SIGTERM, is killed after
+// --kill-grace although the report of the loss cannot be written. Once
+// the pipe is read, redlock exits 75.
+func TestRunStuckStderrStillKills(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	r, w := fullPipe(t)
+	// Not -n, and a roomy --node-timeout: on a loaded machine an attempt
+	// may fail, and its report must not stop the test either.
+	p := startBinaryWith(t, func(c *exec.Cmd) { c.Stderr = w }, nil,
+		args(a("run", "--ttl", "3s", "--node-timeout", "1s", "--kill-grace", "300ms"), redisFlags(servers),
+			a("job", "--", "sh", "-c", leaderScript, "sh", dir, grandScript, "ignore-term"))...)
+	w.Close()
+	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
+	killOnFailure(t, pid, gpid)
+	servers[0].Do(t, "FLUSHALL")
+	servers[1].Do(t, "FLUSHALL")
+	waitFor(t, "the child that ignores SIGTERM to be killed", func() bool { return processGone(gpid) })
+	if !processGone(pid) {
+		t.Errorf("the command (pid %d) still runs", pid)
+	}
+	// Read the pipe: redlock can write its reports and exit.
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = out.ReadFrom(r)
+	}()
+	code := p.wait(t)
+	<-copied
+	if code != exitLost || !strings.Contains(out.String(), "lost the lock") {
+		t.Errorf("redlock exited %d, want %d; its stderr after the filler:\n%s", code, exitLost, bytes.TrimLeft(out.Bytes(), "\x00"))
+	}
+}
+
+// fullPipe returns a pipe whose buffer is full: a write to w blocks until
+// r is read. r is closed at cleanup.
+func fullPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	fd := int(w.Fd())
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := syscall.Write(fd, buf); err != nil {
+			if !errors.Is(err, syscall.EAGAIN) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		t.Fatal(err)
+	}
+	return r, w
+}
+
+// A stuck stderr does not stop run from waiting either: with a majority
+// down, its report of the outage cannot be written, yet once the instances
+// are back it takes the lock and runs the command.
+func TestRunStuckStderrWhileWaiting(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	dir := t.TempDir()
+	// The instance that stays up holds the key under another token: the
+	// attempts never call PTTL there, the report's inspection does.
+	servers[0].Do(t, "SET", "job", "other", "PX", "60000")
+	servers[0].Do(t, "CONFIG", "RESETSTAT")
+	servers[1].Kill(t)
+	servers[2].Kill(t)
+	r, w := fullPipe(t)
+	p := startBinaryWith(t, func(c *exec.Cmd) { c.Stderr = w }, nil,
+		args(a("run", "--unavailable-timeout", "0"), redisFlags(servers), a("job", "--", "touch", filepath.Join(dir, "ran")))...)
+	w.Close()
+	waitFor(t, "the report's inspection", func() bool {
+		return strings.Contains(servers[0].Do(t, "INFO", "commandstats"), "cmdstat_pttl:")
+	})
+	servers[1].Restart(t)
+	servers[2].Restart(t)
+	servers[0].Do(t, "DEL", "job")
+	waitFor(t, "the command to run", func() bool { return exists(filepath.Join(dir, "ran")) })
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = out.ReadFrom(r)
+	}()
+	code := p.wait(t)
+	<-copied
+	if code != 0 || !strings.Contains(out.String(), `no quorum for "job" yet`) {
+		t.Errorf("redlock exited %d, want 0 after its report; its stderr after the filler:\n%s", code, bytes.TrimLeft(out.Bytes(), "\x00"))
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redlock-go/redlock"
@@ -61,6 +63,8 @@ type runOpts struct {
 	killGrace time.Duration
 	quiet     bool
 	noWait    bool // --no-wait-group
+
+	unavailableTimeout time.Duration
 }
 
 func newRunFlags() (*flag.FlagSet, *runOpts) {
@@ -75,6 +79,8 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.IntVar(&o.conflict, "E", exitConflict, "")
 	fs.IntVar(&o.conflict, "conflict-exit-code", exitConflict, "")
 	fs.Var(seconds{&o.killGrace}, "kill-grace", "")
+	o.unavailableTimeout = defaultUnavailableTimeout
+	fs.Var(seconds{&o.unavailableTimeout}, "unavailable-timeout", "")
 	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
@@ -118,6 +124,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("%s %d is outside 0..255", spelled(args, "E", "conflict-exit-code"), o.conflict)
 	case o.killGrace < 0:
 		err = usagef("--kill-grace %v is negative", o.killGrace)
+	case o.unavailableTimeout < 0:
+		err = usagef("--unavailable-timeout %v is negative", o.unavailableTimeout)
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
@@ -169,7 +177,11 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	r := &runner{
 		m: m, cfg: cfg, o: o, res: res, sigc: sigc, errw: errw,
 		waitSet: waitSet, retrySet: retrySet,
+		// Reports while run waits and while the command runs: a stuck
+		// stderr must hold up neither.
+		say: newReporter(errw),
 	}
+	defer r.say.close()
 	l, code := r.acquire(ctx)
 	if l == nil {
 		return code
@@ -185,6 +197,7 @@ type runner struct {
 	res      string
 	sigc     chan os.Signal
 	errw     io.Writer
+	say      *reporter // reports made while waiting or supervising; final words go to errw
 	waitSet  bool
 	retrySet bool
 }
@@ -201,25 +214,6 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resc := make(chan acquired, 1)
-	go func() {
-		var a acquired
-		// A fixed lease: supervise extends it (see killMargin).
-		opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl)}
-		switch o := r.o; {
-		case o.nonblock || (r.waitSet && o.wait == 0):
-			a.l, a.err = r.m.TryLock(actx, r.res, opts...)
-		case r.waitSet:
-			wctx, wcancel := context.WithTimeout(actx, o.wait)
-			a.l, a.err = r.m.LockWait(wctx, r.res, opts...)
-			wcancel()
-		case r.retrySet:
-			a.l, a.err = r.m.Lock(actx, r.res, opts...)
-		default:
-			a.l, a.err = r.m.LockWait(actx, r.res, opts...)
-		}
-		resc <- a
-	}()
-
 	var line *waitLine
 	var tick <-chan time.Time
 	if !r.o.quiet && !r.o.nonblock && isTerminal(r.errw) {
@@ -228,6 +222,23 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 		defer t.Stop()
 		tick = t.C
 	}
+	go func() {
+		var a acquired
+		switch o := r.o; {
+		case o.nonblock || (r.waitSet && o.wait == 0):
+			a.l, a.err = r.lockLoop(actx, actx, 1, false)
+		case r.waitSet:
+			wctx, wcancel := context.WithTimeout(actx, o.wait)
+			a.l, a.err = r.lockLoop(wctx, actx, 0, line != nil)
+			wcancel()
+		case r.retrySet:
+			a.l, a.err = r.lockLoop(actx, actx, o.lock.retryCount, line != nil)
+		default:
+			a.l, a.err = r.lockLoop(actx, actx, 0, line != nil)
+		}
+		resc <- a
+	}()
+
 	var interrupted os.Signal
 	for {
 		select {
@@ -250,6 +261,9 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 	if interrupted == nil && ctx.Err() != nil {
 		interrupted = termSignal
 	}
+	if a.l == nil || interrupted != nil {
+		r.say.close() // the reports first, then the final words
+	}
 	if interrupted != nil {
 		if a.l != nil {
 			uctx, cancel := boundedCtx(ctx, r.cfg.NodeTimeout+timeoutSlack)
@@ -260,9 +274,20 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 		return nil, exitSignalBase + signalNumber(interrupted)
 	}
 	err := a.err
+	var timeout *unavailableTimeout
+	var d *described
 	switch {
 	case err == nil:
 		return a.l, exitOK
+	case errors.As(err, &timeout):
+		fmt.Fprintf(r.errw, "redlock: %s\n", timeout.Error())
+		return nil, exitUnavailable
+	case errors.As(err, &d) && errors.Is(err, redlock.ErrRejected):
+		fmt.Fprintf(r.errw, "redlock: %s\n", d.what)
+		return nil, exitConfig
+	case errors.As(err, &d) && errors.Is(err, redlock.ErrUnavailable):
+		fmt.Fprintf(r.errw, "redlock: %s\n", d.what)
+		return nil, exitUnavailable
 	case errors.Is(err, redlock.ErrNotAcquired):
 		if r.o.conn.verbose || (!r.o.quiet && isTerminal(r.errw)) {
 			fmt.Fprintf(r.errw, "redlock: %s is held by someone else; not running the command\n", quote(r.res))
@@ -274,6 +299,9 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 	case errors.Is(err, redlock.ErrUnavailable):
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
 		return nil, exitUnavailable
+	case errors.Is(err, redlock.ErrRejected):
+		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
+		return nil, exitConfig
 	case errors.Is(err, redlock.ErrInvalid):
 		fmt.Fprintf(r.errw, "redlock run: %s\nRun 'redlock help run' for usage.\n", msg(err))
 		return nil, exitUsage
@@ -316,6 +344,7 @@ func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, 
 	if err != nil {
 		s.drain()
 		r.release(ctx, l)
+		r.say.close()
 		fmt.Fprintf(r.errw, "redlock: %s\n", msg(err))
 		if errors.Is(err, fs.ErrNotExist) {
 			return exitNotFound
@@ -392,6 +421,7 @@ type supervisor struct {
 	writers []*os.File // the writing ends of the output pipes, closed after Start
 	copies  []copier
 
+	say      *reporter   // the loop's reports to stderr
 	act      *time.Timer // the SIGTERM point, then (stopping) the SIGKILL point
 	stopping string      // why the group was told to stop ("" if it was not)
 	killed   bool        // SIGKILL sent
@@ -428,6 +458,9 @@ func (s *supervisor) target() time.Time {
 
 func (s *supervisor) run(ctx context.Context) int {
 	r, l, cmd := s.r, s.l, s.cmd
+	// The loop below never writes to stderr itself: a write to a pipe that
+	// is full and never read would block it, and with it the SIGKILL.
+	s.say = r.say
 	waitc := make(chan error, 1)
 	go func() { waitc <- cmd.Wait() }()
 
@@ -453,7 +486,7 @@ loop:
 				break loop
 			}
 			if r.o.conn.verbose {
-				fmt.Fprintf(r.errw, "redlock: the command exited; holding the lock on %s until the rest of its process group has ended\n", quote(r.res))
+				s.say.printf("redlock: the command exited; holding the lock on %s until the rest of its process group has ended\n", quote(r.res))
 			}
 			poll.Reset(pollEvery)
 		case <-poll.C:
@@ -482,7 +515,7 @@ loop:
 			default:
 				retry := min(r.cfg.RetryDelayMin, max(left/4, minExtendDelay))
 				if r.o.conn.verbose {
-					fmt.Fprintf(r.errw, "redlock: extending the lock on %s: %s; retrying in %v\n", quote(r.res), msg(err), retry.Round(time.Millisecond))
+					s.say.printf("redlock: extending the lock on %s: %s; retrying in %v\n", quote(r.res), msg(err), retry.Round(time.Millisecond))
 				}
 				ext.Reset(retry)
 			}
@@ -526,6 +559,7 @@ loop:
 	}
 	uerr := r.release(ctx, l)
 	s.drain()
+	s.say.close() // the group is gone and the lock released: now writes may block
 
 	status := exitSoftware
 	if cmd.ProcessState != nil {
@@ -583,9 +617,9 @@ func (s *supervisor) stop(why string) {
 		what = fmt.Sprintf("could not extend the lock on %s (valid for %v more)", quote(s.r.res), until.Sub(now).Round(time.Millisecond))
 	}
 	if s.killed {
-		fmt.Fprintf(s.r.errw, "redlock: %s; sent SIGKILL to the command\n", what)
+		s.say.printf("redlock: %s; sent SIGKILL to the command\n", what)
 	} else {
-		fmt.Fprintf(s.r.errw, "redlock: %s; sent SIGTERM to the command, SIGKILL in %v\n", what, grace.Round(time.Millisecond))
+		s.say.printf("redlock: %s; sent SIGTERM to the command, SIGKILL in %v\n", what, grace.Round(time.Millisecond))
 	}
 }
 
@@ -597,8 +631,54 @@ func (s *supervisor) kill() {
 	s.killed = true
 	alive := groupAlive(s.cmd) // zombies alone are not worth a report
 	if signalCommand(s.cmd, killSignal) == nil && alive && s.stopping != stopCtx {
-		fmt.Fprintf(s.r.errw, "redlock: the command's process group was still running; sent SIGKILL\n")
+		s.say.printf("redlock: the command's process group was still running; sent SIGKILL\n")
 	}
+}
+
+// reporter writes lines to w on a goroutine of its own, so that a write
+// that blocks (stderr on a full pipe that nobody reads) never holds up the
+// caller. Lines beyond its buffer are dropped while one is blocked.
+type reporter struct {
+	w       io.Writer
+	lines   chan string
+	done    chan struct{}
+	dropped atomic.Int64
+	closing sync.Once
+}
+
+// reporterLines is how many lines a reporter holds while a write blocks.
+const reporterLines = 64
+
+func newReporter(w io.Writer) *reporter {
+	rp := &reporter{w: w, lines: make(chan string, reporterLines), done: make(chan struct{})}
+	go func() {
+		defer close(rp.done)
+		for line := range rp.lines {
+			_, _ = io.WriteString(rp.w, line) // a failed report loses the report, nothing worse
+		}
+	}()
+	return rp
+}
+
+// printf queues a line; it never blocks. Not after close.
+func (rp *reporter) printf(format string, args ...any) {
+	select {
+	case rp.lines <- fmt.Sprintf(format, args...):
+	default:
+		rp.dropped.Add(1)
+	}
+}
+
+// close waits until the queued lines are written (which blocks as long as
+// their writes do) and says how many were dropped.
+func (rp *reporter) close() {
+	rp.closing.Do(func() {
+		close(rp.lines)
+		<-rp.done
+		if n := rp.dropped.Load(); n > 0 {
+			fmt.Fprintf(rp.w, "redlock: %d reports were dropped while stderr was not read\n", n)
+		}
+	})
 }
 
 // release unlocks l with a fresh bounded context.

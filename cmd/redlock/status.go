@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -20,12 +21,17 @@ type statusJSON struct {
 type resourceStatus struct {
 	Resource string `json:"resource"`
 	Key      string `json:"key"`
-	// Verdict is held, free, contended or unavailable.
+	// Verdict is held, free, contended, unavailable or rejected: the first
+	// word after the resource in the text form.
 	Verdict string `json:"verdict"`
 	// Locked is what Manager.IsLocked answers (false when unavailable).
 	Locked bool `json:"locked"`
-	// Holder is the full token holding a quorum, "" when none.
+	// Holder is the full token holding a quorum, "" when none. JSON
+	// strings are UTF-8: bytes that are not come out as U+FFFD.
 	Holder string `json:"holder"`
+	// HolderBase64 is Holder in standard base64, byte for byte (for
+	// release --token-base64), "" when none.
+	HolderBase64 string `json:"holder_base64"`
 	// Votes is how many instances hold the holder's token.
 	Votes int `json:"votes"`
 	// TTLMillis is the smallest remaining TTL of the holder's keys, as
@@ -38,8 +44,11 @@ type instanceStatus struct {
 	Endpoint string `json:"endpoint"`
 	// State is held (the key exists), free or error.
 	State string `json:"state"`
-	// Token is the full token in the key, "" when free or error.
+	// Token is the full token in the key, "" when free or error (lossy
+	// where it is not UTF-8, as Holder).
 	Token string `json:"token"`
+	// TokenBase64 is Token in standard base64, byte for byte.
+	TokenBase64 string `json:"token_base64"`
 	// TTLMillis is the key's PTTL: 0 when free or error, -1 without expiry.
 	TTLMillis int64 `json:"ttl_ms"`
 	// Error is the instance's error, "" unless State is error.
@@ -98,14 +107,20 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitSoftware
 		}
 		s := summarize(states, quorum)
-		if s.Verdict == verdictUnavailable {
-			code = exitUnavailable
+		switch s.Verdict {
+		case verdictUnavailable:
+			fmt.Fprintf(stderr, "redlock status: %s\n", noQuorum(res, false, s.N, s.Quorum, stateFailures(states)))
+			code = max(code, exitUnavailable)
+		case verdictRejected:
+			fmt.Fprintf(stderr, "redlock status: %s\n", rejected(res, stateFailures(states)))
+			code = max(code, exitConfig)
 		}
 		rs := resourceStatus{
 			Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked,
 			Holder: s.Holder, Instances: make([]instanceStatus, len(states)),
 		}
 		if s.Holder != "" {
+			rs.HolderBase64 = base64.StdEncoding.EncodeToString([]byte(s.Holder))
 			rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
 			if s.TTL < 0 {
 				rs.TTLMillis = -1
@@ -118,6 +133,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				is.State, is.Error = "error", st.Err.Error()
 			case st.Token != "":
 				is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
+				is.TokenBase64 = base64.StdEncoding.EncodeToString([]byte(st.Token))
 				if st.TTL < 0 {
 					is.TTLMillis = -1
 				}
@@ -149,10 +165,12 @@ func printStatus(w io.Writer, rs resourceStatus, s summary) {
 	case verdictFree:
 		fmt.Fprintf(w, "%s: free (no key on %d/%d instances, quorum %d)\n", quote(rs.Resource), s.Absent, s.N, s.Quorum)
 	case verdictContended:
-		fmt.Fprintf(w, "%s: locked but held by no one: keys on %d/%d instances, no token on a quorum of %d; they block new locks until they expire\n",
+		fmt.Fprintf(w, "%s: contended: locked but held by no one: keys on %d/%d instances, no token on a quorum of %d; they block new locks until they expire\n",
 			quote(rs.Resource), s.Present, s.N, s.Quorum)
+	case verdictRejected:
+		fmt.Fprintf(w, "%s: rejected: %d/%d instances answered with an error that no retry fixes (quorum %d)\n", quote(rs.Resource), s.Rejected, s.N, s.Quorum)
 	default:
-		fmt.Fprintf(w, "%s: unknown: only %d/%d instances answered (quorum %d)\n", quote(rs.Resource), s.N-s.Failed, s.N, s.Quorum)
+		fmt.Fprintf(w, "%s: unavailable: only %d/%d instances answered (quorum %d)\n", quote(rs.Resource), s.N-s.Failed, s.N, s.Quorum)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, is := range rs.Instances {

@@ -241,3 +241,198 @@ func TestEndpointForms(t *testing.T) {
 		t.Fatalf("run -n on a free lock: %v", r)
 	}
 }
+
+// status gives each resource one verdict word, the same in the text
+// (`"RESOURCE": WORD...`) and in --json: held, free, contended,
+// unavailable (too few instances answered) and rejected (the instances
+// answered with errors that no retry fixes: here WRONGTYPE, as the
+// library's IsLocked says with ErrRejected). The last two exit 69 and 78,
+// and name each failing instance and its cause on stderr.
+func TestStatusVerdictWords(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	down := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	m := manager(t, servers)
+	lockEverywhere(t, m, servers, "held")
+	for i, s := range servers {
+		s.Do(t, "SET", "contended", "token-"+string(rune('a'+i)), "PX", "60000")
+		s.Do(t, "HSET", "rejected", "field", "value")
+	}
+	down[1].Kill(t)
+	down[2].Kill(t)
+	if _, err := m.IsLocked(ctx, "rejected"); !errors.Is(err, redlock.ErrRejected) {
+		t.Fatalf("Manager.IsLocked on a hash: %v, want ErrRejected", err)
+	}
+	for _, tc := range []struct {
+		res, verdict string
+		servers      []*redistest.Server
+		code         int
+		stderr       []string // each in stderr
+	}{
+		{"held", verdictHeld, servers, 0, nil},
+		{"free", verdictFree, servers, 0, nil},
+		{"contended", verdictContended, servers, 0, nil},
+		{"rejected", verdictRejected, servers, exitConfig, []string{servers[0].URL() + ": WRONGTYPE", servers[2].URL() + ": WRONGTYPE"}},
+		{"gone", verdictUnavailable, down, exitUnavailable, []string{down[1].URL() + ": ", down[2].URL() + ": ", "connection refused"}},
+	} {
+		flags := args(redisFlags(tc.servers), a("--node-timeout", "500ms", tc.res))
+		r := cli(ctx, args(a("status", "--json"), flags)...)
+		if r.code != tc.code {
+			t.Errorf("%s: status --json: want exit %d, got %v", tc.res, tc.code, r)
+			continue
+		}
+		if v := statusJSONOf(t, r).Resources[0].Verdict; v != tc.verdict {
+			t.Errorf("%s: --json verdict %q, want %q", tc.res, v, tc.verdict)
+		}
+		text := cli(ctx, args(a("status"), flags)...)
+		if text.code != tc.code || !strings.HasPrefix(text.stdout, quote(tc.res)+": "+tc.verdict) {
+			t.Errorf("%s: status: want exit %d and a line starting %q, got %v", tc.res, tc.code, quote(tc.res)+": "+tc.verdict, text)
+		}
+		for _, rr := range []result{r, text} {
+			for _, want := range tc.stderr {
+				if !strings.Contains(rr.stderr, want) {
+					t.Errorf("%s: stderr lacks %q: %v", tc.res, want, rr)
+				}
+			}
+			if tc.stderr == nil && rr.stderr != "" {
+				t.Errorf("%s: unexpected stderr: %v", tc.res, rr)
+			}
+		}
+	}
+}
+
+// status --json, compared with a literal document: a token that is not
+// UTF-8 comes out lossily in "holder" and "token" (U+FFFD, as
+// encoding/json writes it) and losslessly in "holder_base64" and
+// "token_base64"; release --token-base64 takes it back.
+func TestStatusJSONGolden(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	const token = "\xff\xfetok"
+	for _, s := range servers[:2] {
+		s.Do(t, "SET", "bin", token) // no expiry: ttl_ms -1
+	}
+	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("bin"))...)
+	if r.code != 0 {
+		t.Fatalf("status --json: %v", r)
+	}
+	want := `{
+  "quorum": 2,
+  "n": 3,
+  "resources": [
+    {
+      "resource": "bin",
+      "key": "bin",
+      "verdict": "held",
+      "locked": true,
+      "holder": "\ufffd\ufffdtok",
+      "holder_base64": "//50b2s=",
+      "votes": 2,
+      "ttl_ms": -1,
+      "instances": [
+        {
+          "endpoint": "` + servers[0].URL() + `",
+          "state": "held",
+          "token": "\ufffd\ufffdtok",
+          "token_base64": "//50b2s=",
+          "ttl_ms": -1,
+          "error": ""
+        },
+        {
+          "endpoint": "` + servers[1].URL() + `",
+          "state": "held",
+          "token": "\ufffd\ufffdtok",
+          "token_base64": "//50b2s=",
+          "ttl_ms": -1,
+          "error": ""
+        },
+        {
+          "endpoint": "` + servers[2].URL() + `",
+          "state": "free",
+          "token": "",
+          "token_base64": "",
+          "ttl_ms": 0,
+          "error": ""
+        }
+      ]
+    }
+  ]
+}
+`
+	if r.stdout != want {
+		t.Fatalf("status --json:\n%s\nwant:\n%s", r.stdout, want)
+	}
+
+	// The lossy token does not release the lock; the base64 one does (a
+	// lock has a TTL: Attach refuses keys without one).
+	for _, s := range servers {
+		s.Do(t, "SET", "bin", token, "PX", "60000")
+	}
+	var st struct {
+		Resources []struct {
+			Holder       string `json:"holder"`
+			HolderBase64 string `json:"holder_base64"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(ctx, args(a("release", "bin", "--token", st.Resources[0].Holder), redisFlags(servers))...); r.code != exitConflict {
+		t.Fatalf("release --token with the U+FFFD token: want exit %d, got %v", exitConflict, r)
+	}
+	if r := cli(ctx, args(a("release", "bin", "--token-base64", st.Resources[0].HolderBase64), redisFlags(servers))...); r.code != 0 {
+		t.Fatalf("release --token-base64: %v", r)
+	}
+	for _, s := range servers {
+		if keys := s.Keys(t); len(keys) != 0 {
+			t.Fatalf("%s still has %v", s, keys)
+		}
+	}
+}
+
+// release names each failing instance and its error on stderr: exit 69
+// when too few answered, 78 when they answered with errors that no retry
+// fixes (a WRONGTYPE key), with --token and with --force.
+func TestReleaseReports(t *testing.T) {
+	t.Parallel()
+	servers := redistest.Start(t, 3)
+	down := redistest.Start(t, 3)
+	ctx := testCtx(t)
+	for _, s := range servers {
+		s.Do(t, "HSET", "hash", "field", "value")
+	}
+	down[1].Kill(t)
+	down[2].Kill(t)
+	for _, tc := range []struct {
+		name string
+		argv []string
+		code int
+		want []string
+	}{
+		{"token, majority down", args(a("release", "r", "--token", "t"), redisFlags(down)), exitUnavailable,
+			a(`no quorum for "r"`, down[1].URL()+": ", down[2].URL()+": ", "connection refused")},
+		{"force, majority down", args(a("release", "r", "--force"), redisFlags(down)), exitUnavailable,
+			a(`no quorum for "r"`, down[1].URL()+": ", down[2].URL()+": ", "connection refused")},
+		{"token, WRONGTYPE", args(a("release", "hash", "--token", "t"), redisFlags(servers)), exitConfig,
+			a(`"hash" rejected`, servers[0].URL()+": WRONGTYPE", servers[1].URL()+": WRONGTYPE", servers[2].URL()+": WRONGTYPE")},
+		{"force, WRONGTYPE", args(a("release", "hash", "--force"), redisFlags(servers)), exitConfig,
+			a(`"hash" rejected`, servers[0].URL()+": WRONGTYPE", servers[1].URL()+": WRONGTYPE", servers[2].URL()+": WRONGTYPE")},
+	} {
+		r := cli(ctx, tc.argv...)
+		if r.code != tc.code {
+			t.Errorf("%s: want exit %d, got %v", tc.name, tc.code, r)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: stderr lacks %q: %v", tc.name, w, r)
+			}
+		}
+	}
+	for _, s := range servers {
+		if got := s.Do(t, "TYPE", "hash"); got != "hash" {
+			t.Errorf("%s: the hash became %q", s, got)
+		}
+	}
+}
