@@ -33,9 +33,12 @@
 //     increasing in window order; a holder that paused past its TTL has
 //     its late write rejected by a fenced store.
 //
-// The short mode (the default) runs in `go test ./...`. The full mode:
+// This directory is its own Go module, so that toxiproxy and its
+// dependencies stay out of the library's module graph. The short mode (the
+// default) runs in ./test.sh (go -C internal/chaos test -mod=mod .). The
+// full mode:
 //
-//	go test -race -count=1 ./internal/chaos -run . -chaos.full -v
+//	go -C internal/chaos test -mod=mod -race -count=1 . -run . -chaos.full -v
 //
 // (or CHAOS_FULL=1). CHAOS_REPORT=path (or -chaos.report path) writes the
 // per-scenario table as Markdown.

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 				if full() {
 					mode = "full"
 				}
-				table := fmt.Sprintf("Fault suite, %s mode (go test -race ./internal/chaos%s):\n\n%s", mode, map[bool]string{true: " -chaos.full", false: ""}[full()], report.String())
+				table := fmt.Sprintf("Fault suite, %s mode (go -C internal/chaos test -mod=mod -race .%s):\n\n%s", mode, map[bool]string{true: " -chaos.full", false: ""}[full()], report.String())
 				fmt.Print(table)
 				if *reportFlag != "" {
 					if err := os.WriteFile(*reportFlag, []byte(table), 0o644); err != nil {
