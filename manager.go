@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -401,7 +402,8 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		}
 	}()
 	since := m.waits.releases.Load()
-	unavailable := 0 // attempts in a row that failed for want of instances
+	unavailable := 0         // attempts in a row that failed for want of instances
+	var expiry time.Duration // when a quorum of the holder's keys will have expired (0: unknown)
 	for i := 0; attempts < 0 || i < attempts; i++ {
 		if i > 0 {
 			if w == nil {
@@ -411,7 +413,11 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 					m.obs.Waiting(1)
 				}
 			}
-			if err := m.waitTurn(ctx, w, m.backoff(unavailable)); err != nil {
+			delay := m.backoff(unavailable)
+			if expiry > 0 && expiry < delay {
+				delay = expiry
+			}
+			if err := m.waitTurn(ctx, w, delay); err != nil {
 				if err == ErrClosed {
 					return nil, ErrClosed
 				}
@@ -447,6 +453,7 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		} else {
 			unavailable = 0
 		}
+		expiry = m.expiryWait(o)
 	}
 	if last == nil {
 		last = &QuorumError{Op: "lock", Resource: req.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
@@ -591,10 +598,65 @@ func parseCounter(v any) uint64 {
 // pairCode reads the status code of a {code, value} reply.
 func pairCode(v any) (int64, bool) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 2 {
+	if !ok || len(a) < 2 || len(a) > 3 {
 		return 0, false
 	}
 	return toInt(a[0])
+}
+
+// expiryWait returns how long after attempt o a quorum of instances will be
+// free if the holder does not extend: the instances that voted yes, plus
+// the refusing ones whose holder's key has expired by then (Redis expires a
+// key when it is accessed, so an acquisition right after its PTTL
+// succeeds). 0 when the replies do not tell. A margin covers the rounding
+// of PTTL to milliseconds and the drift between clocks.
+func (m *Manager) expiryWait(o *outcome) time.Duration {
+	yes := 0
+	var leftArr [smallN]time.Duration
+	left := leftArr[:0]
+	for i, v := range o.votes {
+		switch v {
+		case voteYes:
+			yes++
+		case voteRefused:
+			if d, ok := holderLeft(o.vals[i]); ok {
+				left = append(left, d)
+			}
+		}
+	}
+	need := m.quorum - yes
+	if need <= 0 || need > len(left) {
+		return 0
+	}
+	slices.Sort(left)
+	w := left[need-1]
+	return w + w/100 + 2*time.Millisecond
+}
+
+// holderLeft returns what is left of the holder's lease in a refusal of
+// the acquire scripts (-2 - PTTL, or {0, i, PTTL}), and false when the
+// reply does not say (no TTL, or not a refusal).
+func holderLeft(v any) (time.Duration, bool) {
+	var ms int64
+	switch x := v.(type) {
+	case int64:
+		if x > -2 {
+			return 0, false
+		}
+		ms = -2 - x
+	case []any:
+		if len(x) != 3 {
+			return 0, false
+		}
+		n, ok := toInt(x[2])
+		if !ok || n < 0 {
+			return 0, false
+		}
+		ms = n
+	default:
+		return 0, false
+	}
+	return time.Duration(ms) * time.Millisecond, true
 }
 
 func classifyFence(v any, err error) (vote, error) {
@@ -639,10 +701,10 @@ func classifyAcquire(v any, err error) (vote, error) {
 	if err != nil {
 		return voteFailed, err
 	}
-	switch n, _ := toInt(v); n {
-	case 1, 2: // set a free key, or refreshed ours
+	switch n, _ := toInt(v); {
+	case n == 1, n == 2: // set a free key, or refreshed ours
 		return voteYes, nil
-	case 0:
+	case n <= -1: // -2 - the holder's PTTL
 		return voteRefused, ErrHeldByOther
 	}
 	return voteFailed, errBadReply

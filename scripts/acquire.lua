@@ -4,8 +4,9 @@
 -- KEYS[1] = the lock key (KeyPrefix + resource)
 -- ARGV[1] = token, ARGV[2] = TTL in milliseconds
 -- Returns 1 when it set a free key to the token for the TTL; 2 when the key
--- already held the token (its TTL is now at least the TTL); 0 when another
--- token holds it.
+-- already held the token (its TTL is now at least the TTL); when another
+-- token holds it, -2 - PTTL (so -2 - ms left, or -1 for a key without a
+-- TTL): the waiter retries when a quorum of the holder's keys expired.
 local v = redis.call('GET', KEYS[1])
 if v == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -17,4 +18,4 @@ if v == ARGV[1] then
   end
   return 2
 end
-return 0
+return -2 - redis.call('PTTL', KEYS[1])

@@ -6,8 +6,8 @@
 -- Returns {1, maxCounter} when every key was free and now holds the token
 -- for the TTL; {2, maxCounter} when every key now holds the token and some
 -- already did before (those are refreshed, never shortened: another handle
--- of the same token may rely on their lease); {0, i} when key i holds
--- another token (nothing is set then). maxCounter is the largest counter
+-- of the same token may rely on their lease); {0, i, pttl} when key i holds
+-- another token, pttl its PTTL (-1 without a TTL; nothing is set then). maxCounter is the largest counter
 -- as a decimal string ('0' when none exists or the lock is not fenced).
 local n = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[2])
@@ -16,7 +16,7 @@ for i = 1, n do
   local v = redis.call('GET', KEYS[i])
   if v then
     if v ~= ARGV[1] then
-      return {0, i}
+      return {0, i, redis.call('PTTL', KEYS[i])}
     end
     ours = true
   end
