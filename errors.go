@@ -47,6 +47,11 @@ var (
 	ErrLost = errors.New("redlock: lock lost")
 )
 
+// IsRejection reports whether err, one instance's answer (the Err of an
+// InstanceError, or of an InstanceState from Inspect), is an error reply
+// that no retry fixes: the replies that make up ErrRejected.
+func IsRejection(err error) bool { return isRejection(err) }
+
 // isRejection reports whether err is an error reply that a retry will not
 // fix (see ErrRejected). Transient replies (LOADING, BUSY, TRYAGAIN,
 // MASTERDOWN, "ERR max number of clients reached", ...) are not, and

@@ -12,30 +12,10 @@ import (
 // This file words what redlock says when the instances do not give a
 // quorum: which instances failed, and why.
 
-// rejectionPrefixes are the error replies that no retry fixes: the
-// library's list (redlock.ErrRejected; errors.go), which the CLI needs for
-// Manager.Inspect's per-instance answers, where the library does not
-// classify. TestStatusVerdictWords checks a WRONGTYPE against
-// Manager.IsLocked.
-var rejectionPrefixes = []string{
-	"WRONGTYPE", "NOPERM", "READONLY", "OOM", "MISCONF", "WRONGPASS", "NOAUTH",
-	"ERR unknown command", "ERR user_script", "ERR Error running script", "ERR Error compiling script",
-	"ERR The user executing the script can't run this command",
-}
-
-// isRejection reports whether err is an error reply that no retry fixes.
-func isRejection(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := err.Error()
-	for _, p := range rejectionPrefixes {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
-}
+// isRejection reports whether err is an error reply that no retry fixes
+// (redlock.ErrRejected's replies), for Manager.Inspect's per-instance
+// answers, where the library does not classify.
+func isRejection(err error) bool { return redlock.IsRejection(err) }
 
 // cause is one instance's reason for not voting.
 type cause struct {
