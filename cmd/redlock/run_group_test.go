@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"context"
 	"errors"
 	"fmt"
@@ -384,10 +385,18 @@ func TestRunStuckStderrWhileWaiting(t *testing.T) {
 	t.Parallel()
 	servers := redistest.Start(t, 3)
 	dir := t.TempDir()
-	// The instance that stays up holds the key under another token: the
-	// attempts never call PTTL there, the report's inspection does.
+	// The instance that stays up holds the key under another token; its
+	// slow log records every command with its arguments, so the report's
+	// inspection shows as an EVALSHA of the inspect script.
 	servers[0].Do(t, "SET", "job", "other", "PX", "60000")
-	servers[0].Do(t, "CONFIG", "RESETSTAT")
+	servers[0].Do(t, "CONFIG", "SET", "slowlog-log-slower-than", "0")
+	servers[0].Do(t, "CONFIG", "SET", "slowlog-max-len", "100000")
+	servers[0].Do(t, "SLOWLOG", "RESET")
+	src, err := os.ReadFile(filepath.Join("..", "..", "scripts", "inspect.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inspectSHA := fmt.Sprintf("%x", sha1.Sum(src))
 	servers[1].Kill(t)
 	servers[2].Kill(t)
 	r, w := fullPipe(t)
@@ -395,7 +404,7 @@ func TestRunStuckStderrWhileWaiting(t *testing.T) {
 		args(a("run", "--unavailable-timeout", "0"), redisFlags(servers), a("job", "--", "touch", filepath.Join(dir, "ran")))...)
 	w.Close()
 	waitFor(t, "the report's inspection", func() bool {
-		return strings.Contains(servers[0].Do(t, "INFO", "commandstats"), "cmdstat_pttl:")
+		return strings.Contains(servers[0].Do(t, "SLOWLOG", "GET", "100000"), inspectSHA)
 	})
 	servers[1].Restart(t)
 	servers[2].Restart(t)
