@@ -299,7 +299,7 @@ func flushUnderAutoExtend(t *testing.T, n int, seed uint64) {
 	}
 	row := fmt.Sprintf("| %d | %d × %d | %s | %s (%d contender keys seen first) | %s | %d ms | %d / %d | %d |", n, rounds, len(res),
 		cell("quiet"), cell("contended"), othersSeen, met(worst <= target), maxPTTL, attempts, acquired, len(vs))
-	report.Add("Top-up: one instance flushed under auto-extended locks (go test -race ./internal/chaos -run TestFlushUnderAutoExtend)", flushHeader, row)
+	report.Add("Top-up: one instance flushed under auto-extended locks (TestFlushUnderAutoExtend)", flushHeader, row)
 	t.Logf("\n%s\n%s", flushHeader, row)
 	t.Logf("N=%d: key back on the flushed instance after %v with no contender, %v with contenders (sorted; target %v); %d auto-extensions seen by the holders; %d times a contender's key seen there first",
 		n, roundAll(backs["quiet"]), roundAll(backs["contended"]), target, extensions, othersSeen)

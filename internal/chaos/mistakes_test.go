@@ -252,6 +252,6 @@ func operatorMistake(t *testing.T, mk mistake) {
 	}
 	row := fmt.Sprintf("| %s | %s (%s) | %s | %s | %v | %d | %s |", mk.name, sentinel, cause, lockRes, waitRes,
 		closeTook.Round(time.Millisecond), len(left), map[bool]string{true: "back to baseline", false: "LEFT"}[leak == nil && len(extra) == 0])
-	report.Add("Operator mistakes: the library's errors (go test -race ./internal/chaos -run TestOperatorMistakes)", mistakeHeader, row)
+	report.Add("Operator mistakes: the library's errors (TestOperatorMistakes)", mistakeHeader, row)
 	t.Logf("\n%s\n%s", mistakeHeader, row)
 }
