@@ -457,27 +457,30 @@ func TestConcurrentExtendUnlock(t *testing.T) {
 
 // TestErrorReplies: OOM, READONLY, NOAUTH and WRONGTYPE replies are "no"
 // votes with their cause kept: with one bad server of 3 the lock is
-// acquired; with two it fails with ErrUnavailable, and errors.As finds an
-// *InstanceError per bad server whose cause has the reply's prefix.
+// acquired; with two it fails, with ErrUnavailable for OOM (transient:
+// retried) and ErrRejected for the others (no retry fixes them), and
+// errors.As finds an *InstanceError per bad server whose cause has the
+// reply's prefix.
 func TestErrorReplies(t *testing.T) {
 	ctx := context.Background()
 	good := redistest.Start(t, 1)[0]
 	kinds := []struct {
 		prefix string
+		want   error // with two bad servers of 3
 		start  func(t *testing.T) *redistest.Server
 		prep   func(t *testing.T, s *redistest.Server, res string)
 	}{
-		{"OOM", func(t *testing.T) *redistest.Server {
+		{"OOM", redlock.ErrUnavailable, func(t *testing.T) *redistest.Server {
 			return redistest.StartWith(t, redistest.Options{Args: []string{"--maxmemory", "1", "--maxmemory-policy", "noeviction"}})
 		}, nil},
-		{"READONLY", func(t *testing.T) *redistest.Server {
+		{"READONLY", redlock.ErrRejected, func(t *testing.T) *redistest.Server {
 			s := redistest.StartWith(t, redistest.Options{Args: []string{"--replicaof", "127.0.0.1", fmt.Sprint(good.Port())}})
 			return s
 		}, nil},
-		{"NOAUTH", func(t *testing.T) *redistest.Server {
+		{"NOAUTH", redlock.ErrRejected, func(t *testing.T) *redistest.Server {
 			return redistest.StartWith(t, redistest.Options{Args: []string{"--requirepass", "chaos-secret"}})
 		}, nil},
-		{"WRONGTYPE", func(t *testing.T) *redistest.Server { return redistest.Start(t, 1)[0] },
+		{"WRONGTYPE", redlock.ErrRejected, func(t *testing.T) *redistest.Server { return redistest.Start(t, 1)[0] },
 			func(t *testing.T, s *redistest.Server, res string) { s.Do(t, "RPUSH", res, "not a lock") }},
 	}
 	for _, k := range kinds {
@@ -507,8 +510,8 @@ func TestErrorReplies(t *testing.T) {
 					if err := l.Unlock(ctx); err != nil {
 						t.Errorf("Unlock: %v", err)
 					}
-				case !errors.Is(err, redlock.ErrUnavailable):
-					t.Errorf("two %s servers of 3: %v, want ErrUnavailable", k.prefix, err)
+				case !errors.Is(err, k.want):
+					t.Errorf("two %s servers of 3: %v, want %v", k.prefix, err, k.want)
 				default:
 					var qe *redlock.QuorumError
 					if !errors.As(err, &qe) {
