@@ -448,7 +448,11 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		if o.ctxErr != nil || last.Err == ErrRejected {
 			break
 		}
-		if last.Err == ErrUnavailable {
+		// For want of instances: the attempt says so, or too many
+		// instances are known to be down (an attempt decided early by a
+		// refusal and one quick connection error says "not acquired",
+		// which must not reset the backoff while a majority is down).
+		if last.Err == ErrUnavailable || m.down() > len(m.inst)-m.quorum {
 			unavailable++
 		} else {
 			unavailable = 0
@@ -912,6 +916,18 @@ func (m *Manager) backoff(unavailable int) time.Duration {
 		return lo
 	}
 	return lo + mrand.N(hi-lo+1)
+}
+
+// down returns how many instances the last call to each found not
+// answering (see instance.observe).
+func (m *Manager) down() int {
+	n := 0
+	for _, in := range m.inst {
+		if in.down.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // maxBackoff caps the growth of the retry delay while instances are
