@@ -4,8 +4,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha1"
 	"context"
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"os"
