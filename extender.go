@@ -277,6 +277,13 @@ func (e *extender) extend(batch []*Lock) {
 			now = yesAt[m.quorum-1]
 		}
 		l.afterAutoExtend(start, now, ttls[j], yes, refused, missing)
+		if m.obs != nil {
+			var err error
+			if yes < m.quorum || m.cfg.validity(ttls[j], now.Sub(start)) <= 0 {
+				err = &QuorumError{Op: "extend", Resource: l.resource, Votes: yes, Quorum: m.quorum, N: len(m.inst), Err: ErrUnavailable}
+			}
+			l.observeExtend(context.Background(), start, ttls[j], true, yes, err)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,7 +18,8 @@ type Lock struct {
 	ks       keyset
 	token    string
 	fence    uint64
-	auto     bool // extended automatically
+	auto     bool      // extended automatically
+	since    time.Time // when it was taken (for the Observer)
 
 	mu       sync.Mutex
 	tail     predecessor // the last call about the lock: the next one follows it per instance
@@ -47,6 +49,10 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 			l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
 		}
 		l.mu.Unlock()
+	}
+	if m.obs != nil {
+		l.since = m.now()
+		m.obs.Held(1)
 	}
 	m.mu.Lock()
 	m.locks[l] = struct{}{}
@@ -194,9 +200,16 @@ func (l *Lock) lose(reason string) {
 	if already {
 		return
 	}
-	l.m.mu.Lock()
-	delete(l.m.locks, l)
-	l.m.mu.Unlock()
+	l.m.forget(l)
+	if obs := l.m.obs; obs != nil {
+		why := LostExtendFailed
+		if reason == reasonExpired {
+			why = LostExpired
+		} else if reason == reasonClosed {
+			why = "closed"
+		}
+		obs.Lost(LostEvent{Resources: l.Resources(), Reason: why, Held: l.m.now().Sub(l.since)})
+	}
 	if reason != "" {
 		// A fixed-TTL lock left to expire is normal use: not a warning.
 		level := slog.LevelWarn
@@ -225,8 +238,24 @@ func (l *Lock) expire() {
 	l.lose(reasonExpired)
 }
 
-// reasonExpired is the loss reason of a lock whose deadline passed.
-const reasonExpired = "validity deadline passed"
+// Loss reasons (for the log; the Observer gets LostExpired,
+// LostExtendFailed or "closed").
+const (
+	reasonExpired = "validity deadline passed"
+	reasonClosed  = "manager closed before it could release the lock"
+)
+
+// forget removes l from the held set, and tells the Observer if it was
+// there.
+func (m *Manager) forget(l *Lock) {
+	m.mu.Lock()
+	_, held := m.locks[l]
+	delete(m.locks, l)
+	m.mu.Unlock()
+	if held && m.obs != nil {
+		m.obs.Held(-1)
+	}
+}
 
 func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
 
@@ -344,8 +373,13 @@ func (l *Lock) setUntilLocked(u time.Time) {
 	}
 }
 
-func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
+func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err error) {
 	m := l.m
+	if m.obs != nil {
+		start, yes := m.now(), 0
+		defer func() { l.observeExtend(ctx, start, ttl, auto, yes, err) }()
+		ctx = context.WithValue(ctx, extendYesKey{}, &yes)
+	}
 	l.mu.Lock()
 	if l.released || l.gone || !m.now().Before(l.until) {
 		l.mu.Unlock()
@@ -361,6 +395,9 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 	l.tail = r
 	l.mu.Unlock()
 	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
+	if p, _ := ctx.Value(extendYesKey{}).(*int); p != nil {
+		*p = o.yes
+	}
 	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
 		l.mu.Lock()
 		if !l.released && !l.gone && !m.now().Before(l.until) {
@@ -393,6 +430,21 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) error {
 		l.lose("extension refused by a quorum")
 	}
 	return e
+}
+
+// extendYesKey carries, for an observed extension, where to put its yes
+// votes.
+type extendYesKey struct{}
+
+// observeExtend reports an extension to the Observer.
+func (l *Lock) observeExtend(ctx context.Context, start time.Time, ttl time.Duration, auto bool, yes int, err error) {
+	m := l.m
+	word := OutcomeOK
+	if err != nil {
+		word = OutcomeFailed
+	}
+	m.obs.Extended(ctx, ExtendEvent{Resources: l.Resources(), Auto: auto, Outcome: word, Err: err, TTL: ttl,
+		Start: start, Duration: m.now().Sub(start), Yes: yes, Quorum: m.quorum})
 }
 
 // missingOnes returns which instances answered an extension that the key
@@ -489,6 +541,7 @@ func (l *Lock) Unlock(ctx context.Context) error {
 
 func (l *Lock) unlock(ctx context.Context) error {
 	m := l.m
+	start := m.now()
 	l.mu.Lock()
 	if l.released {
 		l.mu.Unlock()
@@ -499,9 +552,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	after := l.tail
 	fs := l.markLostLocked()
 	l.mu.Unlock()
-	m.mu.Lock()
-	delete(m.locks, l)
-	m.mu.Unlock()
+	m.forget(l)
 	for _, f := range fs {
 		f()
 	}
@@ -518,13 +569,25 @@ func (l *Lock) unlock(ctx context.Context) error {
 	for _, k := range l.ks.keys {
 		m.waits.wake(k) // local waiters need no message
 	}
+	var err error
 	if o.yes >= m.quorum {
 		if !wasValid {
-			return &QuorumError{Op: "unlock", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+			err = &QuorumError{Op: "unlock", Resource: l.resource, Votes: o.yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 		}
-		return nil
+	} else {
+		err = m.quorumError("unlock", l.resource, o, 1, true)
 	}
-	return m.quorumError("unlock", l.resource, o, 1, true)
+	if m.obs != nil {
+		word := OutcomeOK
+		switch {
+		case errors.Is(err, ErrNotHeld):
+			word = OutcomeNotHeld
+		case err != nil:
+			word = OutcomeUnavailable
+		}
+		m.obs.Unlocked(ctx, UnlockEvent{Resources: l.Resources(), Outcome: word, Err: err, Start: start, Duration: m.now().Sub(start), Quorum: m.quorum})
+	}
+	return err
 }
 
 func classifyRelease(v any, err error) (vote, error) {

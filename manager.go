@@ -31,6 +31,7 @@ type Manager struct {
 	quorum  int
 	closers []io.Closer // clients that New dialed
 	log     *slog.Logger
+	obs     Observer         // Config.Observer; nil: no events
 	now     func() time.Time // the clock; tests may replace it
 	hooks   *testhooks.Hooks // nil except in this module's own fault tests
 
@@ -144,6 +145,7 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 		quorum:  len(inst)/2 + 1,
 		closers: closers,
 		log:     cfg.Logger,
+		obs:     cfg.Observer,
 		now:     time.Now,
 		locks:   make(map[*Lock]struct{}),
 		closing: make(chan struct{}),
@@ -151,6 +153,7 @@ func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
 	for _, in := range inst {
 		in.pool.idle = workerIdle
 		in.log = cfg.Logger
+		in.obs = cfg.Observer
 	}
 	m.ext.m = m
 	return m
@@ -345,41 +348,56 @@ func newToken() string {
 // Without the TTL option the lock gets Config.DefaultTTL and is extended
 // automatically until Unlock, Close, or loss (see Lock.Lost).
 func (m *Manager) Lock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
-	return m.acquire(ctx, resource, opts, m.cfg.RetryCount)
+	return m.acquire(ctx, "Lock", resource, opts, m.cfg.RetryCount)
 }
 
 // TryLock is Lock with a single attempt.
 func (m *Manager) TryLock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
-	return m.acquire(ctx, resource, opts, 1)
+	return m.acquire(ctx, "TryLock", resource, opts, 1)
 }
 
 // LockWait acquires resource like Lock, but retries until it succeeds or
 // ctx ends (like sync.Mutex.Lock, bounded by ctx). Errors other than
 // contention and unavailability (ErrInvalid, ErrClosed) return at once.
 func (m *Manager) LockWait(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
-	return m.acquire(ctx, resource, opts, -1)
+	return m.acquire(ctx, "LockWait", resource, opts, -1)
 }
 
 // acquire makes up to attempts attempts (forever when attempts < 0).
-func (m *Manager) acquire(ctx context.Context, resource string, opts []LockOption, attempts int) (*Lock, error) {
+// method names the public call, for the Observer.
+func (m *Manager) acquire(ctx context.Context, method, resource string, opts []LockOption, attempts int) (*Lock, error) {
 	req, err := m.newRequest(resource, opts)
 	if err != nil {
 		return nil, err
 	}
-	return m.acquireReq(ctx, req, attempts)
+	return m.acquireReq(ctx, method, req, attempts)
 }
 
-func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*Lock, error) {
+func (m *Manager) acquireReq(ctx context.Context, method string, req request, attempts int) (*Lock, error) {
 	if !m.enter() {
 		return nil, ErrClosed
 	}
 	defer m.leave()
+	if m.obs != nil {
+		var ev *AcquireEvent
+		ctx, ev = m.startAcquire(ctx, method, req)
+		l, err := m.acquireLoop(ctx, req, attempts)
+		m.endAcquire(ctx, ev, l, err)
+		return l, err
+	}
+	return m.acquireLoop(ctx, req, attempts)
+}
+
+func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*Lock, error) {
 	var last *QuorumError
 	var w *waiter // our place in the local queue, once we had to wait
 	acquired := false
 	defer func() {
 		if w != nil {
 			m.waits.leave(w, acquired)
+			if m.obs != nil {
+				m.obs.Waiting(-1)
+			}
 		}
 	}()
 	since := m.waits.releases.Load()
@@ -389,6 +407,9 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 			if w == nil {
 				m.subscribe()
 				w = m.waits.join(req.ks.keys, since)
+				if m.obs != nil {
+					m.obs.Waiting(1)
+				}
 			}
 			if err := m.waitTurn(ctx, w, m.backoff(unavailable)); err != nil {
 				if err == ErrClosed {
@@ -438,12 +459,14 @@ func (m *Manager) acquireReq(ctx context.Context, req request, attempts int) (*L
 
 // attempt is one round of the Redlock algorithm (two for a fenced lock).
 // queued says that the caller is the head of its key's local queue.
-func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock, *outcome, bool) {
+func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Lock, o *outcome, ok bool) {
 	start := m.now()
+	if m.obs != nil {
+		defer func() { m.recordAttempt(ctx, start, o) }()
+	}
 	timeout := min(m.cfg.NodeTimeout, req.ttl)
 	ttlArg := fmtMillis(req.ttl)
 	var r *round
-	var o *outcome
 	var last predecessor // the last round sent: later calls about the lock follow it
 	if req.ks.single() {
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
@@ -458,7 +481,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (*Lock,
 			m.hooks.AfterReplies(req.resource)
 		}
 		var fence uint64
-		ok := true
+		ok = true
 		if req.fenced {
 			var fr *round
 			fence, fr, ok = m.fence(ctx, req, start, o, r)
@@ -993,7 +1016,7 @@ func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.C
 	if fn == nil {
 		return invalidf("nil function")
 	}
-	l, err := m.Lock(ctx, resource, opts...)
+	l, err := m.acquire(ctx, "Do", resource, opts, m.cfg.RetryCount)
 	if err != nil {
 		return err
 	}
@@ -1075,7 +1098,7 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 		if cut {
 			for _, l := range held {
-				l.lose("manager closed before it could release the lock")
+				l.lose(reasonClosed)
 				errs = append(errs, &QuorumError{Op: "unlock", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrUnavailable, Ctx: ctx.Err()})
 			}
 			break

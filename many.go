@@ -42,5 +42,5 @@ func (m *Manager) LockMany(ctx context.Context, resources []string, opts ...Lock
 	if err := m.checkSlots(&req.ks); err != nil {
 		return nil, err
 	}
-	return m.acquireReq(ctx, req, m.cfg.RetryCount)
+	return m.acquireReq(ctx, "LockMany", req, m.cfg.RetryCount)
 }

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -129,4 +130,82 @@ type InstanceStateEvent struct {
 	Endpoint string // redacted
 	Up       bool
 	Err      error // why it is down; nil when up
+}
+
+// acquireEventKey carries the AcquireEvent of an observed acquisition in
+// its context, for its attempts to add to.
+type acquireEventKey struct{}
+
+// startAcquire begins the event of an observed acquisition.
+func (m *Manager) startAcquire(ctx context.Context, method string, req request) (context.Context, *AcquireEvent) {
+	ev := &AcquireEvent{Method: method, Resources: append([]string(nil), req.ks.resources...), Start: m.now(), Quorum: m.quorum}
+	return context.WithValue(ctx, acquireEventKey{}, ev), ev
+}
+
+// endAcquire completes ev with the call's result and reports it.
+func (m *Manager) endAcquire(ctx context.Context, ev *AcquireEvent, l *Lock, err error) {
+	ev.Duration = m.now().Sub(ev.Start)
+	ev.Err = err
+	switch {
+	case err == nil:
+		ev.Outcome = OutcomeAcquired
+		ev.Fence = l.fence
+	case errors.Is(err, ErrClosed), ctx.Err() != nil:
+		ev.Outcome = OutcomeCanceled
+	case errors.Is(err, ErrRejected):
+		ev.Outcome = OutcomeRejected
+	case errors.Is(err, ErrNotAcquired):
+		ev.Outcome = OutcomeNotAcquired
+	default:
+		ev.Outcome = OutcomeUnavailable
+	}
+	m.obs.Acquired(ctx, *ev)
+}
+
+// recordAttempt adds an attempt that started at start, with outcome o, to
+// the event of the observed acquisition in ctx.
+func (m *Manager) recordAttempt(ctx context.Context, start time.Time, o *outcome) {
+	ev, _ := ctx.Value(acquireEventKey{}).(*AcquireEvent)
+	if ev == nil || o == nil {
+		return
+	}
+	a := AttemptEvent{Start: start, Duration: m.now().Sub(start), Yes: o.yes, Votes: make([]string, len(o.votes))}
+	for i, v := range o.votes {
+		a.Votes[i] = voteWord(v, o.errs[i])
+	}
+	ev.Attempts = append(ev.Attempts, a)
+}
+
+// voteWord is the outcome word of a vote.
+func voteWord(v vote, cause error) string {
+	switch v {
+	case voteYes:
+		return OutcomeOK
+	case voteRefused:
+		return OutcomeRefused
+	case voteFailed:
+		if errors.Is(cause, context.DeadlineExceeded) {
+			return OutcomeTimeout
+		}
+		return OutcomeError
+	}
+	return ""
+}
+
+// observeCall reports one call to the instance (a nil classifier: any
+// reply is ok).
+func (in *instance) observeCall(s *script, start time.Time, v any, err error) {
+	var word string
+	if s.classify != nil {
+		vt, cause := s.classify(v, err)
+		if vt == voteFailed && cause == nil {
+			cause = err
+		}
+		word = voteWord(vt, cause)
+	} else if err == nil {
+		word = OutcomeOK
+	} else {
+		word = voteWord(voteFailed, err)
+	}
+	in.obs.InstanceCall(InstanceCallEvent{Endpoint: in.name, Outcome: word, Duration: time.Since(start)})
 }

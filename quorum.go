@@ -133,12 +133,16 @@ func (o *outcome) init(n int) *outcome {
 // first EVALSHA to an instance, and before the next one after a NOSCRIPT,
 // it loads every script there if the client is a ScriptLoader (see
 // ensureScripts); once they are loaded, that costs one atomic load.
-func call(ctx context.Context, in *instance, s *script, keys, args []string) (any, error) {
+func call(ctx context.Context, in *instance, s *script, keys, args []string) (v any, err error) {
+	if in.obs != nil {
+		start := time.Now()
+		defer func() { in.observeCall(s, start, v, err) }()
+	}
 	var loading <-chan struct{}
 	if st := in.scripts.Load(); st != scriptsLoaded && st != scriptsNoLoader {
 		loading = in.ensureScripts(ctx)
 	}
-	v, err := in.client.EvalSha(ctx, s.sha, keys, args)
+	v, err = in.client.EvalSha(ctx, s.sha, keys, args)
 	if isNoScript(err) {
 		prime := in.noScript()
 		v, err = in.client.Eval(ctx, s.src, keys, args)

@@ -24,6 +24,9 @@ type script struct {
 	primes *script
 	// primeArgs are primes' arguments for the no-op call.
 	primeArgs []string
+	// classify reads its replies as votes, for the Observer's per-call
+	// outcome (nil: any reply is ok).
+	classify classifier
 }
 
 func loadScript(name string) *script {
@@ -33,6 +36,18 @@ func loadScript(name string) *script {
 	}
 	sum := sha1.Sum(b)
 	return &script{name: name, src: string(b), sha: hex.EncodeToString(sum[:])}
+}
+
+func init() {
+	// The classifiers of the scripts' replies (see script.classify).
+	for s, c := range map[*script]classifier{
+		scriptAcquire: classifyAcquire, scriptExtend: classifyExtend, scriptRelease: classifyRelease,
+		scriptPTTL: classifyPTTL, scriptInspect: classifyInspect, scriptAcquireMany: classifyAcquireMany,
+		scriptExtendMany: classifyExtend, scriptReleaseMany: classifyReleaseMany, scriptPTTLMany: classifyPTTL,
+		scriptFence: classifyFence,
+	} {
+		s.classify = c
+	}
 }
 
 // priming sets s.primes and returns s.

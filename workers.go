@@ -27,6 +27,7 @@ type instance struct {
 	// (see observe); log gets one record per change.
 	down atomic.Bool
 	log  *slog.Logger
+	obs  Observer // Config.Observer; nil: no events
 }
 
 // observe records the outcome of a call to the instance and logs when
@@ -40,6 +41,13 @@ func (in *instance) observe(err error) {
 	}
 	if in.down.Load() == down || !in.down.CompareAndSwap(!down, down) {
 		return
+	}
+	if in.obs != nil {
+		ev := InstanceStateEvent{Endpoint: in.name, Up: !down}
+		if down {
+			ev.Err = err
+		}
+		in.obs.InstanceState(ev)
 	}
 	if in.log == nil {
 		return
