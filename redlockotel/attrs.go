@@ -33,35 +33,47 @@ type attrKey struct {
 // options are built per measurement.
 const maxCached = 4096
 
-// attrCache holds the measurement option of each attribute combination
-// seen, so that a measurement costs a map lookup, not an attribute.Set.
+// attrCache holds the measurement options of each attribute combination
+// seen, so that a measurement costs a map lookup, not an attribute.Set,
+// and no option slice per call.
 type attrCache struct {
 	mu sync.RWMutex
-	m  map[attrKey]metric.MeasurementOption
+	m  map[attrKey]*attrOpts
 }
 
-// get returns the option for k, with the normalised resource attribute
+// attrOpts is one attribute set as the option slices the instruments'
+// methods take.
+type attrOpts struct {
+	rec []metric.RecordOption
+	add []metric.AddOption
+	obs []metric.ObserveOption
+}
+
+// get returns the options for k, with the normalised resource attribute
 // when normalise is set.
-func (c *attrCache) get(k attrKey, normalise func(string) string, resources []string) metric.MeasurementOption {
+func (c *attrCache) get(k attrKey, normalise func(string) string, resources []string) *attrOpts {
 	if normalise != nil {
 		k.res = normalised(normalise, resources)
 	}
 	c.mu.RLock()
-	opt, ok := c.m[k]
+	o, ok := c.m[k]
 	c.mu.RUnlock()
 	if ok {
-		return opt
+		return o
 	}
-	opt = metric.WithAttributeSet(k.set())
+	opt := metric.WithAttributeSet(k.set())
+	o = &attrOpts{rec: []metric.RecordOption{opt}, add: []metric.AddOption{opt}, obs: []metric.ObserveOption{opt}}
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = make(map[attrKey]metric.MeasurementOption)
+		c.m = make(map[attrKey]*attrOpts)
 	}
-	if len(c.m) < maxCached {
-		c.m[k] = opt
+	if prev, ok := c.m[k]; ok {
+		o = prev
+	} else if len(c.m) < maxCached {
+		c.m[k] = o
 	}
 	c.mu.Unlock()
-	return opt
+	return o
 }
 
 // normalised is the value of the redlock.resource metric attribute.

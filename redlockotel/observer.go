@@ -228,6 +228,10 @@ func resourceAttr(resources []string) attribute.KeyValue {
 
 // endSpan sets err's status on span and ends it at end.
 func endSpan(span trace.Span, err error, end time.Time) {
+	if !span.IsRecording() {
+		span.End() // a no-op tracer, or not sampled: spare the options
+		return
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	}
@@ -270,8 +274,8 @@ func (o *observer) Acquired(ctx context.Context, e redlock.AcquireEvent) {
 	endSpan(span, e.Err, end)
 
 	opt := o.attrs.get(attrKey{kind: kindAcquire, a: e.Method, b: e.Outcome}, o.resource, e.Resources)
-	o.acquireDur.Record(sctx, e.Duration.Seconds(), opt)
-	o.acquireAttempts.Record(sctx, int64(len(e.Attempts)), opt)
+	o.acquireDur.Record(sctx, e.Duration.Seconds(), opt.rec...)
+	o.acquireAttempts.Record(sctx, int64(len(e.Attempts)), opt.rec...)
 }
 
 // Extended implements redlock.Observer.
@@ -297,7 +301,7 @@ func (o *observer) Extended(ctx context.Context, e redlock.ExtendEvent) {
 		auto = "true"
 	}
 	opt := o.attrs.get(attrKey{kind: kindExtend, a: e.Outcome, b: auto}, o.resource, e.Resources)
-	o.extendDur.Record(sctx, e.Duration.Seconds(), opt)
+	o.extendDur.Record(sctx, e.Duration.Seconds(), opt.rec...)
 }
 
 // Unlocked implements redlock.Observer.
@@ -316,14 +320,14 @@ func (o *observer) Unlocked(ctx context.Context, e redlock.UnlockEvent) {
 	endSpan(span, e.Err, end)
 
 	opt := o.attrs.get(attrKey{kind: kindUnlock, a: e.Outcome}, o.resource, e.Resources)
-	o.unlockDur.Record(sctx, e.Duration.Seconds(), opt)
+	o.unlockDur.Record(sctx, e.Duration.Seconds(), opt.rec...)
 }
 
 // Lost implements redlock.Observer.
 func (o *observer) Lost(e redlock.LostEvent) {
 	defer recoverTo("Lost")
 	opt := o.attrs.get(attrKey{kind: kindLost, a: e.Reason}, o.resource, e.Resources)
-	o.lost.Add(context.Background(), 1, opt)
+	o.lost.Add(context.Background(), 1, opt.add...)
 }
 
 // Held implements redlock.Observer.
@@ -343,7 +347,7 @@ func (o *observer) InstanceCall(e redlock.InstanceCallEvent) {
 	defer recoverTo("InstanceCall")
 	o.seen(e.Endpoint)
 	opt := o.attrs.get(attrKey{kind: kindInstance, a: e.Endpoint, b: e.Outcome}, nil, nil)
-	o.instanceDur.Record(context.Background(), e.Duration.Seconds(), opt)
+	o.instanceDur.Record(context.Background(), e.Duration.Seconds(), opt.rec...)
 }
 
 // InstanceState implements redlock.Observer.
@@ -377,7 +381,7 @@ func (o *observer) observeUp(_ context.Context, obs metric.Int64Observer) (err e
 		if up {
 			v = 1
 		}
-		obs.Observe(v, o.attrs.get(attrKey{kind: kindUp, a: ep}, nil, nil))
+		obs.Observe(v, o.attrs.get(attrKey{kind: kindUp, a: ep}, nil, nil).obs...)
 	}
 	return nil
 }
