@@ -28,7 +28,10 @@ go test -run '^$' -fuzz '^FuzzEndpointIdentity$' -fuzztime 10s .
 # The fault suite (short mode, about a minute), on its own: it starts 15
 # redis-servers per scenario, toxiproxy links and two worker subprocesses.
 go test -race -count=1 -timeout 10m ./internal/chaos "$@"
-for mod in interop bench; do
+# redlockotel (the OpenTelemetry adapter) and its Prometheus example are
+# modules of their own too, so that neither the library nor redlockotel
+# requires what they use.
+for mod in interop bench redlockotel redlockotel/examples/prometheus; do
   if [ -f "$mod/go.mod" ]; then
     # -mod=mod: these modules replace the library with ../, so their go.sum
     # follows the library's dependencies.
