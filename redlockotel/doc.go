@@ -26,7 +26,8 @@
 //	redlock.instance.up       gauge           1         server.address
 //
 // redlock.method is Lock, TryLock, LockWait, LockMany or Do; the outcomes are
-// the redlock.Outcome* words and the reasons the redlock.Lost* words.
+// the redlock.Outcome* words and the reasons the redlock.Lost* words (and
+// "closed": Close gave up releasing the lock).
 // server.address is the instance's endpoint as the Manager names it,
 // password redacted. redlock.instance.up is 1 for an instance that answers
 // and 0 for one that stopped answering; an instance is reported from the
