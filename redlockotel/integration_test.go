@@ -152,7 +152,7 @@ func otelManager(t *testing.T, servers []*redistest.Server, cfg redlock.Config) 
 	return newManager(t, servers, cfg), tm, p
 }
 
-// hostOf returns the point of a server.address attribute set that names s.
+// upPoint returns the value of the point of g whose server.address names s.
 func upPoint(t *testing.T, g map[string]int64, s *redistest.Server) (int64, bool) {
 	t.Helper()
 	for k, v := range g {
