@@ -30,7 +30,10 @@ go test -run '^$' -fuzz '^FuzzEndpointIdentity$' -fuzztime 10s .
 # starts up to 15 redis-servers per scenario, toxiproxy links and two
 # worker subprocesses.
 (cd internal/chaos && go vet -mod=mod ./... && go test -mod=mod -race -count=1 -timeout 15m ./... "$@")
-for mod in interop bench redlockotel; do
+# redlockotel (the OpenTelemetry adapter) and its Prometheus example are
+# modules of their own too, so that neither the library nor redlockotel
+# requires what they use.
+for mod in interop bench redlockotel redlockotel/examples/prometheus; do
   if [ -f "$mod/go.mod" ]; then
     # -mod=mod: these modules replace the library with ../, so their go.sum
     # follows the library's dependencies.
