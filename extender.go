@@ -279,7 +279,10 @@ func (e *extender) extend(batch []*Lock) {
 		l.afterAutoExtend(start, now, ttls[j], yes, refused, missing)
 		if m.obs != nil {
 			var err error
-			if yes < m.quorum || m.cfg.validity(ttls[j], now.Sub(start)) <= 0 {
+			switch {
+			case len(m.inst)-refused < m.quorum:
+				err = &QuorumError{Op: "extend", Resource: l.resource, Votes: yes, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
+			case yes < m.quorum || m.cfg.validity(ttls[j], now.Sub(start)) <= 0:
 				err = &QuorumError{Op: "extend", Resource: l.resource, Votes: yes, Quorum: m.quorum, N: len(m.inst), Err: ErrUnavailable}
 			}
 			l.observeExtend(context.Background(), start, ttls[j], true, yes, err)

@@ -52,6 +52,11 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 	}
 	if m.obs != nil {
 		l.since = m.now()
+		// Observed: every lock is watched, so that the expiry of a lock
+		// left to its TTL is reported (Lost, Held −1) when it happens.
+		l.mu.Lock()
+		l.watchLocked()
+		l.mu.Unlock()
 		m.obs.Held(1)
 	}
 	m.mu.Lock()
@@ -206,7 +211,7 @@ func (l *Lock) lose(reason string) {
 		if reason == reasonExpired {
 			why = LostExpired
 		} else if reason == reasonClosed {
-			why = "closed"
+			why = LostClosed
 		}
 		obs.Lost(LostEvent{Resources: l.Resources(), Reason: why, Held: l.m.now().Sub(l.since)})
 	}

@@ -21,7 +21,8 @@ import (
 type Observer interface {
 	// Acquired reports the end of one Lock, TryLock, LockWait, LockMany or
 	// Do call (its acquisition), successful or not, with its attempts.
-	// ctx is the caller's context.
+	// Calls refused before they start (ErrInvalid for bad arguments,
+	// ErrClosed after Close) send nothing. ctx is the caller's context.
 	Acquired(ctx context.Context, e AcquireEvent)
 	// Extended reports one extension, manual (Extend) or automatic.
 	Extended(ctx context.Context, e ExtendEvent)
@@ -78,7 +79,7 @@ type AcquireEvent struct {
 type AttemptEvent struct {
 	Start    time.Time
 	Duration time.Duration
-	Yes      int      // instances that agreed
+	Yes      int      // instances that agreed by the time the attempt was decided (it returns at quorum)
 	Votes    []string // per instance, in endpoint order: OutcomeOK, OutcomeRefused, OutcomeError, OutcomeTimeout, or "" (no answer needed)
 }
 
@@ -91,7 +92,7 @@ type ExtendEvent struct {
 	TTL       time.Duration
 	Start     time.Time
 	Duration  time.Duration
-	Yes       int // instances that extended
+	Yes       int // instances that extended by the time the outcome was decided (a manual Extend returns at quorum; the watchdog's batch counts every answer)
 	Quorum    int
 }
 
@@ -108,7 +109,7 @@ type UnlockEvent struct {
 // LostEvent describes a lock lost while held.
 type LostEvent struct {
 	Resources []string
-	Reason    string // LostExtendFailed, LostExpired
+	Reason    string // LostExtendFailed, LostExpired or LostClosed
 	Held      time.Duration
 }
 
@@ -116,6 +117,7 @@ type LostEvent struct {
 const (
 	LostExtendFailed = "extend_failed" // an extension found the lock gone or held by another token on too many instances
 	LostExpired      = "expired"       // the validity deadline passed without a successful extension
+	LostClosed       = "closed"        // Close could not release it before its ctx ended (it expires with its TTL)
 )
 
 // InstanceCallEvent describes one call to one instance.
