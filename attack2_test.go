@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/redlock-go/redlock"
+	"github.com/redlock-go/redlock/goredis"
 	"github.com/redlock-go/redlock/internal/redistest"
 	"github.com/redlock-go/redlock/internal/testhooks"
 )
@@ -763,5 +764,101 @@ func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	t.Logf("%d events probed", obs.events.Load())
 	if n := obs.blocked.Load(); n > 0 {
 		t.Errorf("%d events were reported while the Manager held a lock (first: %v)", n, obs.where.Load())
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Finding E: one lock's short TTL bounds the watchdog batch of every lock.
+
+// latencyClient adds a fixed latency to the calls of one script: a network
+// or a loaded server that answers them in d (well within NodeTimeout).
+type latencyClient struct {
+	inner  redlock.Client
+	script string
+	d      time.Duration
+	calls  atomic.Int32
+}
+
+func (c *latencyClient) wait(ctx context.Context, sha string) error {
+	if scriptName(sha) != c.script {
+		return nil
+	}
+	c.calls.Add(1)
+	select {
+	case <-time.After(c.d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *latencyClient) EvalSha(ctx context.Context, sha string, keys, args []string) (any, error) {
+	if err := c.wait(ctx, sha); err != nil {
+		return nil, err
+	}
+	return c.inner.EvalSha(ctx, sha, keys, args)
+}
+
+func (c *latencyClient) Eval(ctx context.Context, src string, keys, args []string) (any, error) {
+	if err := c.wait(ctx, sha1Hex(src)); err != nil {
+		return nil, err
+	}
+	return c.inner.Eval(ctx, src, keys, args)
+}
+
+// TestAttack2BatchDeadlineFromShortestTTL: two auto-extended locks S and M
+// (DefaultTTL 1s, NodeTimeout 1s), taken together, so one watchdog batch
+// extends both. Every instance answers extend_batch in 20ms. The owner of
+// M calls M.Extend(10ms): leases are never shortened, so nothing changes
+// on the instances and M's Until stays, but M's TTL becomes 10ms, and the
+// batch's deadline is min(NodeTimeout, the shortest TTL in the batch):
+// 10ms for S as well. Every batch times out; S and M are retried together
+// (both at min(RetryDelayMin, left/4)) in the same batch, until S's
+// deadline passes: S is lost though every instance answers its extension
+// in 20ms, 1/50 of NodeTimeout. (With a 512-lock batch on a busy server the
+// same holds for every lock batched with the short one.)
+//
+// Fix: bound each lock's part of the batch by its own TTL (one call per
+// deadline class, or the batch at NodeTimeout and each lock's outcome
+// judged by validity(ttl, elapsed), which afterAutoExtend already does);
+// or keep the TTL of an auto-extended lock at DefaultTTL (a shorter manual
+// Extend "changes nothing", as its doc says).
+func TestAttack2BatchDeadlineFromShortestTTL(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	loadScripts(t, servers)
+	clients := make([]redlock.Client, len(servers))
+	lcs := make([]*latencyClient, len(servers))
+	for i, s := range servers {
+		lcs[i] = &latencyClient{inner: goredis.New(newGoRedis(t, s.Addr())), script: "extend_batch", d: 20 * time.Millisecond}
+		clients[i] = lcs[i]
+	}
+	m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: time.Second, NodeTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(t, m) })
+	s, err := m.Lock(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := m.Lock(ctx, "M")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sDeadline := s.Until()
+	if err := mm.Extend(ctx, 10*time.Millisecond); err != nil {
+		t.Fatalf("M.Extend(10ms): %v", err)
+	}
+	t.Logf("after M.Extend(10ms): M Until now+%v (unchanged), S Until now+%v",
+		time.Until(mm.Until()).Round(time.Millisecond), time.Until(sDeadline).Round(time.Millisecond))
+	select {
+	case <-s.Lost():
+	case <-time.After(time.Until(sDeadline) + 500*time.Millisecond):
+	}
+	if !s.Valid() {
+		t.Errorf("S lost at its first deadline after %d extend_batch calls answered in 20ms each (NodeTimeout 1s): "+
+			"the batch's deadline was M's 10ms TTL", lcs[0].calls.Load())
 	}
 }
