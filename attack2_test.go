@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -860,5 +861,133 @@ func TestAttack2BatchDeadlineFromShortestTTL(t *testing.T) {
 	if !s.Valid() {
 		t.Errorf("S lost at its first deadline after %d extend_batch calls answered in 20ms each (NodeTimeout 1s): "+
 			"the batch's deadline was M's 10ms TTL", lcs[0].calls.Load())
+	}
+}
+
+// TestAttack2HeldLateTopUp: the round-end path of the top-up (an Extend
+// that returned at quorum before C answered that the key is missing).
+// (1) C's reply arrives after Extend returned: C gets the key back, with
+// no more than the extension's lease. (2) The lock is unlocked before C's
+// reply arrives: no top-up, and C holds nothing after its release.
+func TestAttack2HeldLateTopUp(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	for _, unlock := range []bool{false, true} {
+		res := fmt.Sprintf("late-%v", unlock)
+		l, err := m.Lock(ctx, res, redlock.TTL(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKeyEverywhere(t, servers, res, l.Token(), 5*time.Second)
+		servers[2].Do(t, "DEL", res)
+		ttlArg := "4000"
+		if unlock {
+			ttlArg = "4500"
+		}
+		h := gs[2].holdCalls(true, onScriptArg("extend", 1, ttlArg))
+		ms, _ := time.ParseDuration(ttlArg + "ms")
+		if err := l.Extend(ctx, ms); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 3*time.Second, "C's reply held", func() bool { return h.held.Load() == 1 })
+		topups := gs[2].callCount("topup")
+		if unlock {
+			if err := l.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.release()
+		if !unlock {
+			waitFor(t, 3*time.Second, "the late top-up on C", func() bool { return get(t, servers[2], res) == l.Token() })
+			if p := pttl(t, servers[2], res); p <= 0 || p > ms.Milliseconds() {
+				t.Errorf("restored key's PTTL %d, want in (0, %d]", p, ms.Milliseconds())
+			}
+			_ = l.Unlock(ctx)
+			continue
+		}
+		waitFor(t, 3*time.Second, "C's release", func() bool { return gs[2].replyCount("release") >= 2 })
+		if eventually(200*time.Millisecond, func() bool { return gs[2].callCount("topup") > topups }) {
+			t.Errorf("a top-up was sent after Unlock")
+		}
+		if v := get(t, servers[2], res); v != "(nil)" {
+			t.Errorf("C holds %q after Unlock; C: %v", v, gs[2].replyLog())
+		}
+	}
+}
+
+// errorsClient records the error replies of its calls, by prefix.
+type errorsClient struct {
+	inner redlock.Client
+	seen  sync.Map // prefix → count (*atomic.Int32)
+}
+
+func (c *errorsClient) note(err error) {
+	if err == nil {
+		return
+	}
+	p, _, _ := strings.Cut(err.Error(), " ")
+	v, _ := c.seen.LoadOrStore(p, new(atomic.Int32))
+	v.(*atomic.Int32).Add(1)
+}
+
+func (c *errorsClient) count(prefix string) int32 {
+	if v, ok := c.seen.Load(prefix); ok {
+		return v.(*atomic.Int32).Load()
+	}
+	return 0
+}
+
+func (c *errorsClient) EvalSha(ctx context.Context, sha string, keys, args []string) (any, error) {
+	v, err := c.inner.EvalSha(ctx, sha, keys, args)
+	c.note(err)
+	return v, err
+}
+
+func (c *errorsClient) Eval(ctx context.Context, src string, keys, args []string) (any, error) {
+	v, err := c.inner.Eval(ctx, src, keys, args)
+	c.note(err)
+	return v, err
+}
+
+// TestAttack2HeldLoadingIsTransient: an instance restarting with a dataset
+// to load answers LOADING (here for about a second: 10,000 keys at
+// key-load-delay 100µs, events processed every KiB loaded):
+// unavailability, retried. A LockWait made while it
+// is down takes the lock once it has loaded, and saw LOADING meanwhile.
+func TestAttack2HeldLoadingIsTransient(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s := redistest.StartWith(t, redistest.Options{Args: []string{"--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024"}})
+	s.Do(t, "EVAL", "for i = 1, 10000 do redis.call('SET', 'filler:' .. i, 'x') end", "0")
+	s.Do(t, "SAVE")
+	ec := &errorsClient{inner: goredis.New(newGoRedis(t, s.Addr()))}
+	m, err := redlock.NewFromClients([]redlock.Client{ec}, redlock.Config{RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(t, m) })
+	s.Kill(t)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() {
+		l, err := m.LockWait(wctx, "res", redlock.TTL(5*time.Second))
+		if err == nil {
+			_ = l.Unlock(ctx)
+		}
+		res <- err
+	}()
+	s.Restart(t) // returns once loaded
+	err = recv(t, res, 20*time.Second, "LockWait")
+	var seen []string
+	ec.seen.Range(func(k, v any) bool { seen = append(seen, fmt.Sprint(k, "×", v.(*atomic.Int32).Load())); return true })
+	t.Logf("LockWait across a restart with loading: %v; error replies and errors seen: %v", err, seen)
+	if err != nil {
+		t.Errorf("LockWait: %v", err)
+	}
+	if ec.count("LOADING") == 0 {
+		t.Errorf("setup: no LOADING reply seen")
 	}
 }
