@@ -991,3 +991,106 @@ func TestAttack2HeldLoadingIsTransient(t *testing.T) {
 		t.Errorf("setup: no LOADING reply seen")
 	}
 }
+
+// TestAttack2HeldBatchSkipsPendingThenClose: an auto-extended lock
+// (DefaultTTL 600ms) whose manual Extend is held before C (reply pending
+// until its 2s deadline) when the watchdog batch runs: the batch extends
+// it on A and B without waiting (C skipped), and waits for C's pending
+// call off its path. Close during that wait returns once the held call
+// ends, releases the lock, and leaves no goroutine behind (TestMain's
+// goleak check).
+func TestAttack2HeldBatchSkipsPendingThenClose(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 600 * time.Millisecond, NodeTimeout: 2 * time.Second})
+	l, err := m.Lock(ctx, "res")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.Until()
+	h := gs[2].holdCalls(false, func(script string, args []string) bool {
+		return script == "extend" && len(args) > 0 && args[0] == l.Token()
+	})
+	if err := l.Extend(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "the Extend held before C", func() bool { return h.held.Load() == 1 })
+	waitFor(t, 3*time.Second, "a batch on A and B", func() bool {
+		return gs[0].replyCount("extend_batch") > 0 && gs[1].replyCount("extend_batch") > 0
+	})
+	if n := gs[2].callCount("extend_batch"); n != 0 {
+		t.Errorf("the batch reached C (%d calls) before the lock's pending call there", n)
+	}
+	if !l.Valid() || !l.Until().After(first) {
+		t.Errorf("the batch did not extend the lock on A and B (Valid %v, Until moved %v)", l.Valid(), l.Until().Sub(first))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := m.Close(cctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	t.Logf("Close with C's call held: %v", time.Since(start).Round(time.Millisecond))
+	for _, s := range servers[:2] {
+		if v := get(t, s, "res"); v != "(nil)" {
+			t.Errorf("%s holds %q after Close", s, v)
+		}
+	}
+	h.release()
+}
+
+// ---------------------------------------------------------------------------
+// Finding F: a top-up queued behind a pending call outlives the quorum.
+
+// TestAttack2TopUpOutlivesQuorum: a lock (TTL 3s, NodeTimeout 2s) whose key
+// C lost. Extend E1(3s) finds C missing; while its reply from A is on its
+// way, the owner starts Extend E2(2s), whose call to C is stalled (1.5s,
+// within its deadline). E1 succeeds and queues C's top-up behind E2's call
+// there, with PX = what was left of E1's lease when it was queued. It
+// reaches C 1.5s later and sets the key for that whole lease: C's key
+// expires ~1.5s after A's and B's, although topup.lua says "so the key
+// expires no later than the others". Only a minority is affected (no
+// safety impact), by up to NodeTimeout, but a lock Unlock left to expire
+// (or a lost one) keeps blocking that instance longer than its lease.
+//
+// Fix: compute the top-up's lease when its call is sent (the round could
+// take a lease deadline instead of a fixed PX, and each call send
+// deadline − now), or not send it once the call that preceded it made it
+// wait.
+func TestAttack2TopUpOutlivesQuorum(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	l, err := m.Lock(ctx, "res", redlock.TTL(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKeyEverywhere(t, servers, "res", l.Token(), 3*time.Second)
+	servers[2].Do(t, "DEL", "res")
+	hA := gs[0].holdCalls(true, onScriptArg("extend", 1, "3000"))
+	hC := gs[2].holdCalls(false, onScriptArg("extend", 1, "2000"))
+	e1 := goErr(func() error { return l.Extend(ctx, 3*time.Second) })
+	waitFor(t, 3*time.Second, "E1 run on A (reply held), B and C", func() bool {
+		return hA.held.Load() == 1 && gs[1].replyCount("extend") >= 1 && gs[2].replyCount("extend") >= 1
+	})
+	e2 := goErr(func() error { return l.Extend(ctx, 2*time.Second) })
+	waitFor(t, 3*time.Second, "E2 stalled before C", func() bool { return hC.held.Load() == 1 })
+	hA.release()
+	if err := recv(t, e1, 3*time.Second, "E1"); err != nil {
+		t.Fatalf("E1: %v", err)
+	}
+	if err := recv(t, e2, 3*time.Second, "E2"); err != nil {
+		t.Fatalf("E2: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the stall of E2's call to C
+	hC.release()
+	waitFor(t, 3*time.Second, "the top-up on C", func() bool { return gs[2].replyCount("topup") >= 1 })
+	pA, pC := pttl(t, servers[0], "res"), pttl(t, servers[2], "res")
+	t.Logf("PTTL on A %dms, on C %dms; C: %v", pA, pC, gs[2].replyLog())
+	if pC > pA+100 {
+		t.Errorf("the topped-up key on C outlives the quorum's by %dms (A %dms, C %dms): its lease was computed when it was queued, not when it was sent",
+			pC-pA, pA, pC)
+	}
+}
