@@ -24,7 +24,7 @@ var (
 	// ErrRejected means that instances answered, but with error replies
 	// that no retry will fix (a misconfiguration: WRONGTYPE for a key of
 	// another type at the resource's name, NOPERM from an ACL, READONLY
-	// from a replica, MISCONF, a wrong password, an unknown command or
+	// from a replica, a wrong password, an unknown command or
 	// a script error), and that without them a quorum cannot be reached.
 	// Lock, LockWait and friends return it at once, without retrying; each
 	// rejecting instance and its reply are in the *InstanceError values.
@@ -55,8 +55,9 @@ func IsRejection(err error) bool { return isRejection(err) }
 // isRejection reports whether err is an error reply that a retry will not
 // fix (see ErrRejected). Transient replies (LOADING, BUSY, TRYAGAIN,
 // MASTERDOWN, "ERR max number of clients reached", ...) are not, and
-// neither is OOM: under noeviction an instance over maxmemory accepts
-// writes again once keys expire or are released.
+// neither are OOM (under noeviction an instance over maxmemory accepts
+// writes again once keys expire or are released) and MISCONF (a failed
+// background save; Redis retries it and accepts writes once one succeeds).
 func isRejection(err error) bool {
 	if err == nil {
 		return false
@@ -71,7 +72,7 @@ func isRejection(err error) bool {
 }
 
 var rejectionPrefixes = []string{
-	"WRONGTYPE", "NOPERM", "READONLY", "MISCONF", "WRONGPASS", "NOAUTH",
+	"WRONGTYPE", "NOPERM", "READONLY", "WRONGPASS", "NOAUTH",
 	"ERR unknown command", "ERR user_script", "ERR Error running script", "ERR Error compiling script",
 	"ERR The user executing the script can't run this command", // an ACL, inside a script (Redis 7)
 }

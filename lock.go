@@ -46,7 +46,7 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 		l.mu.Lock()
 		l.watchLocked()
 		if len(l.ks.keys) > 1 {
-			l.refresh = time.AfterFunc(l.refreshDelay(), l.autoExtend)
+			l.refresh = time.AfterFunc(l.nextExtension().Sub(m.now()), l.autoExtend)
 		}
 		l.mu.Unlock()
 	}
@@ -67,7 +67,10 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 		x.lose(reasonExpired)
 	}
 	if l.auto && len(l.ks.keys) == 1 {
-		m.ext.schedule(l, m.now().Add(l.refreshDelay()))
+		l.mu.Lock()
+		next := l.nextExtension()
+		l.mu.Unlock()
+		m.ext.schedule(l, next)
 	}
 	return l
 }
@@ -264,6 +267,14 @@ func (m *Manager) forget(l *Lock) {
 
 func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
 
+// nextExtension is when the watchdog extends next: 0.6×TTL after the start
+// of the acquisition or extension that set the current deadline (validity
+// counts from that start, not from when the call returned: a slow call
+// must not push the next extension past the deadline). Callers hold l.mu.
+func (l *Lock) nextExtension() time.Time {
+	return l.until.Add(-(l.ttl - l.m.cfg.drift(l.ttl))).Add(l.refreshDelay())
+}
+
 // autoExtend is the watchdog: it extends the lock by its TTL, and again
 // every 0.6×TTL. When an extension fails because too few instances
 // answered, it tries again until the deadline passes; when the lock is held
@@ -289,7 +300,7 @@ func (l *Lock) autoExtend() {
 		return
 	}
 	if err == nil {
-		l.refresh.Reset(l.refreshDelay())
+		l.refresh.Reset(max(l.nextExtension().Sub(l.m.now()), 0))
 		return
 	}
 	// Unavailable: try again soon, while the lock is still valid.
@@ -365,7 +376,13 @@ func (l *Lock) applyExtendLocked(start time.Time, ttl time.Duration, auto bool) 
 		l.setUntilLocked(until)
 	}
 	if !auto {
-		l.ttl = ttl
+		if l.auto {
+			// The watchdog's lease only grows: a shorter manual Extend
+			// changes nothing, here either.
+			l.ttl = max(l.ttl, ttl)
+		} else {
+			l.ttl = ttl
+		}
 	}
 }
 

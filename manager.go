@@ -140,6 +140,9 @@ func NewFromClients(clients []Client, cfg Config) (*Manager, error) {
 }
 
 func newManager(inst []*instance, closers []io.Closer, cfg Config) *Manager {
+	if cfg.Observer != nil {
+		cfg.Observer = safeObserver{o: cfg.Observer, log: cfg.Logger}
+	}
 	m := &Manager{
 		cfg:     cfg,
 		inst:    inst,
@@ -227,10 +230,11 @@ func TTL(d time.Duration) LockOption {
 // Token makes the lock use token instead of a random one (aioredlock's
 // lock_identifier). Locking again with the token of a lock that is held
 // refreshes its lease, never shortening it (the held handle's deadline
-// stays true), and a re-lock that fails never deletes the keys that held
-// the token before it: its clean-up releases only the instances where it
-// set a free key, and leaves the keys it could not account for to their
-// TTL. Handles that share a token share the lock: an Unlock or a shorter
+// stays true). An attempt that fails with a token you chose releases
+// nothing: the keys it set expire with their TTL (a release cannot tell
+// them from the keys of your next attempt under the same token, and one
+// that arrived late would delete those), so others may find the resource
+// taken until then; you can take it again with the same token at once. Handles that share a token share the lock: an Unlock or a shorter
 // Extend through one of them applies to the others too, and two
 // acquisitions with one token must not run at once. The token must be
 // non-empty and at most MaxTokenLen bytes; whoever knows it can extend and
@@ -720,12 +724,10 @@ func classifyAcquire(v any, err error) (vote, error) {
 // fresh bounded context, so it runs even when the caller's ctx ended.
 // queued: see attempt.
 //
-// With a token the caller chose (the Token option) the key may have been
-// ours before the attempt: a lock held under that token, whose lease the
-// attempt only refreshed. Then the clean-up waits for the attempt's late
-// replies (up to its deadline) and releases only where the attempt
-// reports that it set a free key; where the key was ours already, or the
-// answer never came, it leaves the key to its TTL.
+// With a token the caller chose (the Token option) there is no clean-up:
+// the key may have been ours before the attempt (a held lock whose lease
+// the attempt only refreshed), and a release that arrives late could
+// delete the keys of a later attempt under the same token.
 func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *outcome, ks *keyset, token string, own, queued bool) {
 	var onlyArr [smallN]bool
 	var only []bool
@@ -734,16 +736,22 @@ func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *o
 	} else {
 		only = make([]bool, len(m.inst))
 	}
+	if !own {
+		// A token the caller chose: no clean-up. A release cannot tell this
+		// attempt's key from the next one's under the same token (a later
+		// attempt of this call, or the caller's next call), and one that
+		// reaches its instance late (a stalled connection, a pooled client)
+		// would delete the keys of a lock granted meanwhile. The keys this
+		// attempt set expire with their TTL; the caller can take them
+		// again with the same token at once.
+		return
+	}
 	calls := 0
-	if own {
-		for i, v := range o.votes {
-			if r.sent[i] && v != voteRefused {
-				only[i] = true
-				calls++
-			}
+	for i, v := range o.votes {
+		if r.sent[i] && v != voteRefused {
+			only[i] = true
+			calls++
 		}
-	} else {
-		calls = m.freshOnly(r, o, only)
 	}
 	if calls == 0 {
 		return
@@ -849,52 +857,6 @@ wait:
 		m.log.Warn("redlock: clean-up after a failed attempt did not reach every instance",
 			"key", quoteResource(ks.keys[0]), "failed", failed)
 	}
-}
-
-// freshOnly sets only[i] for each instance where attempt r set a free key
-// (reply code 1), as opposed to refreshing a key that already held the
-// token (2), and returns how many. It waits for the replies that collect
-// did not read, up to the round's deadline and NodeTimeout more.
-func (m *Manager) freshOnly(r *round, o *outcome, only []bool) int {
-	vals := make([]any, len(m.inst))
-	missing := 0
-	for i, sent := range r.sent {
-		switch {
-		case !sent:
-		case o.got[i]:
-			vals[i] = o.vals[i]
-		default:
-			missing++
-		}
-	}
-	if missing > 0 {
-		t := time.NewTimer(time.Until(r.rctx.deadline) + m.cfg.NodeTimeout)
-	wait:
-		for missing > 0 {
-			select {
-			case rep := <-r.ch:
-				missing--
-				if rep.err == nil {
-					vals[rep.idx] = rep.val
-				}
-			case <-t.C:
-				break wait
-			}
-		}
-		t.Stop()
-	}
-	calls := 0
-	for i, v := range vals {
-		code, ok := toInt(v)
-		if !ok {
-			code, ok = pairCode(v)
-		}
-		if ok && code == 1 {
-			only[i] = true
-			calls++
-		}
-	}
-	return calls
 }
 
 // backoff returns the wait before the next attempt after failed ones, of

@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -210,4 +211,59 @@ func (in *instance) observeCall(s *script, start time.Time, v any, err error) {
 		word = voteWord(voteFailed, err)
 	}
 	in.obs.InstanceCall(InstanceCallEvent{Endpoint: in.name, Outcome: word, Duration: time.Since(start)})
+}
+
+// safeObserver calls an Observer and recovers from its panics, which it
+// logs: a panicking Observer must not leave a lock held that nobody has a
+// handle for (a panic in Acquired after a successful acquisition), nor crash
+// the process from the Manager's background work.
+type safeObserver struct {
+	o   Observer
+	log *slog.Logger
+}
+
+func (s safeObserver) recover(method string) {
+	if p := recover(); p != nil {
+		s.log.Error("redlock: the Observer panicked; event dropped", "method", method, "panic", p)
+	}
+}
+
+func (s safeObserver) Acquired(ctx context.Context, e AcquireEvent) {
+	defer s.recover("Acquired")
+	s.o.Acquired(ctx, e)
+}
+
+func (s safeObserver) Extended(ctx context.Context, e ExtendEvent) {
+	defer s.recover("Extended")
+	s.o.Extended(ctx, e)
+}
+
+func (s safeObserver) Unlocked(ctx context.Context, e UnlockEvent) {
+	defer s.recover("Unlocked")
+	s.o.Unlocked(ctx, e)
+}
+
+func (s safeObserver) Lost(e LostEvent) {
+	defer s.recover("Lost")
+	s.o.Lost(e)
+}
+
+func (s safeObserver) Held(delta int) {
+	defer s.recover("Held")
+	s.o.Held(delta)
+}
+
+func (s safeObserver) Waiting(delta int) {
+	defer s.recover("Waiting")
+	s.o.Waiting(delta)
+}
+
+func (s safeObserver) InstanceCall(e InstanceCallEvent) {
+	defer s.recover("InstanceCall")
+	s.o.InstanceCall(e)
+}
+
+func (s safeObserver) InstanceState(e InstanceStateEvent) {
+	defer s.recover("InstanceState")
+	s.o.InstanceState(e)
 }

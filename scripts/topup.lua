@@ -18,6 +18,11 @@ local n = 0
 for i = 1, #KEYS do
   if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
     n = n + 1
+  elseif redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) then
+    -- ours (checked above): a member of a set whose extension this
+    -- instance refused for a missing key; give it the same lease, so
+    -- that the set's keys live and expire together
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
   end
 end
 return n
