@@ -60,7 +60,8 @@ type runOpts struct {
 	conflict  int
 	killGrace time.Duration
 	quiet     bool
-	noWait    bool // --no-wait-group
+	noWait    bool   // --no-wait-group
+	metadata  string // --metadata; when not given, runMetadata
 }
 
 func newRunFlags() (*flag.FlagSet, *runOpts) {
@@ -76,6 +77,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.IntVar(&o.conflict, "conflict-exit-code", exitConflict, "")
 	fs.Var(seconds{&o.killGrace}, "kill-grace", "")
 	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
+	fs.StringVar(&o.metadata, "metadata", "", "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	return fs, o
@@ -85,6 +87,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 // command as it is (so that a terminal stays a terminal); errw serialises
 // redlock's own writes to it.
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr, errw io.Writer) int {
+	started := time.Now()
 	// Never die of a write: with stderr on a closed pipe, a report would
 	// otherwise kill redlock (SIGPIPE) and leave the command running
 	// without the lock. The signal is dropped (the channel holds one and is
@@ -118,6 +121,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("%s %d is outside 0..255", spelled(args, "E", "conflict-exit-code"), o.conflict)
 	case o.killGrace < 0:
 		err = usagef("--kill-grace %v is negative", o.killGrace)
+	case len(o.metadata) > redlock.MaxMetadataLen:
+		err = usagef("--metadata is %d bytes, over %d", len(o.metadata), redlock.MaxMetadataLen)
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
@@ -129,6 +134,9 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
+	}
+	if o.conn.verbose {
+		cfg.Observer = &verboseObserver{w: errw, res: res}
 	}
 	m, err := o.conn.newManager(cfg, warnTo(errw, !o.quiet))
 	if err != nil {
@@ -166,9 +174,13 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	signal.Notify(sigc, forwardSignals...)
 	defer signal.Stop(sigc)
 
+	md := o.metadata
+	if !flagSet(fset, "metadata") && canCarryMetadata(cfg.KeyPrefix+res) {
+		md = runMetadata(argv[0], started)
+	}
 	r := &runner{
 		m: m, cfg: cfg, o: o, res: res, sigc: sigc, errw: errw,
-		waitSet: waitSet, retrySet: retrySet,
+		waitSet: waitSet, retrySet: retrySet, metadata: md,
 	}
 	l, code := r.acquire(ctx)
 	if l == nil {
@@ -187,6 +199,7 @@ type runner struct {
 	errw     io.Writer
 	waitSet  bool
 	retrySet bool
+	metadata string // who holds the lock (redlock.Metadata)
 }
 
 type acquired struct {
@@ -204,7 +217,7 @@ func (r *runner) acquire(ctx context.Context) (*redlock.Lock, int) {
 	go func() {
 		var a acquired
 		// A fixed lease: supervise extends it (see killMargin).
-		opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl)}
+		opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl), redlock.Metadata(r.metadata)}
 		switch o := r.o; {
 		case o.nonblock || (r.waitSet && o.wait == 0):
 			a.l, a.err = r.m.TryLock(actx, r.res, opts...)
