@@ -14,12 +14,15 @@ type keyset struct {
 	counters  []string // fencing counters; nil unless fenced
 	nArg      string   // len(keys) as a script argument
 
-	// A lock with metadata (see Metadata) stores it beside each lock key,
-	// in the key metaKey names. Without metadata metas is nil and km is
-	// keys: no extra key, no extra argument.
+	meta *keyMeta // the lock's metadata; nil without (no extra key, no extra argument)
+}
+
+// keyMeta is the metadata of a lock (see Metadata), stored beside each
+// lock key in the key metaKey names.
+type keyMeta struct {
 	metadata string
-	metas    []string // metadata keys, one per lock key; nil without metadata
-	km       []string // keys followed by metas: what the scripts that keep the metadata get
+	keys     []string // metadata keys, one per lock key
+	km       []string // the lock keys followed by keys: what the scripts that keep the metadata get
 }
 
 func (m *Manager) newKeyset(resources []string, fenced bool) keyset {
@@ -34,7 +37,6 @@ func (m *Manager) newKeyset(resources []string, fenced bool) keyset {
 		}
 	}
 	ks.nArg = strconv.Itoa(len(ks.keys))
-	ks.km = ks.keys
 	return ks
 }
 
@@ -53,13 +55,29 @@ func (ks *keyset) setMetadata(md string) error {
 		}
 		metas[i] = metaKey(k)
 	}
-	ks.metadata, ks.metas = md, metas
-	ks.km = append(append(make([]string, 0, 2*len(ks.keys)), ks.keys...), metas...)
+	ks.meta = &keyMeta{metadata: md, keys: metas, km: append(append(make([]string, 0, 2*len(ks.keys)), ks.keys...), metas...)}
 	return nil
 }
 
 // hasMeta reports whether the lock has metadata.
-func (ks *keyset) hasMeta() bool { return ks.metas != nil }
+func (ks *keyset) hasMeta() bool { return ks.meta != nil }
+
+// metadata returns the lock's metadata, "" when none.
+func (ks *keyset) metadata() string {
+	if ks.meta == nil {
+		return ""
+	}
+	return ks.meta.metadata
+}
+
+// km returns the keys of the scripts that keep the metadata: the lock keys,
+// then (with metadata) the metadata keys.
+func (ks *keyset) km() []string {
+	if ks.meta == nil {
+		return ks.keys
+	}
+	return ks.meta.km
+}
 
 // single reports whether the lock takes the one-key scripts (the fast path).
 func (ks *keyset) single() bool { return len(ks.keys) == 1 && ks.counters == nil }
@@ -67,16 +85,16 @@ func (ks *keyset) single() bool { return len(ks.keys) == 1 && ks.counters == nil
 // batched reports whether the lock's auto-extension goes to the Manager's
 // batched extender (extend_batch.lua, one key per lock); the others have a
 // timer of their own (Lock.autoExtend).
-func (ks *keyset) batched() bool { return len(ks.keys) == 1 && ks.metas == nil }
+func (ks *keyset) batched() bool { return len(ks.keys) == 1 && ks.meta == nil }
 
 // acquireKeys returns the keys of acquire_many.lua: the lock keys, the
 // counters (when fenced), the metadata keys (when there is metadata).
 func (ks *keyset) acquireKeys() []string {
-	if ks.metas == nil {
+	if ks.meta == nil {
 		return ks.withCounters()
 	}
-	out := make([]string, 0, len(ks.keys)+len(ks.counters)+len(ks.metas))
-	return append(append(append(out, ks.keys...), ks.counters...), ks.metas...)
+	out := make([]string, 0, len(ks.keys)+len(ks.counters)+len(ks.meta.keys))
+	return append(append(append(out, ks.keys...), ks.counters...), ks.meta.keys...)
 }
 
 // withCounters returns the lock keys followed by the counters.

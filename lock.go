@@ -93,7 +93,7 @@ func (l *Lock) Fence() uint64 { return l.fence }
 
 // Metadata returns the metadata stored beside the lock (see the Metadata
 // option; for a handle from Manager.Attach, what it read), "" when none.
-func (l *Lock) Metadata() string { return l.ks.metadata }
+func (l *Lock) Metadata() string { return l.ks.metadata() }
 
 // Token returns the random value that proves ownership of the lock. Another
 // process can use it with Manager.Attach.
@@ -400,9 +400,9 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 	case !l.ks.hasMeta():
 		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.keys, []string{l.token, fmtMillis(ttl)})
 	case len(l.ks.keys) == 1:
-		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km, []string{l.token, fmtMillis(ttl)})
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km(), []string{l.token, fmtMillis(ttl)})
 	default:
-		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km, []string{l.token, fmtMillis(ttl), l.ks.nArg})
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km(), []string{l.token, fmtMillis(ttl), l.ks.nArg})
 	}
 	l.tail = r
 	l.mu.Unlock()
@@ -490,7 +490,7 @@ func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
 		return
 	}
 	if l.ks.hasMeta() {
-		l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km, []string{l.token, fmtMillis(left), l.ks.metadata})
+		l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km(), []string{l.token, fmtMillis(left), l.ks.metadata()})
 		return
 	}
 	l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.keys, []string{l.token, fmtMillis(left)})
@@ -582,9 +582,9 @@ func (l *Lock) unlock(ctx context.Context) error {
 	// reaches the key.
 	var r *round
 	if l.ks.hasMeta() && len(l.ks.keys) > 1 && release == scriptReleaseMany {
-		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km, []string{l.token, ReleaseChannel, l.ks.nArg})
+		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg})
 	} else {
-		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km, []string{l.token, ReleaseChannel})
+		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel})
 	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {

@@ -517,13 +517,13 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single():
-		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.km, []string{req.token, ttlArg, req.ks.metadata})
+		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case !req.ks.hasMeta():
 		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	default:
-		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata})
+		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
 	last = r
@@ -744,9 +744,9 @@ func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *o
 	// turn (with instances down, a storm at round-trip speed).
 	var rr *round
 	if ks.hasMeta() && len(ks.keys) > 1 {
-		rr = m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.km, []string{token, "", ks.nArg})
+		rr = m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.km(), []string{token, "", ks.nArg})
 	} else {
-		rr = m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.km, []string{token})
+		rr = m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.km(), []string{token})
 	}
 	// A first attempt (not queued) may have stood in the way of this
 	// Manager's waiters on the keys: when its releases deleted a key, wake
