@@ -255,8 +255,9 @@ const MaxMetadataLen = 4096
 // (InstanceState.Metadata), Manager.Attach and Lock.Metadata, e.g. the
 // holder's host, process and start time (the redlock command stores such a
 // JSON object). It lives on the lock's instances in a key of its own, next
-// to the lock key in its Redis Cluster slot ("{resource}:redlock-meta", or
-// resource + ":redlock-meta" when the key has a hash tag), with the lock
+// to the lock key in its Redis Cluster slot ("{KEY}:redlock-meta" for the
+// key KEY = KeyPrefix + resource, or KEY + ":redlock-meta" when KEY has a
+// hash tag), with the lock
 // key's TTL: extended with the lock (never shortened), restored with it by
 // a top-up, deleted by Unlock, by a failed attempt's clean-up and by
 // ForceRelease. The lock key itself still holds only the token, so other
