@@ -247,3 +247,38 @@ func Example_errNotAcquired() {
 	// an instance said: held by another token
 	// 2 attempts, each short of a quorum of 2 out of 3
 }
+
+func ExampleMetadata() {
+	ctx := context.Background()
+	m, stop := newExampleManager()
+	defer stop()
+
+	// Say who holds the lock: stored beside it, with its TTL, released with it.
+	lock, err := m.Lock(ctx, "nightly-report", redlock.TTL(time.Minute),
+		redlock.Metadata(`{"host":"worker-3","pid":4242}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer lock.Unlock(ctx)
+
+	// Anyone with the instances can ask who holds it.
+	states, err := m.Inspect(ctx, "nightly-report")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	holder, n := "", 0
+	for _, st := range states {
+		if st.Token == lock.Token() { // Lock returned at quorum: the last instance may lag
+			holder, n = st.Metadata, n+1
+		}
+	}
+	fmt.Println("held on a quorum:", n >= m.Quorum())
+	fmt.Println("holder:", holder)
+	fmt.Println("ours:", lock.Metadata() == holder)
+	// Output:
+	// held on a quorum: true
+	// holder: {"host":"worker-3","pid":4242}
+	// ours: true
+}

@@ -2,14 +2,17 @@ package redlock
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 )
 
 // InstanceState is what one instance holds for a resource: the token in its
-// lock key and the key's remaining time to live. Manager.Inspect and
-// Manager.ForceRelease return one per instance, in endpoint order. The zero
-// value is an instance without the key.
+// lock key, the key's remaining time to live, the lock's metadata and the
+// resource's fencing counter, and how long the instance took to answer.
+// Manager.Inspect and Manager.ForceRelease return one per instance, in
+// endpoint order. The zero value is an instance without the key (nor a
+// counter), RTT aside.
 type InstanceState struct {
 	// Endpoint names the instance as Manager.Endpoints does: its redacted
 	// address (never a password), or "client[i]" for NewFromClients.
@@ -27,11 +30,32 @@ type InstanceState struct {
 	// Token is "".
 	TTL time.Duration
 
+	// Metadata is the metadata stored beside the lock key under Token (see
+	// the Metadata option), "" when there is none: the lock was taken
+	// without it, or what is there belongs to another token (left by an
+	// earlier holder whose key was deleted by other means, it is not
+	// reported).
+	Metadata string
+
+	// Fence is the resource's fencing counter on the instance: the fencing
+	// token of the last fenced lock taken there (see Lock.Fence), whoever
+	// holds the key now, and whether or not a key exists; 0 when the
+	// resource was never locked with fencing there.
+	Fence uint64
+
+	// RTT is how long the inspection's call to the instance took (the
+	// script call on the Manager's connection, until its reply or its
+	// error: a refused connection fails fast), 0 when it had not returned
+	// when Inspect did (a timeout, the context's end). ForceRelease
+	// reports those of its inspection.
+	RTT time.Duration
+
 	// Err is why the instance did not answer usably: a network error, a
 	// timeout (context.DeadlineExceeded), the caller's context error, a
 	// Redis error reply (such as WRONGTYPE when the key holds something
-	// else than a string), or an unexpected reply. Token and TTL are then
-	// zero for Inspect. ForceRelease documents the values it adds.
+	// else than a string), or an unexpected reply. Token, TTL, Metadata and
+	// Fence are then zero for Inspect. ForceRelease documents the values
+	// it adds.
 	Err error
 }
 
@@ -48,7 +72,10 @@ type InstanceState struct {
 // concurrent use.
 //
 // Inspect reads the key of one resource: for a lock taken with LockMany,
-// inspect each of its resources.
+// inspect each of its resources (each carries the lock's metadata). It
+// reads the metadata and the fencing counter in the same script call,
+// except for a key with a '}' but no hash tag (see Metadata), whose
+// Metadata and Fence stay zero.
 func (m *Manager) Inspect(ctx context.Context, resource string) ([]InstanceState, error) {
 	if err := m.begin(ctx, resource); err != nil {
 		return nil, err
@@ -68,7 +95,8 @@ func (m *Manager) Inspect(ctx context.Context, resource string) ([]InstanceState
 // token seen there (the compare-and-delete of Unlock, which also wakes the
 // callers waiting for the lock): a lock taken in between is left alone.
 // The holder of the deleted lock, if it still runs, loses it at its next
-// extension or when its validity ends; it is not told otherwise.
+// extension or when its validity ends; it is not told otherwise. The lock's
+// metadata (see Metadata) is deleted with it.
 //
 // It returns one state per instance, in endpoint order:
 //   - Token "" and Err nil: the instance had no key; nothing to delete.
@@ -102,6 +130,10 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 	defer m.leave()
 	key := m.cfg.KeyPrefix + resource
 	states, _ := m.inspectKey(ctx, key)
+	keys := []string{key}
+	if metaSameSlot(key) {
+		keys = append(keys, metaKey(key)) // release.lua deletes it under the token
+	}
 
 	// The instances hold different tokens: one call each, with its own args.
 	answered := make([]bool, len(states))
@@ -122,7 +154,7 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, err := m.callOne(ctx, i, scriptRelease, []string{key}, []string{st.Token, ReleaseChannel})
+			v, err := m.callOne(ctx, i, scriptRelease, keys, []string{st.Token, ReleaseChannel})
 			vote, cause := classifyRelease(v, err)
 			st.Err = cause
 			answered[i] = vote == voteYes || vote == voteRefused
@@ -152,20 +184,36 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 	return states, e
 }
 
-// inspectKey runs scripts/inspect.lua for key on every instance and waits
+// inspectKey runs scripts/inspect.lua for key (with its metadata key and
+// fencing counter, when they share its slot) on every instance and waits
 // for every answer (or the round's deadline, or ctx).
 func (m *Manager) inspectKey(ctx context.Context, key string) ([]InstanceState, *outcome) {
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptInspect, []string{key}, nil)
+	keys := []string{key}
+	if metaSameSlot(key) {
+		// counterKey(key) shares metaKey(key)'s hash tag.
+		keys = append(keys, metaKey(key), counterKey(key))
+	}
+	rtt := make([]time.Duration, len(m.inst))
+	r := m.fanoutTimed(ctx, m.cfg.NodeTimeout, scriptInspect, keys, rtt)
 	o := m.collect(ctx, r, 0, true, classifyState)
 	states := make([]InstanceState, len(m.inst))
 	for i, in := range m.inst {
 		st := InstanceState{Endpoint: in.name}
+		if o.got[i] { // rtt[i] was written before the reply was sent
+			st.RTT = rtt[i]
+		}
 		switch o.votes[i] {
-		case voteYes: // classifyState checked the shape
+		case voteYes, voteRefused: // classifyState checked the shape
 			a := o.vals[i].([]any)
-			st.Token = a[0].(string)
-			st.TTL = time.Duration(a[1].(int64)) * time.Millisecond
-		case voteRefused: // no key
+			if o.votes[i] == voteYes {
+				st.Token = a[0].(string)
+				st.TTL = time.Duration(a[1].(int64)) * time.Millisecond
+			}
+			if len(a) == 4 {
+				st.Metadata, _ = a[2].(string)
+				c, _ := a[3].(string)
+				st.Fence, _ = strconv.ParseUint(c, 10, 64)
+			}
 		default:
 			st.Err = o.errs[i]
 		}
@@ -174,19 +222,27 @@ func (m *Manager) inspectKey(ctx context.Context, key string) ([]InstanceState, 
 	return states, o
 }
 
-// classifyState reads an inspect.lua reply {token, pttl}: yes when a token
-// holds the key, refused when the key is missing.
+// classifyState reads an inspect.lua reply {token, pttl} or {token, pttl,
+// metadata, counter}: yes when a token holds the key, refused when the key
+// is missing.
 func classifyState(v any, err error) (vote, error) {
 	if err != nil {
 		return voteFailed, err
 	}
 	a, ok := v.([]any)
-	if !ok || len(a) != 2 {
+	if !ok || (len(a) != 2 && len(a) != 4) {
 		return voteFailed, errBadReply
 	}
 	tok, ok := a[0].(string)
 	if _, isInt := a[1].(int64); !ok || !isInt {
 		return voteFailed, errBadReply
+	}
+	if len(a) == 4 {
+		_, ok1 := a[2].(string)
+		_, ok2 := a[3].(string)
+		if !ok1 || !ok2 {
+			return voteFailed, errBadReply
+		}
 	}
 	if tok == "" {
 		return voteRefused, errKeyMissing

@@ -6,12 +6,23 @@ import (
 )
 
 // keyset is what one lock covers: one or several resources, their Redis
-// keys and, for a fenced lock, their fencing counters.
+// keys and, for a fenced lock, their fencing counters; for a lock with
+// metadata, the metadata and its keys.
 type keyset struct {
 	resources []string
 	keys      []string // KeyPrefix + resource, verbatim
 	counters  []string // fencing counters; nil unless fenced
 	nArg      string   // len(keys) as a script argument
+
+	meta *keyMeta // the lock's metadata; nil without (no extra key, no extra argument)
+}
+
+// keyMeta is the metadata of a lock (see Metadata), stored beside each
+// lock key in the key metaKey names.
+type keyMeta struct {
+	metadata string
+	keys     []string // metadata keys, one per lock key
+	km       []string // the lock keys followed by keys: what the scripts that keep the metadata get
 }
 
 func (m *Manager) newKeyset(resources []string, fenced bool) keyset {
@@ -29,8 +40,62 @@ func (m *Manager) newKeyset(resources []string, fenced bool) keyset {
 	return ks
 }
 
+// setMetadata gives ks the metadata md, stored beside each lock key; ""
+// means none. It returns ErrInvalid for a key whose metadata key would lie
+// in another Redis Cluster slot (see metaKey).
+func (ks *keyset) setMetadata(md string) error {
+	if md == "" {
+		return nil
+	}
+	metas := make([]string, len(ks.keys))
+	for i, k := range ks.keys {
+		if !metaSameSlot(k) {
+			return invalidf("key %s cannot carry metadata: its metadata key %s would be in another Redis Cluster slot (a key with a '}' needs a hash tag, e.g. {job}:1)",
+				quoteResource(k), quoteResource(metaKey(k)))
+		}
+		metas[i] = metaKey(k)
+	}
+	ks.meta = &keyMeta{metadata: md, keys: metas, km: append(append(make([]string, 0, 2*len(ks.keys)), ks.keys...), metas...)}
+	return nil
+}
+
+// hasMeta reports whether the lock has metadata.
+func (ks *keyset) hasMeta() bool { return ks.meta != nil }
+
+// metadata returns the lock's metadata, "" when none.
+func (ks *keyset) metadata() string {
+	if ks.meta == nil {
+		return ""
+	}
+	return ks.meta.metadata
+}
+
+// km returns the keys of the scripts that keep the metadata: the lock keys,
+// then (with metadata) the metadata keys.
+func (ks *keyset) km() []string {
+	if ks.meta == nil {
+		return ks.keys
+	}
+	return ks.meta.km
+}
+
 // single reports whether the lock takes the one-key scripts (the fast path).
 func (ks *keyset) single() bool { return len(ks.keys) == 1 && ks.counters == nil }
+
+// batched reports whether the lock's auto-extension goes to the Manager's
+// batched extender (extend_batch.lua, one key per lock); the others have a
+// timer of their own (Lock.autoExtend).
+func (ks *keyset) batched() bool { return len(ks.keys) == 1 && ks.meta == nil }
+
+// acquireKeys returns the keys of acquire_many.lua: the lock keys, the
+// counters (when fenced), the metadata keys (when there is metadata).
+func (ks *keyset) acquireKeys() []string {
+	if ks.meta == nil {
+		return ks.withCounters()
+	}
+	out := make([]string, 0, len(ks.keys)+len(ks.counters)+len(ks.meta.keys))
+	return append(append(append(out, ks.keys...), ks.counters...), ks.meta.keys...)
+}
 
 // withCounters returns the lock keys followed by the counters.
 func (ks *keyset) withCounters() []string {
@@ -60,6 +125,33 @@ const counterSuffix = ":redlock-fence"
 
 // isCounterKey reports whether key has the shape of a fencing counter.
 func isCounterKey(key string) bool { return strings.HasSuffix(key, counterSuffix) }
+
+// metaKey names the metadata key of a lock key (see Metadata), the way
+// counterKey names its fencing counter: "{user}:1" → "{user}:1:redlock-meta",
+// "jobs" → "{jobs}:redlock-meta". It expires with the lock key.
+//
+// No lock key may end with metaSuffix (Manager.checkResource refuses such
+// resources), so no resource name can address a metadata key.
+func metaKey(key string) string {
+	if hashTag(key) != "" {
+		return key + metaSuffix
+	}
+	return "{" + key + "}" + metaSuffix
+}
+
+// metaSuffix ends every metadata key.
+const metaSuffix = ":redlock-meta"
+
+// isMetaKey reports whether key has the shape of a metadata key.
+func isMetaKey(key string) bool { return strings.HasSuffix(key, metaSuffix) }
+
+// metaSameSlot reports whether metaKey(key) is in key's Redis Cluster slot,
+// as a script that reads both needs. It is, unless key has no hash tag and
+// contains a '}' (such as "a}b", or "x{}y" whose tag is empty): then no
+// name can share its slot and end with the suffix.
+func metaSameSlot(key string) bool {
+	return hashTag(key) != "" || hashTag(metaKey(key)) == key
+}
 
 // hashTag returns the Redis Cluster hash tag of key: the text between the
 // first '{' and the first '}' after it, when that text is not empty.
@@ -101,9 +193,10 @@ func keySlot(key string) int {
 type clustered interface{ IsCluster() bool }
 
 // checkSlots returns ErrInvalid when some instance is a Redis Cluster and
-// the keys (with counters) of ks fall in more than one slot.
+// the keys (with counters and metadata keys) of ks fall in more than one
+// slot.
 func (m *Manager) checkSlots(ks *keyset) error {
-	all := ks.withCounters()
+	all := ks.acquireKeys()
 	if len(all) < 2 {
 		return nil
 	}

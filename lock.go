@@ -29,7 +29,7 @@ type Lock struct {
 	gone     bool          // the lock is lost (lost, if made, is closed)
 	lost     chan struct{} // made on first use (Lost, onLoss); closed once lost
 	expiry   *time.Timer   // loses the lock at until; nil until watched (auto-extended locks: at once)
-	refresh  *time.Timer   // auto-extension of a multi-key lock
+	refresh  *time.Timer   // auto-extension of a lock the extender does not batch (ks.batched)
 	due      time.Time     // next batched auto-extension (guarded by m.ext.mu)
 	onLost   []func()
 }
@@ -45,7 +45,7 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 		// ends the lock when extensions fail until the deadline.
 		l.mu.Lock()
 		l.watchLocked()
-		if len(l.ks.keys) > 1 {
+		if !l.ks.batched() {
 			l.refresh = time.AfterFunc(l.nextExtension().Sub(m.now()), l.autoExtend)
 		}
 		l.mu.Unlock()
@@ -66,7 +66,7 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 	for _, x := range expired {
 		x.lose(reasonExpired)
 	}
-	if l.auto && len(l.ks.keys) == 1 {
+	if l.auto && l.ks.batched() {
 		l.mu.Lock()
 		next := l.nextExtension()
 		l.mu.Unlock()
@@ -98,6 +98,10 @@ func (l *Lock) Resources() []string { return append([]string(nil), l.ks.resource
 // instances with appendonly yes and appendfsync always. Counters are exact
 // below 2^53.
 func (l *Lock) Fence() uint64 { return l.fence }
+
+// Metadata returns the metadata stored beside the lock (see the Metadata
+// option; for a handle from Manager.Attach, what it read), "" when none.
+func (l *Lock) Metadata() string { return l.ks.metadata() }
 
 // Token returns the random value that proves ownership of the lock. Another
 // process can use it with Manager.Attach.
@@ -413,7 +417,15 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 		script = scriptExtendReset
 	}
 	timeout := min(m.cfg.NodeTimeout, ttl)
-	r := m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.keys, []string{l.token, fmtMillis(ttl)})
+	var r *round
+	switch {
+	case !l.ks.hasMeta():
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.keys, []string{l.token, fmtMillis(ttl)})
+	case len(l.ks.keys) == 1:
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km(), []string{l.token, fmtMillis(ttl)})
+	default:
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km(), []string{l.token, fmtMillis(ttl), l.ks.nArg})
+	}
 	l.tail = r
 	l.mu.Unlock()
 	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
@@ -497,6 +509,10 @@ func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
 	now := m.now()
 	left := (ttl - now.Sub(start)).Truncate(time.Millisecond)
 	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond {
+		return
+	}
+	if l.ks.hasMeta() {
+		l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km(), []string{l.token, fmtMillis(left), l.ks.metadata()})
 		return
 	}
 	l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.keys, []string{l.token, fmtMillis(left)})
@@ -586,7 +602,12 @@ func (l *Lock) unlock(ctx context.Context) error {
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it
 	// reaches the key.
-	r := m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.keys, []string{l.token, ReleaseChannel})
+	var r *round
+	if l.ks.hasMeta() && len(l.ks.keys) > 1 && release == scriptReleaseMany {
+		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg})
+	} else {
+		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel})
+	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
 		m.waits.wake(k) // local waiters need no message

@@ -216,6 +216,8 @@ type lockOptions struct {
 	token    string
 	tokenSet bool
 	fenced   bool
+	metadata string
+	metaSet  bool
 }
 
 // TTL gives the lock a fixed lease of d, with no auto-extension
@@ -249,6 +251,37 @@ func Token(token string) LockOption {
 // trip per acquisition. Config.Fencing turns it on for every lock.
 func Fenced() LockOption {
 	return func(o *lockOptions) { o.fenced = true }
+}
+
+// MaxMetadataLen is the largest metadata a lock may carry (see Metadata).
+const MaxMetadataLen = 4096
+
+// Metadata stores s beside the lock: who holds it, for Manager.Inspect
+// (InstanceState.Metadata), Manager.Attach and Lock.Metadata, e.g. the
+// holder's host, process and start time (the redlock command stores such a
+// JSON object). It lives on the lock's instances in a key of its own, next
+// to the lock key in its Redis Cluster slot ("{KEY}:redlock-meta" for the
+// key KEY = KeyPrefix + resource, or KEY + ":redlock-meta" when KEY has a
+// hash tag), with the lock
+// key's TTL: extended with the lock (never shortened), restored with it by
+// a top-up, deleted by Unlock, by a failed attempt's clean-up and by
+// ForceRelease. The lock key itself still holds only the token, so other
+// Redlock clients (aioredlock, redsync, node-redlock) still exclude and
+// are excluded by the lock. A re-lock with the same token (the Token
+// option) replaces the metadata where it refreshes the key; one without
+// Metadata leaves the metadata alone (it then expires on its own).
+//
+// s may hold any bytes, at most MaxMetadataLen of them (else the call
+// fails with ErrInvalid); "" means no metadata, which costs nothing: no
+// extra key and no extra work per call. With metadata an acquisition,
+// extension and release each do a little more on each instance, and an
+// auto-extended lock is extended by a timer of its own rather than in the
+// Manager's batches. LockMany stores s beside each of its keys. The key's
+// name (see above) must be in the lock key's slot: a key with a '}' but no
+// hash tag, such as "a}b", cannot carry metadata (ErrInvalid). Anyone who
+// can read the instances can read it: keep secrets out.
+func Metadata(s string) LockOption {
+	return func(o *lockOptions) { o.metadata, o.metaSet = s, true }
 }
 
 // request is a validated lock request.
@@ -301,12 +334,21 @@ func (m *Manager) newRequestMany(resources []string, opts []LockOption) (request
 	} else {
 		r.token, r.own = newToken(), true
 	}
+	if o.metaSet {
+		if len(o.metadata) > MaxMetadataLen {
+			return request{}, invalidf("metadata is %d bytes, over %d", len(o.metadata), MaxMetadataLen)
+		}
+		if err := r.ks.setMetadata(o.metadata); err != nil {
+			return request{}, err
+		}
+	}
 	return r, nil
 }
 
 // checkResource checks a resource name: not empty, not too long, and not
 // one whose key (KeyPrefix + resource) has the shape of a fencing counter
-// (see counterKey), which a lock must never be able to address.
+// (see counterKey) or of a metadata key (see metaKey), which a lock must
+// never be able to address.
 func (m *Manager) checkResource(resource string) error {
 	if resource == "" {
 		return invalidf("empty resource")
@@ -316,6 +358,9 @@ func (m *Manager) checkResource(resource string) error {
 	}
 	if isCounterKey(m.cfg.KeyPrefix + resource) {
 		return invalidf("resource %s: keys ending in %q are reserved for fencing counters", quoteResource(resource), counterSuffix)
+	}
+	if isMetaKey(m.cfg.KeyPrefix + resource) {
+		return invalidf("resource %s: keys ending in %q are reserved for lock metadata", quoteResource(resource), metaSuffix)
 	}
 	return nil
 }
@@ -483,11 +528,18 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	ttlArg := fmtMillis(req.ttl)
 	var r *round
 	var last predecessor // the last round sent: later calls about the lock follow it
-	if req.ks.single() {
+	switch {
+	case req.ks.single() && !req.ks.hasMeta():
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
-	} else {
+	case req.ks.single():
+		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()})
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
+	case !req.ks.hasMeta():
 		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
+	default:
+		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
 	last = r
@@ -765,7 +817,12 @@ func (m *Manager) cleanup(ctx context.Context, r *round, after predecessor, o *o
 	// waiters of other Managers with it would have them retry at once
 	// after their own failed attempts, whose clean-ups would wake others in
 	// turn (with instances down, a storm at round-trip speed).
-	rr := m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.keys, []string{token})
+	var rr *round
+	if ks.hasMeta() && len(ks.keys) > 1 {
+		rr = m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.km(), []string{token, "", ks.nArg})
+	} else {
+		rr = m.fanoutTo(context.Background(), m.cfg.NodeTimeout, only, after, s, ks.km(), []string{token})
+	}
 	// A first attempt (not queued) may have stood in the way of this
 	// Manager's waiters on the keys: when its releases deleted a key, wake
 	// them (as Unlock does), since the release message may not reach them
@@ -948,7 +1005,7 @@ func classifyInspect(v any, err error) (vote, error) {
 		return voteFailed, err
 	}
 	a, ok := v.([]any)
-	if !ok || len(a) != 2 {
+	if !ok || len(a) < 2 {
 		return voteFailed, errBadReply
 	}
 	if tok, _ := a[0].(string); tok != "" {
@@ -964,6 +1021,11 @@ func classifyInspect(v any, err error) (vote, error) {
 // remaining TTL among that quorum, less the drift allowance; it is not
 // extended automatically, and Extend(ctx, 0) extends it by
 // Config.DefaultTTL. The Manager then owns the handle: Close releases it.
+//
+// Attach reads the lock's metadata too (see Metadata): the handle's
+// Metadata is the one stored under token on the most instances of that
+// quorum, and its Extend and Unlock then keep and delete it as the
+// original handle's do.
 func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, error) {
 	req, err := m.newRequest(resource, []LockOption{Token(token)})
 	if err != nil {
@@ -978,21 +1040,70 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 	}
 	req.auto = false
 	start := m.now()
-	ttl, o, err := m.remaining(ctx, "attach", req.resource, &req.ks, req.token)
+	keys := req.ks.keys
+	if k := keys[0]; metaSameSlot(k) {
+		keys = []string{k, metaKey(k)} // pttl.lua reads the metadata too
+	}
+	ttl, o, err := m.remainingKeys(ctx, "attach", req.resource, &req.ks, keys, req.token)
 	if err != nil {
 		return nil, err
 	}
-	_ = o
+	if md := metadataOf(o); md != "" {
+		_ = req.ks.setMetadata(md) // the key's slot was checked above
+	}
 	if m.cfg.validity(ttl, m.now().Sub(start)) <= 0 {
 		return nil, &QuorumError{Op: "attach", Resource: resource, Votes: 0, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 	}
 	return m.newLock(req, start.Add(ttl-m.cfg.drift(ttl)), nil), nil
 }
 
+// metadataOf returns the metadata that the most yes votes of o (pttl.lua
+// replies with the metadata key) carry, ties going to the first in
+// endpoint order; "" when none carries any.
+func metadataOf(o *outcome) string {
+	best, bestN := "", 0
+	for i, v := range o.vals {
+		if o.votes[i] != voteYes {
+			continue
+		}
+		md := pairString(v)
+		if md == "" {
+			continue
+		}
+		n := 0
+		for j, w := range o.vals {
+			if o.votes[j] == voteYes && pairString(w) == md {
+				n++
+			}
+		}
+		if n > bestN {
+			best, bestN = md, n
+		}
+	}
+	return best
+}
+
+// pairString reads the second element of a {code, string} reply, "" when
+// there is none.
+func pairString(v any) string {
+	if a, ok := v.([]any); ok && len(a) == 2 {
+		s, _ := a[1].(string)
+		return s
+	}
+	return ""
+}
+
 // remaining asks every instance for the PTTL of key under token and returns
 // the smallest among the quorum that holds it.
 func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset, token string) (time.Duration, *outcome, error) {
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, ks.pttlScript(), ks.keys, []string{token})
+	return m.remainingKeys(ctx, op, resource, ks, ks.keys, token)
+}
+
+// remainingKeys is remaining with the script's keys given: ks.keys, or a
+// single lock key and its metadata key (pttl.lua then replies {code,
+// metadata}, which the outcome's vals keep).
+func (m *Manager) remainingKeys(ctx context.Context, op, resource string, ks *keyset, keys []string, token string) (time.Duration, *outcome, error) {
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, ks.pttlScript(), keys, []string{token})
 	o := m.collect(ctx, r, m.quorum, false, classifyPTTL)
 	if o.yes < m.quorum {
 		return 0, o, m.quorumError(op, resource, o, 1, true)
@@ -1002,11 +1113,19 @@ func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset
 		if o.votes[i] != voteYes {
 			continue
 		}
-		if n, _ := toInt(v); least < 0 || n < least {
+		if n, _ := pttlCode(v); least < 0 || n < least {
 			least = n
 		}
 	}
 	return time.Duration(least) * time.Millisecond, o, nil
+}
+
+// pttlCode reads a pttl.lua reply: the code alone, or {code, metadata}.
+func pttlCode(v any) (int64, bool) {
+	if n, ok := toInt(v); ok {
+		return n, true
+	}
+	return pairCode(v)
 }
 
 var errNoTTL = errors.New("lock key has no TTL")
@@ -1015,7 +1134,7 @@ func classifyPTTL(v any, err error) (vote, error) {
 	if err != nil {
 		return voteFailed, err
 	}
-	n, ok := toInt(v)
+	n, ok := pttlCode(v)
 	switch {
 	case !ok:
 		return voteFailed, errBadReply

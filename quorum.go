@@ -53,6 +53,8 @@ type round struct {
 	argsArr [3]string
 	jobs    []job
 	jobsArr [smallN]job
+
+	rtt []time.Duration // when not nil, run records each call's duration here (see fanoutTimed)
 }
 
 // predecessor is an earlier call to the instances about the same lock
@@ -165,11 +167,25 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 	return m.fanoutTo(ctx, timeout, only, nil, s, keys, args)
 }
 
+// fanoutTimed is fanout to every instance that records in rtt[i] how long
+// the call to instance i took, before its reply is sent on the round's
+// channel: read rtt[i] only after receiving that reply (collect's
+// outcome.got[i]).
+func (m *Manager) fanoutTimed(ctx context.Context, timeout time.Duration, s *script, keys []string, rtt []time.Duration) *round {
+	return m.fanoutWith(ctx, timeout, nil, nil, s, keys, nil, rtt)
+}
+
 // fanoutTo is fanout where every call to an instance follows after's call
 // to it (see predecessor and run); after may be nil.
 func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string) *round {
+	return m.fanoutWith(ctx, timeout, only, after, s, keys, args, nil)
+}
+
+// fanoutWith is fanoutTo that records the calls' durations in rtt when it
+// is not nil (see fanoutTimed).
+func (m *Manager) fanoutWith(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, rtt []time.Duration) *round {
 	n := len(m.inst)
-	r := &round{ch: make(chan reply, n), after: after}
+	r := &round{ch: make(chan reply, n), after: after, rtt: rtt}
 	if n <= smallN {
 		r.sent, r.jobs, r.ret, r.waitCh = r.sentArr[:n], r.jobsArr[:n], r.retArr[:n], r.chArr[:n]
 	} else {
@@ -232,7 +248,11 @@ func (r *round) run(m *Manager, i int, s *script, keys []string) {
 	}
 	var v any
 	var err error
-	if wait == nil {
+	if wait == nil && r.rtt != nil {
+		start := time.Now()
+		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
+		r.rtt[i] = time.Since(start)
+	} else if wait == nil {
 		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
 	} else {
 		err = errOutOfOrder

@@ -192,20 +192,23 @@ func (a *aioredlock) unlock(ctx context.Context, resource, id string) error {
 }
 
 func TestAioredlockScripts(t *testing.T) {
-	for _, n := range []int{3, 1} {
-		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+	for _, vt := range variants {
+		n := vt.n
+		t.Run(vt.name(), func(t *testing.T) {
 			servers := startServers(t, n)
+			noMetaLeft(t, servers)
 			m := newManager(t, servers)
 			aio := newAioredlock(t, servers)
 
 			t.Run("ours excludes aioredlock", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:aio:a"
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				id := newUUID()
 				if err := aio.lock(ctx, res, id, lease); !errors.Is(err, errAioAcquiring) {
 					t.Fatalf("aioredlock lock while we hold it = %v, want LockAcquiringError", err)
@@ -233,18 +236,19 @@ func TestAioredlockScripts(t *testing.T) {
 				if err := aio.lock(ctx, res, id, lease); err != nil {
 					t.Fatalf("aioredlock lock: %v", err)
 				}
-				_, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				_, err := m.TryLock(ctx, res, vt.opts()...)
 				requireNotAcquired(t, err, n)
 				requireAll(t, servers, res, id)
 				if err := aio.unlock(ctx, res, id); err != nil {
 					t.Fatalf("aioredlock unlock: %v", err)
 				}
 				waitNone(t, servers, res)
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock after aioredlock unlock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				if err := l.Unlock(ctx); err != nil {
 					t.Fatalf("Unlock: %v", err)
 				}
@@ -260,11 +264,12 @@ func TestAioredlockScripts(t *testing.T) {
 				if err := aio.lock(ctx, res, id, lease); err != nil {
 					t.Fatalf("aioredlock lock: %v", err)
 				}
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease), redlock.Token(id))
+				l, err := m.TryLock(ctx, res, vt.opts(redlock.Token(id))...)
 				if err != nil {
 					t.Fatalf("TryLock with aioredlock's identifier: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				if err := aio.lock(ctx, res, id, lease); err != nil {
 					t.Fatalf("aioredlock re-lock under our lock with the same identifier: %v", err)
 				}
@@ -277,11 +282,12 @@ func TestAioredlockScripts(t *testing.T) {
 			t.Run("our Unlock keeps aioredlock's key", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:aio:c"
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				expire(t, servers, res)
 				id := newUUID()
 				if err := aio.lock(ctx, res, id, lease); err != nil {
@@ -304,11 +310,12 @@ func TestAioredlockScripts(t *testing.T) {
 					t.Fatalf("aioredlock lock: %v", err)
 				}
 				expire(t, servers, res)
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock after aioredlock's key expired: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				if err := aio.unlock(ctx, res, id); !errors.Is(err, errAioAcquiring) {
 					t.Fatalf("aioredlock unlock over our lock = %v, want LockAcquiringError", err)
 				}
@@ -355,7 +362,7 @@ func TestAioredlockScripts(t *testing.T) {
 						aioErr error
 					)
 					wg.Add(2)
-					go func() { defer wg.Done(); ours, ourErr = m.TryLock(ctx, res, redlock.TTL(lease)) }()
+					go func() { defer wg.Done(); ours, ourErr = m.TryLock(ctx, res, vt.opts()...) }()
 					go func() { defer wg.Done(); aioErr = aio.lock(ctx, res, id, lease) }()
 					wg.Wait()
 					if ourErr == nil && aioErr == nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -136,9 +135,11 @@ func requireRefused(t *testing.T, res nodeResult, n int) {
 
 func TestNodeRedlock(t *testing.T) {
 	node, script := installNodeRedlock(t)
-	for _, n := range []int{3, 1} {
-		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+	for _, vt := range variants {
+		n := vt.n
+		t.Run(vt.name(), func(t *testing.T) {
 			servers := startServers(t, n)
+			noMetaLeft(t, servers)
 			m := newManager(t, servers)
 			nr := &nodeRedlock{node: node, script: script}
 			for _, s := range servers {
@@ -152,11 +153,12 @@ func TestNodeRedlock(t *testing.T) {
 			t.Run("ours excludes node-redlock", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:node:a"
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				requireRefused(t, nr.run(t, "acquire", res, strconv.FormatInt(lease.Milliseconds(), 10)), n)
 				// Its clean-up of the failed attempt left ours alone.
 				requireAll(t, servers, res, l.Token())
@@ -177,18 +179,19 @@ func TestNodeRedlock(t *testing.T) {
 				const res = "interop:node:b"
 				v := nr.acquire(t, res)
 				requireAll(t, servers, res, v)
-				_, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				_, err := m.TryLock(ctx, res, vt.opts()...)
 				requireNotAcquired(t, err, n)
 				requireAll(t, servers, res, v)
 				if r := nr.run(t, "release", res, v); !r.OK {
 					t.Fatalf("node-redlock release = %+v, want ok", r)
 				}
 				waitNone(t, servers, res)
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock after node-redlock release: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				if err := l.Unlock(ctx); err != nil {
 					t.Fatalf("Unlock: %v", err)
 				}
@@ -198,11 +201,12 @@ func TestNodeRedlock(t *testing.T) {
 			t.Run("our Unlock keeps node-redlock's key", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:node:c"
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				expire(t, servers, res)
 				v := nr.acquire(t, res)
 				if err := l.Unlock(ctx); !errors.Is(err, redlock.ErrNotHeld) {
@@ -219,11 +223,12 @@ func TestNodeRedlock(t *testing.T) {
 				const res = "interop:node:d"
 				v := nr.acquire(t, res)
 				expire(t, servers, res)
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock after node-redlock's key expired: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				requireRefused(t, nr.run(t, "release", res, v), n)
 				requireAll(t, servers, res, l.Token())
 				if err := l.Unlock(ctx); err != nil {

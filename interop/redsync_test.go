@@ -74,20 +74,23 @@ func requireNotAcquired(t *testing.T, err error, n int) {
 }
 
 func TestRedsync(t *testing.T) {
-	for _, n := range []int{3, 1} {
-		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+	for _, vt := range variants {
+		n := vt.n
+		t.Run(vt.name(), func(t *testing.T) {
 			servers := startServers(t, n)
+			noMetaLeft(t, servers)
 			m := newManager(t, servers)
 			rs := newRedsync(t, servers)
 
 			t.Run("ours excludes redsync", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:redsync:a"
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 
 				mu := newMutex(rs, res)
 				requireTaken(t, mu.TryLockContext(ctx), n)
@@ -118,7 +121,7 @@ func TestRedsync(t *testing.T) {
 				}
 				requireAll(t, servers, res, mu.Value())
 
-				_, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				_, err := m.TryLock(ctx, res, vt.opts()...)
 				requireNotAcquired(t, err, n)
 				// Our failed attempt cleaned up with our token only.
 				requireAll(t, servers, res, mu.Value())
@@ -130,11 +133,12 @@ func TestRedsync(t *testing.T) {
 					t.Fatalf("redsync Unlock = %v, %v; want true, nil", ok, err)
 				}
 				waitNone(t, servers, res)
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock after redsync Unlock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				if err := l.Unlock(ctx); err != nil {
 					t.Fatalf("Unlock: %v", err)
 				}
@@ -144,11 +148,12 @@ func TestRedsync(t *testing.T) {
 			t.Run("our Unlock keeps redsync's key", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:redsync:c"
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				expire(t, servers, res) // our lease runs out
 				mu := newMutex(rs, res)
 				if err := mu.TryLockContext(ctx); err != nil {
@@ -174,11 +179,12 @@ func TestRedsync(t *testing.T) {
 					t.Fatalf("redsync TryLock: %v", err)
 				}
 				expire(t, servers, res) // redsync's lease runs out
-				l, err := m.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := m.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock after redsync's key expired: %v", err)
 				}
 				waitAll(t, servers, res, l.Token())
+				vt.requireMeta(t, servers, res, l)
 				if ok, err := mu.ExtendContext(ctx); ok {
 					t.Fatalf("redsync Extend over our lock = true (%v), want false", err)
 				}
@@ -211,7 +217,7 @@ func TestRedsync(t *testing.T) {
 						rsErr  error
 					)
 					wg.Add(2)
-					go func() { defer wg.Done(); ours, ourErr = m.TryLock(ctx, res, redlock.TTL(lease)) }()
+					go func() { defer wg.Done(); ours, ourErr = m.TryLock(ctx, res, vt.opts()...) }()
 					go func() { defer wg.Done(); rsErr = mu.TryLockContext(ctx) }()
 					wg.Wait()
 					if ourErr == nil && rsErr == nil {
@@ -256,7 +262,7 @@ func TestRedsync(t *testing.T) {
 						t.Errorf("Close: %v", err)
 					}
 				}()
-				l, err := pm.TryLock(ctx, res, redlock.TTL(lease))
+				l, err := pm.TryLock(ctx, res, vt.opts()...)
 				if err != nil {
 					t.Fatalf("TryLock: %v", err)
 				}

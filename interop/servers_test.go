@@ -289,13 +289,14 @@ func waitNone(t *testing.T, servers []*server, key string) {
 	}
 }
 
-// expire deletes key on every server: what the key's TTL running out does,
+// expire deletes key on every server, with our metadata key beside it
+// (which has the lock key's TTL): what the key's TTL running out does,
 // without waiting for it.
 func expire(t *testing.T, servers []*server, key string) {
 	t.Helper()
 	for _, s := range servers {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		err := s.rdb.Del(ctx, key).Err()
+		err := s.rdb.Del(ctx, key, metaKey(key)).Err()
 		cancel()
 		if err != nil {
 			t.Fatalf("interop: DEL %q on %s: %v", key, s.addr, err)

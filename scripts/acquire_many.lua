@@ -2,7 +2,10 @@
 -- fencing counters (round 1 of a fenced or multi-resource acquisition).
 -- KEYS[1..n]    = the lock keys
 -- KEYS[n+1..2n] = their fencing counters (optional: present only when fenced)
+-- then, last, n metadata keys (optional: present exactly when ARGV[4] is)
 -- ARGV[1] = token, ARGV[2] = TTL in milliseconds, ARGV[3] = n
+-- ARGV[4] = the metadata (optional): set beside each lock key, with its
+--           TTL, as acquire.lua does (a refresh replaces it)
 -- Returns {1, maxCounter} when every key was free and now holds the token
 -- for the TTL; {2, maxCounter} when every key now holds the token and some
 -- already did before (those are refreshed, never shortened: another handle
@@ -11,6 +14,11 @@
 -- as a decimal string ('0' when none exists or the lock is not fenced).
 local n = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[2])
+local md = ARGV[4]
+local last = #KEYS -- the last counter
+if md then
+  last = #KEYS - n
+end
 local ours = false
 for i = 1, n do
   local v = redis.call('GET', KEYS[i])
@@ -27,9 +35,15 @@ for i = 1, n do
       redis.call('PEXPIRE', KEYS[i], ARGV[2])
     end
   end
+  if md then
+    local p = redis.call('PTTL', KEYS[i])
+    if p > 0 then
+      redis.call('SET', KEYS[last + i], #ARGV[1] .. ':' .. ARGV[1] .. '\n' .. md, 'PX', p)
+    end
+  end
 end
 local best, bestnum = '0', 0
-for i = n + 1, #KEYS do
+for i = n + 1, last do
   local c = redis.call('GET', KEYS[i])
   if c and tonumber(c) > bestnum then
     best, bestnum = c, tonumber(c)

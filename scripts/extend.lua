@@ -3,6 +3,9 @@
 -- out of order, or through another handle of the same token, can only
 -- lengthen it) and never re-creates a missing key (see topup.lua).
 -- KEYS[1] = the lock key
+-- KEYS[2] = its metadata key (optional: only for a lock with metadata); it
+--           gets at least the lock key's new TTL when it holds our token
+--           (see acquire.lua), and is never re-created here
 -- ARGV[1] = token, ARGV[2] = TTL in milliseconds
 -- Returns 1 when the key holds the token (its TTL is now at least the TTL),
 -- 0 when the key is missing, -1 when another token holds it.
@@ -10,6 +13,16 @@ local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  if KEYS[2] then
+    local m = redis.pcall('GET', KEYS[2])
+    local pre = #ARGV[1] .. ':' .. ARGV[1] .. '\n'
+    if type(m) == 'string' and string.sub(m, 1, #pre) == pre then
+      local p = redis.call('PTTL', KEYS[1])
+      if p > 0 and redis.call('PTTL', KEYS[2]) < p then
+        redis.call('PEXPIRE', KEYS[2], p)
+      end
+    end
   end
   return 1
 end

@@ -182,7 +182,7 @@ func (d *described) Unwrap() error { return d.err }
 // (a signal), nothing more is sent.
 func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine bool) (*redlock.Lock, error) {
 	// A fixed lease: supervise extends it (see killMargin).
-	opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl)}
+	opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl), redlock.Metadata(r.metadata)}
 	h := newHealth(time.Now(), r.o.unavailableTimeout)
 	clear := ""
 	if clearLine {

@@ -144,6 +144,13 @@ Lock:
                         margin, else exit 2 (default: a third of --ttl)
   --no-wait-group       release the lock as soon as COMMAND exits, instead
                         of once its whole process group has (below)
+  --metadata S          who holds the lock, stored beside it (redlock.Metadata,
+                        at most 4096 bytes) for "redlock status"; '' stores
+                        none. Default: the JSON {"host": HOSTNAME, "pid":
+                        redlock's PID, "command": COMMAND's name (never its
+                        arguments: anyone who can read the instances can read
+                        this), "started": when this redlock run started,
+                        RFC 3339 UTC}
 
 ` + connHelp + `
 The command:
@@ -185,6 +192,15 @@ Fences keep increasing only while the instances keep their data
 (appendonly yes, appendfsync always; a restart without persistence,
 FLUSHALL or eviction resets a counter).
 
+Metadata: the holder's description lives in "{KEY}:redlock-meta" ("KEY:
+redlock-meta" with a {hash tag}) on the same instances, with the lock's
+TTL; it is extended and released with the lock. A KEY with a '}' but no
+hash tag cannot carry it: run then stores none, and --metadata is a usage
+error.
+
+With -v, run prints how long the acquisition took and after how many
+attempts, and each renewal (its TTL, time and votes).
+
 While waiting on a terminal, one status line on stderr shows who holds the
 lock (short token) and how long redlock has waited; -q silences it, and the
 "held by someone else" message that -n prints on a terminal. Off a terminal
@@ -204,7 +220,10 @@ Examples:
 const statusHelp = `Usage: redlock status [flags] RESOURCE...
 
 For each resource and each instance: the token in the lock's key (the first
-8 characters), its remaining TTL, and the verdict of the quorum:
+8 characters), its remaining TTL and the instance's round-trip time; the
+holder, as "redlock run" describes it (host, pid, command, start time and
+age) or its raw metadata (redlock.Metadata), with its fencing token; and
+the verdict of the quorum:
   held         one token holds the key on a quorum: the lock is held
   free         too few instances have the key for anyone to hold the lock
   contended    the key is on a quorum of instances, but no token is known to
@@ -235,10 +254,17 @@ JSON (fields may be added, never renamed or removed):
      "votes": 3,              // instances holding the holder's token
      "ttl_ms": 9120,          // smallest TTL of the holder's keys (Lock.TTL);
                               // 0 without a holder, -1 for no expiry
+     "metadata": "...",       // the holder's metadata, "" if none
+     "holder_info": {"host": "web-3", "pid": 4242, "command": "make",
+                     "started": "2026-11-27T03:00:00.123Z",
+                     "age_ms": 61000},  // when metadata is run's JSON; else null
+     "fence": 17,             // the holder's fencing counter, 0 if none
      "instances": [{"endpoint": "redis://127.0.0.1:6379",
                     "state": "held|free|error", "token": "TOKEN",
-                    "token_base64": "B64", "ttl_ms": 9120, "error": ""}]}]}
-  Endpoints never contain passwords.
+                     "token_base64": "B64", "ttl_ms": 9120, "error": "", "metadata": "...",
+                     "fence": 17, "rtt_us": 412}]}]}
+  Endpoints never contain passwords. age_ms compares the holder's clock
+  (started) with this host's.
 
 Exit codes: 0 when every verdict is held, free or contended; 78 when one
 is rejected; else 69 when one is unavailable; 2 for a usage error.

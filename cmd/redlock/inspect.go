@@ -29,6 +29,8 @@ type summary struct {
 	Absent   int           // instances without it
 	Failed   int           // instances that did not answer usably (Rejected among them)
 	Rejected int           // instances that answered with an error that no retry fixes
+	Metadata string        // the holder's metadata (redlock.Metadata): the most common among its instances
+	Fence    uint64        // the largest fencing counter among the holder's instances
 	N        int
 	Quorum   int
 	topToken string // the most common token, for the waiting line
@@ -65,9 +67,18 @@ func summarize(states []redlock.InstanceState, quorum int) summary {
 	case s.Votes >= quorum:
 		s.Verdict, s.Locked, s.Holder = verdictHeld, true, s.topToken
 		s.TTL = -1
+		mds := map[string]int{}
 		for _, st := range states {
 			if st.Err == nil && st.Token == s.Holder && st.TTL >= 0 && (s.TTL < 0 || st.TTL < s.TTL) {
 				s.TTL = st.TTL
+			}
+			if st.Err == nil && st.Token == s.Holder {
+				s.Fence = max(s.Fence, st.Fence)
+				if st.Metadata != "" {
+					if mds[st.Metadata]++; mds[st.Metadata] > mds[s.Metadata] {
+						s.Metadata = st.Metadata
+					}
+				}
 			}
 		}
 	case s.Present >= quorum:

@@ -62,7 +62,8 @@ type runOpts struct {
 	conflict  int
 	killGrace time.Duration
 	quiet     bool
-	noWait    bool // --no-wait-group
+	noWait    bool   // --no-wait-group
+	metadata  string // --metadata; when not given, runMetadata
 
 	unavailableTimeout time.Duration
 }
@@ -82,6 +83,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	o.unavailableTimeout = defaultUnavailableTimeout
 	fs.Var(seconds{&o.unavailableTimeout}, "unavailable-timeout", "")
 	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
+	fs.StringVar(&o.metadata, "metadata", "", "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	return fs, o
@@ -91,6 +93,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 // command as it is (so that a terminal stays a terminal); errw serialises
 // redlock's own writes to it.
 func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr, errw io.Writer) int {
+	started := time.Now()
 	// Never die of a write: with stderr on a closed pipe, a report would
 	// otherwise kill redlock (SIGPIPE) and leave the command running
 	// without the lock. The signal is dropped (the channel holds one and is
@@ -126,6 +129,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("--kill-grace %v is negative", o.killGrace)
 	case o.unavailableTimeout < 0:
 		err = usagef("--unavailable-timeout %v is negative", o.unavailableTimeout)
+	case len(o.metadata) > redlock.MaxMetadataLen:
+		err = usagef("--metadata is %d bytes, over %d", len(o.metadata), redlock.MaxMetadataLen)
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
@@ -137,6 +142,9 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
+	}
+	if o.conn.verbose {
+		cfg.Observer = &verboseObserver{w: errw, res: res}
 	}
 	m, err := o.conn.newManager(cfg, warnTo(errw, !o.quiet))
 	if err != nil {
@@ -174,9 +182,13 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 	signal.Notify(sigc, forwardSignals...)
 	defer signal.Stop(sigc)
 
+	md := o.metadata
+	if !flagSet(fset, "metadata") && canCarryMetadata(cfg.KeyPrefix+res) {
+		md = runMetadata(argv[0], started)
+	}
 	r := &runner{
 		m: m, cfg: cfg, o: o, res: res, sigc: sigc, errw: errw,
-		waitSet: waitSet, retrySet: retrySet,
+		waitSet: waitSet, retrySet: retrySet, metadata: md,
 		// Reports while run waits and while the command runs: a stuck
 		// stderr must hold up neither.
 		say: newReporter(errw),
@@ -200,6 +212,7 @@ type runner struct {
 	say      *reporter // reports made while waiting or supervising; final words go to errw
 	waitSet  bool
 	retrySet bool
+	metadata string // who holds the lock (redlock.Metadata)
 }
 
 type acquired struct {

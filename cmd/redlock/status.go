@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 )
 
 // statusJSON is the documented shape of "status --json". Fields are only
@@ -38,6 +39,16 @@ type resourceStatus struct {
 	// Lock.TTL reports it; 0 without a holder, -1 for keys without expiry.
 	TTLMillis int64            `json:"ttl_ms"`
 	Instances []instanceStatus `json:"instances"`
+	// Metadata is the holder's metadata (redlock.Metadata), "" when none
+	// or without a holder.
+	Metadata string `json:"metadata"`
+	// HolderInfo is the holder as "redlock run" describes it (host, pid,
+	// command, started, age_ms), when Metadata is that JSON; else null.
+	HolderInfo *holderJSON `json:"holder_info"`
+	// Fence is the largest fencing counter among the holder's instances:
+	// the holder's fencing token when it took the lock fenced (run does);
+	// 0 without a holder.
+	Fence uint64 `json:"fence"`
 }
 
 type instanceStatus struct {
@@ -53,6 +64,13 @@ type instanceStatus struct {
 	TTLMillis int64 `json:"ttl_ms"`
 	// Error is the instance's error, "" unless State is error.
 	Error string `json:"error"`
+	// Metadata is the metadata stored beside the key under Token.
+	Metadata string `json:"metadata"`
+	// Fence is the instance's fencing counter for the resource (0: none).
+	Fence uint64 `json:"fence"`
+	// RTTMicros is the instance's round-trip time for the inspection, in
+	// microseconds; 0 when it did not answer in time.
+	RTTMicros int64 `json:"rtt_us"`
 }
 
 func newStatusFlags() (*flag.FlagSet, *connFlags, *bool) {
@@ -125,9 +143,10 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if s.TTL < 0 {
 				rs.TTLMillis = -1
 			}
+			rs.Metadata, rs.Fence, rs.HolderInfo = s.Metadata, s.Fence, holderOf(s.Metadata, time.Now())
 		}
 		for i, st := range states {
-			is := instanceStatus{Endpoint: st.Endpoint, State: "free"}
+			is := instanceStatus{Endpoint: st.Endpoint, State: "free", Metadata: st.Metadata, Fence: st.Fence, RTTMicros: st.RTT.Microseconds()}
 			switch {
 			case st.Err != nil:
 				is.State, is.Error = "error", st.Err.Error()
@@ -162,6 +181,9 @@ func printStatus(w io.Writer, rs resourceStatus, s summary) {
 	case verdictHeld:
 		fmt.Fprintf(w, "%s: held by %s on %d/%d instances (quorum %d), ttl %s\n",
 			quote(rs.Resource), shortToken(s.Holder), s.Votes, s.N, s.Quorum, fmtTTL(s.TTL))
+		if h := holderLine(rs); h != "" {
+			fmt.Fprintf(w, "  holder: %s\n", h)
+		}
 	case verdictFree:
 		fmt.Fprintf(w, "%s: free (no key on %d/%d instances, quorum %d)\n", quote(rs.Resource), s.Absent, s.N, s.Quorum)
 	case verdictContended:
@@ -177,9 +199,9 @@ func printStatus(w io.Writer, rs resourceStatus, s summary) {
 		switch is.State {
 		case "held":
 			ttl := fmtTTL(msDuration(is.TTLMillis))
-			fmt.Fprintf(tw, "  %s\t%s\tttl %s\n", is.Endpoint, shortToken(is.Token), ttl)
+			fmt.Fprintf(tw, "  %s\t%s\tttl %s\trtt %s\n", is.Endpoint, shortToken(is.Token), ttl, fmtRTT(time.Duration(is.RTTMicros)*time.Microsecond))
 		case "free":
-			fmt.Fprintf(tw, "  %s\t-\tfree\n", is.Endpoint)
+			fmt.Fprintf(tw, "  %s\t-\tfree\trtt %s\n", is.Endpoint, fmtRTT(time.Duration(is.RTTMicros)*time.Microsecond))
 		default:
 			fmt.Fprintf(tw, "  %s\t-\terror: %s\n", is.Endpoint, is.Error)
 		}
