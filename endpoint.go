@@ -472,6 +472,10 @@ func parseUnix(rest string) (Endpoint, error) {
 	if err != nil {
 		return ep, errors.New("bad percent-encoding in the socket path")
 	}
+	if strings.ContainsFunc(p, isControl) {
+		// As in the rest of an endpoint: String would write it raw.
+		return ep, errors.New("control character in the socket path")
+	}
 	if !isPathForm(p) {
 		return ep, errors.New("want unix:///absolute/path/to/redis.sock")
 	}

@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 		// go-redis keeps re-dialing an instance a test killed for about a
 		// second after the client is closed.
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
+		// rueidis retries a failed dial after a backoff (up to about a
+		// second) on a goroutine of its own, which a Close does not stop;
+		// it ends once the sleep is over.
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 	)
 }
 
