@@ -401,10 +401,10 @@ func (l *Lock) setUntilLocked(u time.Time) {
 
 func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err error) {
 	m := l.m
+	yes := 0 // the votes, for the Observer
 	if m.obs != nil {
-		start, yes := m.now(), 0
+		start := m.now()
 		defer func() { l.observeExtend(ctx, start, ttl, auto, yes, err) }()
-		ctx = context.WithValue(ctx, extendYesKey{}, &yes)
 	}
 	l.mu.Lock()
 	if l.released || l.gone || !m.now().Before(l.until) {
@@ -429,9 +429,7 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 	l.tail = r
 	l.mu.Unlock()
 	o := m.collect(ctx, r, m.quorum, false, classifyExtend)
-	if p, _ := ctx.Value(extendYesKey{}).(*int); p != nil {
-		*p = o.yes
-	}
+	yes = o.yes
 	if o.yes >= m.quorum && o.ctxErr == nil && m.cfg.validity(ttl, m.now().Sub(start)) > 0 {
 		l.mu.Lock()
 		if !l.released && !l.gone && !m.now().Before(l.until) {
@@ -465,10 +463,6 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 	}
 	return e
 }
-
-// extendYesKey carries, for an observed extension, where to put its yes
-// votes.
-type extendYesKey struct{}
 
 // observeExtend reports an extension to the Observer.
 func (l *Lock) observeExtend(ctx context.Context, start time.Time, ttl time.Duration, auto bool, yes int, err error) {

@@ -60,12 +60,13 @@ type round struct {
 // predecessor is an earlier call to the instances about the same lock
 // (its acquisition, an extension, a watchdog batch, a fence round). Every
 // later call about the lock to instance i is sent only once the
-// predecessor's call to i has returned, so that the calls about one lock
-// reach each instance in the order they were made: an extension can never
-// overtake the acquisition it extends, an older extension never lands after
-// a newer one. (A call that returned at its deadline without an answer may
-// still be queued on the connection; the wire keeps one ordered connection
-// per instance, so it still runs first.)
+// predecessor's call to i has returned, so that on a live connection the
+// calls about one lock reach each instance in the order they were made: an
+// extension does not overtake the acquisition it extends, a release
+// follows everything. This is for liveness, not safety: a call that
+// returned at its deadline may still be delivered late (a pooled client, a
+// replaced connection), which is why no script ever shortens a lease (see
+// docs/design.md).
 type predecessor interface {
 	// pendingCh returns nil when the call to instance i has returned or
 	// was never made, else a channel closed once it has returned.
