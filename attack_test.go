@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/goredis"
 	"github.com/redlock-go/redlock/internal/redistest"
@@ -180,18 +178,6 @@ func loadScripts(t *testing.T, servers []*redistest.Server) {
 			}
 		}
 	}
-}
-
-// newGoRedis is the go-redis client of the tests (closed in t.Cleanup).
-func newGoRedis(t *testing.T, addr string) *redis.Client {
-	rc := redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		ContextTimeoutEnabled: true,
-		DisableIdentity:       true,
-		MaxRetries:            -1,
-	})
-	t.Cleanup(func() { _ = rc.Close() })
-	return rc
 }
 
 // ---------------------------------------------------------------------------

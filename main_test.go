@@ -222,14 +222,7 @@ func newCountingManager(t *testing.T, servers []*redistest.Server, cfg redlock.C
 	cs := make(counters, len(servers))
 	clients := make([]redlock.Client, len(servers))
 	for i, s := range servers {
-		rc := redis.NewClient(&redis.Options{
-			Addr:                  s.Addr(),
-			ContextTimeoutEnabled: true,
-			DisableIdentity:       true,
-			MaxRetries:            -1,
-		})
-		t.Cleanup(func() { _ = rc.Close() })
-		cs[i] = &countingClient{inner: goredis.New(rc), name: s.Addr()}
+		cs[i] = &countingClient{inner: goredis.New(newGoRedis(t, s.Addr())), name: s.Addr()}
 		clients[i] = cs[i]
 	}
 	m, err := redlock.NewFromClients(clients, cfg)
@@ -410,4 +403,16 @@ func quorumError(t *testing.T, err error) *redlock.QuorumError {
 		t.Fatalf("error %v (%T) is not a *QuorumError", err, err)
 	}
 	return qe
+}
+
+// newGoRedis is the go-redis client of the tests (closed in t.Cleanup).
+func newGoRedis(t *testing.T, addr string) *redis.Client {
+	rc := redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		ContextTimeoutEnabled: true,
+		DisableIdentity:       true,
+		MaxRetries:            -1,
+	})
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
 }

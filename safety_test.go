@@ -29,8 +29,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/goredis"
 	"github.com/redlock-go/redlock/internal/redistest"
@@ -271,14 +269,7 @@ func newGateManager(t *testing.T, servers []*redistest.Server, cfg redlock.Confi
 	gs := make([]*gateClient, len(servers))
 	clients := make([]redlock.Client, len(servers))
 	for i, s := range servers {
-		rc := redis.NewClient(&redis.Options{
-			Addr:                  s.Addr(),
-			ContextTimeoutEnabled: true,
-			DisableIdentity:       true,
-			MaxRetries:            -1,
-		})
-		t.Cleanup(func() { _ = rc.Close() })
-		gs[i] = &gateClient{inner: goredis.New(rc), name: s.Addr()}
+		gs[i] = &gateClient{inner: goredis.New(newGoRedis(t, s.Addr())), name: s.Addr()}
 		clients[i] = gs[i]
 	}
 	m, err := redlock.NewFromClients(clients, cfg)
