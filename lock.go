@@ -369,7 +369,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 // l.mu.
 func (l *Lock) applyExtendLocked(start time.Time, ttl time.Duration, auto bool) {
 	until := start.Add(ttl - l.m.cfg.drift(ttl))
-	if h := l.m.hooks; h != nil && h.LatestReplyWins {
+	if l.m.hooks.latestReplyWins() {
 		// Negative control: the rule of the old, shortening scripts, where
 		// a manual extension's reply always set the deadline and the
 		// watchdog's moved it forward.
@@ -412,10 +412,7 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 		return &QuorumError{Op: "extend", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 	}
 	start := m.now()
-	script := l.ks.extendScript()
-	if h := m.hooks; h != nil && h.LatestReplyWins && !auto && len(l.ks.keys) == 1 {
-		script = scriptExtendReset
-	}
+	script := m.hooks.extendScript(l.ks.extendScript(), auto, len(l.ks.keys))
 	timeout := min(m.cfg.NodeTimeout, ttl)
 	var r *round
 	switch {
@@ -589,9 +586,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 		f()
 	}
 	release, classify := l.ks.releaseScript()
-	if m.hooks != nil && m.hooks.PlainDelete {
-		release = scriptUnsafeDelete
-	}
+	release = m.hooks.releaseScript(release)
 	// An instance that answered the acquisition (or the last extension)
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it

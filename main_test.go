@@ -17,7 +17,24 @@ import (
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/goredis"
 	"github.com/redlock-go/redlock/internal/redistest"
+	"github.com/redlock-go/redlock/internal/testhooks"
 )
+
+// controlsBuilt reports whether the package was built with the
+// redlock_controls tag, which alone compiles the test hooks in
+// (internal/testhooks; a normal build has none). test.sh runs the tests
+// that use them once more with the tag.
+func controlsBuilt() bool { return testhooks.Install != nil }
+
+// installHooks installs h on m, or skips the test in a build without the
+// redlock_controls tag (see controlsBuilt).
+func installHooks(t testing.TB, m *redlock.Manager, h *testhooks.Hooks) {
+	t.Helper()
+	if !controlsBuilt() {
+		t.Skip("needs the test hooks: go test -tags redlock_controls")
+	}
+	testhooks.Install(m, h)
+}
 
 // TestMain fails the package if any goroutine outlives the tests: every
 // Manager is closed by its test, and Close must stop everything it started.

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redlock-go/redlock/internal/testhooks"
 )
 
 // Manager takes, extends and releases locks on a set of independent Redis
@@ -34,7 +32,7 @@ type Manager struct {
 	log     *slog.Logger
 	obs     Observer         // Config.Observer; nil: no events
 	now     func() time.Time // the clock; tests may replace it
-	hooks   *testhooks.Hooks // nil except in this module's own fault tests
+	hooks   hookSet          // empty except in builds with the redlock_controls tag
 
 	ops     sync.WaitGroup // in-flight calls and background work
 	workers sync.WaitGroup // the instances' call workers (see dispatch)
@@ -544,9 +542,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	}
 	last = r
 	if o.yes >= m.quorum && o.ctxErr == nil {
-		if m.hooks != nil && m.hooks.AfterReplies != nil {
-			m.hooks.AfterReplies(req.resource)
-		}
+		m.hooks.afterReplies(req.resource)
 		var fence uint64
 		ok = true
 		if req.fenced {
@@ -556,7 +552,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 				last = fr
 			}
 		}
-		if m.hooks != nil && m.hooks.IgnoreElapsed {
+		if m.hooks.ignoreElapsed() {
 			start = m.now()
 		}
 		elapsed := m.now().Sub(start)

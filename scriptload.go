@@ -28,8 +28,8 @@ const (
 )
 
 // allScripts is every script the Manager runs, loaded together on an
-// instance (the negative controls' scripts, unsafe_delete and
-// extend_reset, are not among them).
+// instance (the negative controls' scripts in scripts/controls/, built
+// only with the redlock_controls tag, are not among them).
 var allScripts = []*script{
 	scriptAcquire, scriptExtend, scriptRelease, scriptPTTL, scriptInspect,
 	scriptAcquireMany, scriptExtendMany, scriptReleaseMany, scriptPTTLMany, scriptFence,

@@ -29,8 +29,11 @@ type script struct {
 	classify classifier
 }
 
-func loadScript(name string) *script {
-	b, err := scriptFS.ReadFile("scripts/" + name + ".lua")
+func loadScript(name string) *script { return loadScriptFS(scriptFS, "scripts/", name) }
+
+// loadScriptFS reads the script name from dir in fsys.
+func loadScriptFS(fsys embed.FS, dir, name string) *script {
+	b, err := fsys.ReadFile(dir + name + ".lua")
 	if err != nil {
 		panic("redlock: missing embedded script " + name) // a build defect, not an input
 	}
@@ -70,7 +73,4 @@ var (
 	scriptPTTLMany    = loadScript("pttl_many")
 	scriptFence       = loadScript("fence")
 	scriptTopUp       = loadScript("topup")
-
-	// scriptExtendReset serves only the LatestReplyWins negative control.
-	scriptExtendReset = loadScript("extend_reset")
 )
