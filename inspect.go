@@ -221,39 +221,3 @@ func (m *Manager) inspectKey(ctx context.Context, key string) ([]InstanceState, 
 	}
 	return states, o
 }
-
-// classifyState reads an inspect.lua reply {token, pttl} or {token, pttl,
-// metadata, counter}: yes when a token holds the key, refused when the key
-// is missing.
-func classifyState(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	a, ok := v.([]any)
-	if !ok || (len(a) != 2 && len(a) != 4) {
-		return voteFailed, errBadReply
-	}
-	tok, ok := a[0].(string)
-	if _, isInt := a[1].(int64); !ok || !isInt {
-		return voteFailed, errBadReply
-	}
-	if len(a) == 4 {
-		_, ok1 := a[2].(string)
-		_, ok2 := a[3].(string)
-		if !ok1 || !ok2 {
-			return voteFailed, errBadReply
-		}
-	}
-	if tok == "" {
-		return voteRefused, errKeyMissing
-	}
-	return voteYes, nil
-}
-
-// callOne runs s on instance i alone, bounded by ctx and Config.NodeTimeout.
-// The caller waits for it (it is not counted in m.ops).
-func (m *Manager) callOne(ctx context.Context, i int, s *script, keys, args []string) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.NodeTimeout)
-	defer cancel()
-	return call(ctx, m.inst[i], s, keys, args)
-}

@@ -244,17 +244,3 @@ func (ks *keyset) pttlScript() *script {
 	}
 	return scriptPTTLMany
 }
-
-func classifyReleaseMany(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	n, ok := toInt(v)
-	switch {
-	case !ok:
-		return voteFailed, errBadReply
-	case n >= 0:
-		return voteYes, nil
-	}
-	return voteRefused, ErrHeldByOther
-}

@@ -269,50 +269,6 @@ func (m *Manager) forget(l *Lock) {
 	}
 }
 
-func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
-
-// nextExtension is when the watchdog extends next: 0.6×TTL after the start
-// of the acquisition or extension that set the current deadline (validity
-// counts from that start, not from when the call returned: a slow call
-// must not push the next extension past the deadline). Callers hold l.mu.
-func (l *Lock) nextExtension() time.Time {
-	return l.until.Add(-(l.ttl - l.m.cfg.drift(l.ttl))).Add(l.refreshDelay())
-}
-
-// autoExtend is the watchdog: it extends the lock by its TTL, and again
-// every 0.6×TTL. When an extension fails because too few instances
-// answered, it tries again until the deadline passes; when the lock is held
-// by another token or gone on too many instances, the lock is lost.
-func (l *Lock) autoExtend() {
-	if !l.m.enter() {
-		return
-	}
-	defer l.m.leave()
-	l.mu.Lock()
-	if l.released || l.gone {
-		l.mu.Unlock()
-		return
-	}
-	ttl := l.ttl
-	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.NodeTimeout)
-	err := l.extend(ctx, ttl, true)
-	cancel()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.released || l.gone {
-		return
-	}
-	if err == nil {
-		l.refresh.Reset(max(l.nextExtension().Sub(l.m.now()), 0))
-		return
-	}
-	// Unavailable: try again soon, while the lock is still valid.
-	left := l.until.Sub(l.m.now())
-	l.m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "err", err)
-	l.refresh.Reset(min(l.m.cfg.RetryDelayMin, max(left/4, time.Millisecond)))
-}
-
 // Extend makes the lock's lease at least ttl (0 means the lock's own TTL)
 // on every instance where it still holds the token. It succeeds when a
 // quorum extends in time; the validity deadline then moves to the start of
@@ -535,21 +491,6 @@ func (l *Lock) topUpLate(r *round, missing []bool, start time.Time, ttl time.Dur
 	l.mu.Unlock()
 }
 
-func classifyExtend(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	switch n, _ := toInt(v); n {
-	case 1:
-		return voteYes, nil
-	case 0:
-		return voteRefused, errKeyMissing
-	case -1:
-		return voteRefused, ErrHeldByOther
-	}
-	return voteFailed, errBadReply
-}
-
 // Unlock releases the lock on every instance where it holds the token. The
 // handle is invalid afterwards whatever the outcome. It returns nil when a
 // quorum confirmed (the key was deleted or already gone) and the lock was
@@ -620,19 +561,6 @@ func (l *Lock) unlock(ctx context.Context) error {
 		m.obs.Unlocked(ctx, UnlockEvent{Resources: l.Resources(), Outcome: word, Err: err, Start: start, Duration: m.now().Sub(start), Quorum: m.quorum})
 	}
 	return err
-}
-
-func classifyRelease(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	switch n, _ := toInt(v); n {
-	case 1, 0:
-		return voteYes, nil
-	case -1:
-		return voteRefused, ErrHeldByOther
-	}
-	return voteFailed, errBadReply
 }
 
 // IsLocked reports whether a quorum of the instances hold the lock's key

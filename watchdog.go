@@ -9,6 +9,11 @@ import (
 	"time"
 )
 
+// The watchdog: automatic extension of held locks. Single-key locks
+// without metadata are extended in batches (one script call per instance
+// for all the locks due together, below); the others by a timer of their
+// own (Lock.autoExtend). Both apply the same retry rule (retryAfter).
+
 // scriptExtendBatch extends many single-key locks in one call.
 var scriptExtendBatch = loadScript("extend_batch")
 
@@ -355,5 +360,58 @@ func (l *Lock) afterAutoExtend(start, now time.Time, ttl time.Duration, yes, ref
 	left := l.until.Sub(m.now())
 	l.mu.Unlock()
 	m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "votes", yes)
-	m.ext.schedule(l, m.now().Add(min(m.cfg.RetryDelayMin, max(left/4, time.Millisecond))))
+	m.ext.schedule(l, m.now().Add(m.retryAfter(left)))
+}
+
+// refreshDelay is how long after an extension's start the watchdog
+// extends again: 0.6×TTL.
+func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
+
+// retryAfter is the watchdog's retry rule after an extension that too few
+// instances answered, left before the validity deadline: again soon, at
+// most RetryDelayMin later and within the first quarter of what is left.
+func (m *Manager) retryAfter(left time.Duration) time.Duration {
+	return min(m.cfg.RetryDelayMin, max(left/4, time.Millisecond))
+}
+
+// nextExtension is when the watchdog extends next: 0.6×TTL after the start
+// of the acquisition or extension that set the current deadline (validity
+// counts from that start, not from when the call returned: a slow call
+// must not push the next extension past the deadline). Callers hold l.mu.
+func (l *Lock) nextExtension() time.Time {
+	return l.until.Add(-(l.ttl - l.m.cfg.drift(l.ttl))).Add(l.refreshDelay())
+}
+
+// autoExtend is the watchdog: it extends the lock by its TTL, and again
+// every 0.6×TTL. When an extension fails because too few instances
+// answered, it tries again until the deadline passes; when the lock is held
+// by another token or gone on too many instances, the lock is lost.
+func (l *Lock) autoExtend() {
+	if !l.m.enter() {
+		return
+	}
+	defer l.m.leave()
+	l.mu.Lock()
+	if l.released || l.gone {
+		l.mu.Unlock()
+		return
+	}
+	ttl := l.ttl
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.NodeTimeout)
+	err := l.extend(ctx, ttl, true)
+	cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released || l.gone {
+		return
+	}
+	if err == nil {
+		l.refresh.Reset(max(l.nextExtension().Sub(l.m.now()), 0))
+		return
+	}
+	// Unavailable: try again soon, while the lock is still valid.
+	left := l.until.Sub(l.m.now())
+	l.m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "err", err)
+	l.refresh.Reset(l.m.retryAfter(left))
 }
