@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	mrand "math/rand/v2"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -355,35 +354,6 @@ func (m *Manager) fence(ctx context.Context, req request, start time.Time, o *ou
 		}
 	}
 	return 0, last, false
-}
-
-// expiryWait returns how long after attempt o a quorum of instances will be
-// free if the holder does not extend: the instances that voted yes, plus
-// the refusing ones whose holder's key has expired by then (Redis expires a
-// key when it is accessed, so an acquisition right after its PTTL
-// succeeds). 0 when the replies do not tell. A margin covers the rounding
-// of PTTL to milliseconds and the drift between clocks.
-func (m *Manager) expiryWait(o *outcome) time.Duration {
-	yes := 0
-	var leftArr [smallN]time.Duration
-	left := leftArr[:0]
-	for i, v := range o.votes {
-		switch v {
-		case voteYes:
-			yes++
-		case voteRefused:
-			if d, ok := holderLeft(o.vals[i]); ok {
-				left = append(left, d)
-			}
-		}
-	}
-	need := m.quorum - yes
-	if need <= 0 || need > len(left) {
-		return 0
-	}
-	slices.Sort(left)
-	w := left[need-1]
-	return w + w/100 + 2*time.Millisecond
 }
 
 // cleanup releases, after a failed attempt, the key on every instance that
