@@ -93,9 +93,16 @@ func addrs(servers []*redistest.Server) []string {
 // (before the servers stop: cleanups run last-in first-out).
 func newManager(t *testing.T, servers []*redistest.Server, cfg redlock.Config) *redlock.Manager {
 	t.Helper()
-	m, err := redlock.New(addrs(servers), cfg)
+	return newManagerAt(t, addrs(servers), cfg)
+}
+
+// newManagerAt is redlock.New over endpoints, closed in t.Cleanup like
+// newManager's.
+func newManagerAt(t *testing.T, endpoints []string, cfg redlock.Config) *redlock.Manager {
+	t.Helper()
+	m, err := redlock.New(endpoints, cfg)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("New(%q): %v", endpoints, err)
 	}
 	t.Cleanup(func() { closeQuietly(t, m) })
 	return m
@@ -287,6 +294,13 @@ func get(t *testing.T, s *redistest.Server, key string) string {
 	return s.Do(t, "GET", key)
 }
 
+// getDB reads key in database db of s (through a script, as Do uses a
+// fresh connection per command).
+func getDB(t *testing.T, s *redistest.Server, db int, key string) string {
+	t.Helper()
+	return s.Do(t, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('GET', KEYS[1])", "1", key, strconv.Itoa(db))
+}
+
 // pttl returns PTTL key on s (-2 missing, -1 no TTL).
 func pttl(t *testing.T, s *redistest.Server, key string) int64 {
 	t.Helper()
@@ -347,7 +361,7 @@ func waitPTTLAbove(t *testing.T, servers []*redistest.Server, key string, ms int
 // wantNoKeys checks that no server holds any key, allowing a few seconds
 // for the stragglers of an Unlock or Extend: those return once a quorum
 // answered, and the other instances get the command shortly after.
-func wantNoKeys(t *testing.T, servers []*redistest.Server) {
+func wantNoKeys(t *testing.T, servers ...*redistest.Server) {
 	t.Helper()
 	for _, s := range servers {
 		deadline := time.Now().Add(5 * time.Second)
