@@ -3,7 +3,6 @@ package redlock
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -135,9 +134,10 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 		keys = append(keys, metaKey(key)) // release.lua deletes it under the token
 	}
 
-	// The instances hold different tokens: one call each, with its own args.
+	// The instances hold different tokens: one round, each instance with
+	// its own token.
 	answered := make([]bool, len(states))
-	var wg sync.WaitGroup
+	each := make([][]string, len(states))
 	for i := range states {
 		st := &states[i]
 		switch {
@@ -151,16 +151,16 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 			st.Err = err
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v, err := m.callOne(ctx, i, scriptRelease, keys, []string{st.Token, ReleaseChannel})
-			vote, cause := classifyRelease(v, err)
-			st.Err = cause
-			answered[i] = vote == voteYes || vote == voteRefused
-		}()
+		each[i] = []string{st.Token, ReleaseChannel}
 	}
-	wg.Wait()
+	r := m.fanoutEach(ctx, m.cfg.NodeTimeout, scriptRelease, keys, each)
+	o := m.collect(ctx, r, 0, true, classifyRelease)
+	for i := range states {
+		if each[i] != nil {
+			states[i].Err = o.errs[i]
+			answered[i] = o.votes[i] == voteYes || o.votes[i] == voteRefused
+		}
+	}
 	m.waits.wake(key) // local waiters need no message
 
 	votes := 0

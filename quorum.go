@@ -57,6 +57,7 @@ type round struct {
 
 	args    []string // the script's arguments (a copy, in argsArr when short)
 	argsArr [3]string
+	each    [][]string // when not nil, instance i's own arguments (see fanoutEach)
 	jobs    []job
 	jobsArr [smallN]job
 
@@ -162,8 +163,23 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 // fanoutWith is fanoutTo that records the calls' durations in rtt when it
 // is not nil (see fanoutTimed).
 func (m *Manager) fanoutWith(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, rtt []time.Duration) *round {
+	return m.fanoutArgs(ctx, timeout, only, after, s, keys, args, nil, rtt)
+}
+
+// fanoutEach is fanout with each instance's own arguments: instance i gets
+// each[i], and no call when each[i] is nil (ForceRelease: the tokens differ).
+func (m *Manager) fanoutEach(ctx context.Context, timeout time.Duration, s *script, keys []string, each [][]string) *round {
+	only := make([]bool, len(m.inst))
+	for i, a := range each {
+		only[i] = a != nil
+	}
+	return m.fanoutArgs(ctx, timeout, only, nil, s, keys, nil, each, nil)
+}
+
+// fanoutArgs is the fan-out behind fanoutWith and fanoutEach.
+func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, each [][]string, rtt []time.Duration) *round {
 	n := len(m.inst)
-	r := &round{ch: make(chan reply, n), after: after, rtt: rtt}
+	r := &round{ch: make(chan reply, n), after: after, rtt: rtt, each: each}
 	if n <= smallN {
 		r.sent, r.jobs, r.ret, r.waitCh = r.sentArr[:n], r.jobsArr[:n], r.retArr[:n], r.chArr[:n]
 	} else {
@@ -226,12 +242,16 @@ func (r *round) run(m *Manager, i int, s *script, keys []string) {
 	}
 	var v any
 	var err error
+	args := r.args
+	if r.each != nil {
+		args = r.each[i]
+	}
 	if wait == nil && r.rtt != nil {
 		start := time.Now()
-		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
+		v, err = call(&r.rctx, m.inst[i], s, keys, args)
 		r.rtt[i] = time.Since(start)
 	} else if wait == nil {
-		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
+		v, err = call(&r.rctx, m.inst[i], s, keys, args)
 	} else {
 		err = errOutOfOrder
 	}
@@ -648,12 +668,4 @@ func (p *pool) close() {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-}
-
-// callOne runs s on instance i alone, bounded by ctx and Config.NodeTimeout.
-// The caller waits for it (it is not counted in m.ops).
-func (m *Manager) callOne(ctx context.Context, i int, s *script, keys, args []string) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.NodeTimeout)
-	defer cancel()
-	return call(ctx, m.inst[i], s, keys, args)
 }
