@@ -29,8 +29,7 @@ type Lock struct {
 	gone     bool          // the lock is lost (lost, if made, is closed)
 	lost     chan struct{} // made on first use (Lost, onLoss); closed once lost
 	expiry   *time.Timer   // loses the lock at until; nil until watched (auto-extended locks: at once)
-	refresh  *time.Timer   // auto-extension of a lock the extender does not batch (ks.batched)
-	due      time.Time     // next batched auto-extension (guarded by m.ext.mu)
+	due      time.Time     // next auto-extension (guarded by m.ext.mu)
 	onLost   []func()
 }
 
@@ -45,9 +44,6 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 		// ends the lock when extensions fail until the deadline.
 		l.mu.Lock()
 		l.watchLocked()
-		if !l.ks.batched() {
-			l.refresh = time.AfterFunc(l.nextExtension().Sub(m.now()), l.autoExtend)
-		}
 		l.mu.Unlock()
 	}
 	if m.obs != nil {
@@ -66,7 +62,7 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 	for _, x := range expired {
 		x.lose(reasonExpired)
 	}
-	if l.auto && l.ks.batched() {
+	if l.auto {
 		l.mu.Lock()
 		next := l.nextExtension()
 		l.mu.Unlock()
@@ -195,9 +191,6 @@ func (l *Lock) markLostLocked() []func() {
 	}
 	if l.expiry != nil {
 		l.expiry.Stop()
-	}
-	if l.refresh != nil {
-		l.refresh.Stop()
 	}
 	fs := l.onLost
 	l.onLost = nil

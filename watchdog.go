@@ -9,10 +9,14 @@ import (
 	"time"
 )
 
-// The watchdog: automatic extension of held locks. Single-key locks
-// without metadata are extended in batches (one script call per instance
-// for all the locks due together, below); the others by a timer of their
-// own (Lock.autoExtend). Both apply the same retry rule (retryAfter).
+// The watchdog: automatic extension of held locks, one path for all of
+// them. The Manager's extender goroutine keeps every auto-extended lock in
+// one heap by due time; each tick it extends the single-key locks without
+// metadata that are due in batches (one script call per instance for all
+// of them, extender.extend) and the others (several keys, metadata) each
+// with its own round (Lock.autoExtend). Both reschedule in the same heap,
+// 0.6×TTL after the extension's start, or by the same retry rule
+// (retryAfter) when too few instances answered.
 
 // scriptExtendBatch extends many single-key locks in one call.
 var scriptExtendBatch = loadScript("extend_batch")
@@ -26,11 +30,12 @@ const (
 	batchMax = 512
 )
 
-// extender is the Manager's one auto-extension goroutine for single-key
-// locks. Each tick it takes every lock that is due and extends them all
-// with one script call per instance (per slot group on a Redis Cluster), so
+// extender is the Manager's one auto-extension goroutine. Each tick it
+// takes every lock that is due and extends the single-key ones all with
+// one script call per instance (per slot group on a Redis Cluster), so
 // 10,000 auto-extended locks cost one goroutine plus one per instance
-// during a tick, not one per lock.
+// during a tick, not one per lock; a lock with several keys or metadata
+// gets a goroutine for its own extension (Lock.autoExtend).
 type extender struct {
 	m     *Manager
 	mu    sync.Mutex
@@ -116,8 +121,18 @@ func (e *extender) run() {
 			batch = append(batch, heap.Pop(&e.due).(*Lock))
 		}
 		e.mu.Unlock()
-		if len(batch) > 0 {
-			e.extend(batch)
+		// Locks the batch script cannot extend (several keys, metadata)
+		// are extended one by one, each by a call of its own.
+		batched := batch[:0]
+		for _, l := range batch {
+			if l.ks.batched() {
+				batched = append(batched, l)
+			} else if e.m.enter() {
+				go l.autoExtend()
+			}
+		}
+		if len(batched) > 0 {
+			e.extend(batched)
 		}
 	}
 }
@@ -382,15 +397,15 @@ func (l *Lock) nextExtension() time.Time {
 	return l.until.Add(-(l.ttl - l.m.cfg.drift(l.ttl))).Add(l.refreshDelay())
 }
 
-// autoExtend is the watchdog: it extends the lock by its TTL, and again
-// every 0.6×TTL. When an extension fails because too few instances
-// answered, it tries again until the deadline passes; when the lock is held
-// by another token or gone on too many instances, the lock is lost.
+// autoExtend is the watchdog's extension of a lock that the batch script
+// cannot extend (several keys, metadata): it extends the lock by its TTL
+// and schedules the next extension 0.6×TTL after this one's start. When an
+// extension fails because too few instances answered, it tries again
+// (retryAfter) until the deadline passes; when the lock is held by another
+// token or gone on too many instances, the lock is lost. The extender
+// entered an operation (m.enter) for it.
 func (l *Lock) autoExtend() {
-	if !l.m.enter() {
-		return
-	}
-	defer l.m.leave()
+	defer l.m.leave() // the extender entered for it
 	l.mu.Lock()
 	if l.released || l.gone {
 		l.mu.Unlock()
@@ -402,16 +417,19 @@ func (l *Lock) autoExtend() {
 	err := l.extend(ctx, ttl, true)
 	cancel()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.released || l.gone {
+		l.mu.Unlock()
 		return
 	}
 	if err == nil {
-		l.refresh.Reset(max(l.nextExtension().Sub(l.m.now()), 0))
+		next := l.nextExtension()
+		l.mu.Unlock()
+		l.m.ext.schedule(l, next)
 		return
 	}
 	// Unavailable: try again soon, while the lock is still valid.
 	left := l.until.Sub(l.m.now())
+	l.mu.Unlock()
 	l.m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "err", err)
-	l.refresh.Reset(l.m.retryAfter(left))
+	l.m.ext.schedule(l, l.m.now().Add(l.m.retryAfter(left)))
 }
