@@ -240,7 +240,7 @@ const MaxMetadataLen = 4096
 // fails with ErrInvalid); "" means no metadata, which costs nothing: no
 // extra key and no extra work per call. With metadata an acquisition,
 // extension and release each do a little more on each instance, and an
-// auto-extended lock is extended by a timer of its own rather than in the
+// auto-extended lock is extended by a call of its own rather than in the
 // Manager's batches. LockMany stores s beside each of its keys. The key's
 // name (see above) must be in the lock key's slot: a key with a '}' but no
 // hash tag, such as "a}b", cannot carry metadata (ErrInvalid). Anyone who
