@@ -231,7 +231,7 @@ func TestConnPlainForms(t *testing.T) {
 		connWrongPasswordFails(t, "redis://app:"+connWrongPassword+"@"+s2.Addr())
 		connWrongPasswordFails(t, "redis://nobody:"+connWrongPassword+"@"+s0.Addr())
 	})
-	wantNoKeys(t, servers...)
+	wantNoKeys(t, servers)
 }
 
 // TestConnUnixSocket: "/path/to/redis.sock" and "unix:///path?db=N".
@@ -717,7 +717,7 @@ func TestConnCluster(t *testing.T) {
 			t.Errorf("%s: unlock: %v", l.Resource(), err)
 		}
 	}
-	wantNoKeys(t, append(append([]*redistest.Server{}, c.Masters...), plain...)...)
+	wantNoKeys(t, append(append([]*redistest.Server{}, c.Masters...), plain...))
 
 	// The struct form, the cluster alone, as a restricted ACL user (which
 	// also needs CLUSTER SLOTS); and an existing cluster client.

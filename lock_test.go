@@ -120,7 +120,7 @@ func TestAutoExtendHolds(t *testing.T) {
 		if err := s.l.Unlock(ctx); err != nil {
 			t.Errorf("N=%d: Unlock: %v", s.n, err)
 		}
-		wantNoKeys(t, s.servers...)
+		wantNoKeys(t, s.servers)
 	}
 	t.Logf("%d probes per N in %v (%d unavailable)", probes, hold, unavailable)
 	if unavailable > probes*len(all)/2 {
@@ -204,7 +204,7 @@ func TestExtendNeverRecreates(t *testing.T) {
 		if err := l.Extend(ctx, time.Minute); !errors.Is(err, redlock.ErrNotHeld) {
 			t.Errorf("Extend of expired keys: %v, want ErrNotHeld", err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 		if l.Valid() || !isClosed(l.Lost()) {
 			t.Error("lock still valid after an extension found it gone")
 		}
@@ -262,7 +262,7 @@ func TestRelockSameToken(t *testing.T) {
 		if err := l2.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 		_ = l1.Unlock(ctx)
 	})
 }
@@ -412,7 +412,7 @@ func TestConcurrentExtendUnlock(t *testing.T) {
 			if err := l.Extend(ctx, 0); !errors.Is(err, redlock.ErrNotHeld) {
 				t.Errorf("Extend after the race: %v, want ErrNotHeld", err)
 			}
-			wantNoKeys(t, servers...)
+			wantNoKeys(t, servers)
 		}
 	})
 }
@@ -442,7 +442,7 @@ func TestDo(t *testing.T) {
 		if !errors.Is(err, errFn) {
 			t.Errorf("Do: %v, want fn's error", err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 
 		func() {
 			defer func() {
@@ -452,7 +452,7 @@ func TestDo(t *testing.T) {
 			}()
 			_ = m.Do(ctx, "do-panic", func(context.Context) error { panic("boom") })
 		}()
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 
 		// Held elsewhere: fn does not run.
 		held, err := other.Lock(ctx, "do-held", redlock.TTL(time.Minute))
@@ -508,7 +508,7 @@ func TestStragglersOutliveCallerCtx(t *testing.T) {
 	held("Extend", func(ctx context.Context) error { return l.Extend(ctx, time.Minute) })
 	waitPTTLAbove(t, servers, res, 10000) // servers[0] too
 	held("Unlock", func(ctx context.Context) error { return l.Unlock(ctx) })
-	wantNoKeys(t, servers...) // servers[0] too
+	wantNoKeys(t, servers) // servers[0] too
 }
 
 // When the lock is lost while fn runs and fn returns its context's error,

@@ -361,7 +361,7 @@ func waitPTTLAbove(t *testing.T, servers []*redistest.Server, key string, ms int
 // wantNoKeys checks that no server holds any key, allowing a few seconds
 // for the stragglers of an Unlock or Extend: those return once a quorum
 // answered, and the other instances get the command shortly after.
-func wantNoKeys(t *testing.T, servers ...*redistest.Server) {
+func wantNoKeys(t *testing.T, servers []*redistest.Server) {
 	t.Helper()
 	for _, s := range servers {
 		deadline := time.Now().Add(5 * time.Second)

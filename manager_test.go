@@ -85,7 +85,7 @@ func TestLockBasics(t *testing.T) {
 		if err := l.Unlock(ctx); err != nil {
 			t.Fatalf("Unlock: %v", err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 		if l.Valid() || !isClosed(l.Lost()) {
 			t.Error("lock valid after Unlock")
 		}
@@ -293,7 +293,7 @@ func TestInstancesDown(t *testing.T) {
 			if err := l.Unlock(ctx); err != nil {
 				t.Errorf("Unlock: %v", err)
 			}
-			wantNoKeys(t, alive...)
+			wantNoKeys(t, alive)
 		}
 
 		servers[minority].Kill(t)
@@ -519,7 +519,7 @@ func TestScriptFlush(t *testing.T) {
 				t.Errorf("%s: no EVAL fallback after SCRIPT FLUSH", st.name)
 			}
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 	})
 }
 
@@ -584,7 +584,7 @@ func TestAttach(t *testing.T) {
 		if err := a.Unlock(ctx); err != nil {
 			t.Fatalf("attached Unlock: %v", err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 		if locked, err := l.IsLocked(ctx); err != nil || locked {
 			t.Errorf("original IsLocked after attached Unlock: %v, %v", locked, err)
 		}
@@ -1153,6 +1153,6 @@ func TestConcurrentLocking(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 	})
 }

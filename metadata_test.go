@@ -126,7 +126,7 @@ func TestMetadata(t *testing.T) {
 			if err := a.Unlock(ctx); err != nil {
 				t.Fatal(err)
 			}
-			wantNoKeys(t, servers...)
+			wantNoKeys(t, servers)
 		})
 	}
 }
@@ -162,7 +162,7 @@ func TestMetadataNone(t *testing.T) {
 		if err := l.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 	}
 }
 
@@ -261,7 +261,7 @@ func TestMetadataInvalid(t *testing.T) {
 		if err := l.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		wantNoKeys(t, servers...)
+		wantNoKeys(t, servers)
 	}
 }
 
@@ -292,7 +292,7 @@ func TestMetadataRefreshAndStale(t *testing.T) {
 	if err := l2.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantNoKeys(t, servers...)
+	wantNoKeys(t, servers)
 
 	// Stale metadata of another token, and a key of another type.
 	servers[0].Do(t, "SET", "{s}:redlock-meta", metaValue("old-token", "old holder"), "PX", "60000")
@@ -328,7 +328,7 @@ func TestMetadataRefreshAndStale(t *testing.T) {
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantNoKeys(t, servers...)
+	wantNoKeys(t, servers)
 }
 
 // A failed attempt's clean-up deletes the metadata it set; a top-up after
@@ -413,7 +413,7 @@ func TestMetadataAutoExtend(t *testing.T) {
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantNoKeys(t, servers...)
+	wantNoKeys(t, servers)
 }
 
 // LockMany stores the metadata beside each of its keys, fenced or not;

@@ -262,7 +262,7 @@ func TestScriptsLoadedOnFirstContact(t *testing.T) {
 				return len(missingScripts(t, servers[0], shas)) == 0 &&
 					commandCalls(t, servers[0], "script|load") >= loads+len(shas)
 			})
-			wantNoKeys(t, servers...)
+			wantNoKeys(t, servers)
 		})
 	}
 }
