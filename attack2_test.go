@@ -88,7 +88,7 @@ func TestAttack2StaleCleanupReleaseWithToken(t *testing.T) {
 		})
 		const ttl = 2 * time.Second
 		var attempts atomic.Int32
-		testhooks.Install(m, &testhooks.Hooks{AfterReplies: func(string) {
+		installHooks(t, m, &testhooks.Hooks{AfterReplies: func(string) {
 			if attempts.Add(1) == 1 {
 				// The process pauses after attempt 1's replies, past the
 				// TTL: the attempt fails its validity check (not timing
@@ -1116,7 +1116,7 @@ func TestAttack2WatchdogScheduledFromReturn(t *testing.T) {
 		servers := redistest.Start(t, 3)
 		m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: time.Second})
 		var n atomic.Int32
-		testhooks.Install(m, &testhooks.Hooks{AfterReplies: func(string) {
+		installHooks(t, m, &testhooks.Hooks{AfterReplies: func(string) {
 			if n.Add(1) == 1 {
 				time.Sleep(500 * time.Millisecond)
 			}

@@ -1,7 +1,7 @@
 package redlock_test
 
 // Attack tests of the sequencing of calls about one lock (quorum.go
-// predecessor, lock.go beginExtendLocked/applyExtendLocked, extender.go
+// predecessor, lock.go beginExtendLocked/applyExtendLocked, watchdog.go
 // batchCalls): deterministic interleavings against real redis-servers,
 // triggered by script and argument on chosen instances, never by timing
 // luck. Run them with go test -race -count=3 -run TestAttack .

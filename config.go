@@ -1,6 +1,8 @@
 package redlock
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"math"
 	"time"
@@ -168,4 +170,181 @@ func (c *Config) checkTTL(ttl time.Duration) error {
 // attempt that took elapsed; ≤ 0 means the attempt failed.
 func (c *Config) validity(ttl, elapsed time.Duration) time.Duration {
 	return ttl - elapsed - c.drift(ttl)
+}
+
+// LockOption is a per-call choice for Lock, TryLock, LockWait and Do.
+type LockOption func(*lockOptions)
+
+type lockOptions struct {
+	ttl      time.Duration
+	ttlSet   bool
+	token    string
+	tokenSet bool
+	fenced   bool
+	metadata string
+	metaSet  bool
+}
+
+// TTL gives the lock a fixed lease of d, with no auto-extension
+// (aioredlock's lock_timeout). d is truncated to whole milliseconds and must
+// be within [MinTTL, MaxTTL] and larger than twice the drift allowance.
+// Without TTL a lock gets Config.DefaultTTL and is extended automatically
+// until it is unlocked.
+func TTL(d time.Duration) LockOption {
+	return func(o *lockOptions) { o.ttl, o.ttlSet = d, true }
+}
+
+// Token makes the lock use token instead of a random one (aioredlock's
+// lock_identifier). Locking again with the token of a lock that is held
+// refreshes its lease, never shortening it (the held handle's deadline
+// stays true). An attempt that fails with a token you chose releases
+// nothing: the keys it set expire with their TTL (a release cannot tell
+// them from the keys of your next attempt under the same token, and one
+// that arrived late would delete those), so others may find the resource
+// taken until then; you can take it again with the same token at once. Handles that share a token share the lock: an Unlock or a shorter
+// Extend through one of them applies to the others too, and two
+// acquisitions with one token must not run at once. The token must be
+// non-empty and at most MaxTokenLen bytes; whoever knows it can extend and
+// release the lock.
+func Token(token string) LockOption {
+	return func(o *lockOptions) { o.token, o.tokenSet = token, true }
+}
+
+// Fenced makes the lock carry a fencing token (see Lock.Fence): a number
+// that is unique per resource and strictly increasing from one holder to the
+// next while the lock's safety assumptions hold. It costs one more round
+// trip per acquisition. Config.Fencing turns it on for every lock.
+func Fenced() LockOption {
+	return func(o *lockOptions) { o.fenced = true }
+}
+
+// MaxMetadataLen is the largest metadata a lock may carry (see Metadata).
+const MaxMetadataLen = 4096
+
+// Metadata stores s beside the lock: who holds it, for Manager.Inspect
+// (InstanceState.Metadata), Manager.Attach and Lock.Metadata, e.g. the
+// holder's host, process and start time (the redlock command stores such a
+// JSON object). It lives on the lock's instances in a key of its own, next
+// to the lock key in its Redis Cluster slot ("{KEY}:redlock-meta" for the
+// key KEY = KeyPrefix + resource, or KEY + ":redlock-meta" when KEY has a
+// hash tag), with the lock
+// key's TTL: extended with the lock (never shortened), restored with it by
+// a top-up, deleted by Unlock, by a failed attempt's clean-up and by
+// ForceRelease. The lock key itself still holds only the token, so other
+// Redlock clients (aioredlock, redsync, node-redlock) still exclude and
+// are excluded by the lock. A re-lock with the same token (the Token
+// option) replaces the metadata where it refreshes the key; one without
+// Metadata leaves the metadata alone (it then expires on its own).
+//
+// s may hold any bytes, at most MaxMetadataLen of them (else the call
+// fails with ErrInvalid); "" means no metadata, which costs nothing: no
+// extra key and no extra work per call. With metadata an acquisition,
+// extension and release each do a little more on each instance, and an
+// auto-extended lock is extended by a call of its own rather than in the
+// Manager's batches. LockMany stores s beside each of its keys. The key's
+// name (see above) must be in the lock key's slot: a key with a '}' but no
+// hash tag, such as "a}b", cannot carry metadata (ErrInvalid). Anyone who
+// can read the instances can read it: keep secrets out.
+func Metadata(s string) LockOption {
+	return func(o *lockOptions) { o.metadata, o.metaSet = s, true }
+}
+
+// request is a validated lock request.
+type request struct {
+	resource string // the first resource (the only one, but for LockMany)
+	ks       keyset
+	token    string
+	own      bool // token generated here: no one else can use it
+	ttl      time.Duration
+	auto     bool
+	fenced   bool
+}
+
+func (m *Manager) newRequest(resource string, opts []LockOption) (request, error) {
+	if err := m.checkResource(resource); err != nil {
+		return request{}, err
+	}
+	return m.newRequestMany([]string{resource}, opts)
+}
+
+// newRequestMany validates a request for resources, which the caller has
+// checked one by one.
+func (m *Manager) newRequestMany(resources []string, opts []LockOption) (request, error) {
+	var o lockOptions
+	for _, opt := range opts {
+		if opt == nil {
+			return request{}, invalidf("nil LockOption")
+		}
+		opt(&o)
+	}
+	fenced := o.fenced || m.cfg.Fencing
+	r := request{resource: resources[0], ks: m.newKeyset(resources, fenced), ttl: m.cfg.DefaultTTL, auto: true, fenced: fenced}
+	if o.ttlSet {
+		if err := m.cfg.checkTTL(o.ttl); err != nil {
+			return request{}, err
+		}
+		r.ttl, r.auto = o.ttl.Truncate(time.Millisecond), false
+		if err := m.cfg.checkTTL(r.ttl); err != nil {
+			return request{}, err
+		}
+	}
+	if o.tokenSet {
+		if o.token == "" {
+			return request{}, invalidf("empty token")
+		}
+		if len(o.token) > MaxTokenLen {
+			return request{}, invalidf("token is %d bytes, over %d", len(o.token), MaxTokenLen)
+		}
+		r.token = o.token
+	} else {
+		r.token, r.own = newToken(), true
+	}
+	if o.metaSet {
+		if len(o.metadata) > MaxMetadataLen {
+			return request{}, invalidf("metadata is %d bytes, over %d", len(o.metadata), MaxMetadataLen)
+		}
+		if err := r.ks.setMetadata(o.metadata); err != nil {
+			return request{}, err
+		}
+	}
+	return r, nil
+}
+
+// checkResource checks a resource name: not empty, not too long, and not
+// one whose key (KeyPrefix + resource) has the shape of a fencing counter
+// (see counterKey) or of a metadata key (see metaKey), which a lock must
+// never be able to address.
+func (m *Manager) checkResource(resource string) error {
+	if resource == "" {
+		return invalidf("empty resource")
+	}
+	if len(resource) > MaxResourceLen {
+		return invalidf("resource is %d bytes, over %d", len(resource), MaxResourceLen)
+	}
+	if isCounterKey(m.cfg.KeyPrefix + resource) {
+		return invalidf("resource %s: keys ending in %q are reserved for fencing counters", quoteResource(resource), counterSuffix)
+	}
+	if isMetaKey(m.cfg.KeyPrefix + resource) {
+		return invalidf("resource %s: keys ending in %q are reserved for lock metadata", quoteResource(resource), metaSuffix)
+	}
+	return nil
+}
+
+// newToken returns 128 random bits from crypto/rand as UUIDv4 text.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
 }

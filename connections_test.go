@@ -48,17 +48,6 @@ func connClose(t *testing.T, m *redlock.Manager) {
 	}
 }
 
-// connNew is redlock.New, closed in t.Cleanup (before the servers stop).
-func connNew(t *testing.T, endpoints []string, cfg redlock.Config) *redlock.Manager {
-	t.Helper()
-	m, err := redlock.New(endpoints, cfg)
-	if err != nil {
-		t.Fatalf("New(%q): %v", endpoints, err)
-	}
-	t.Cleanup(func() { connClose(t, m) })
-	return m
-}
-
 // connNewEndpoints is redlock.NewFromEndpoints, closed in t.Cleanup.
 func connNewEndpoints(t *testing.T, endpoints []redlock.Endpoint, cfg redlock.Config) *redlock.Manager {
 	t.Helper()
@@ -144,40 +133,16 @@ func connEventually(ctx context.Context, check func() error) error {
 	}
 }
 
-// connGet reads key in database db of s (through a script, as Do uses a
-// fresh connection per command).
-func connGet(t *testing.T, s *redistest.Server, db int, key string) string {
-	t.Helper()
-	return s.Do(t, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('GET', KEYS[1])", "1", key, strconv.Itoa(db))
-}
-
 // connWantKey returns an error unless key holds value in database db of
 // every server.
 func connWantKey(t *testing.T, db int, key, value string, servers ...*redistest.Server) error {
 	t.Helper()
 	for _, s := range servers {
-		if got := connGet(t, s, db, key); got != value {
+		if got := getDB(t, s, db, key); got != value {
 			return fmt.Errorf("%s db %d: %s = %q, want %q", s, db, key, got, value)
 		}
 	}
 	return nil
-}
-
-// connWantNoKeys fails the test unless every server is empty within a
-// few seconds (Unlock returns once a quorum released: the others follow).
-func connWantNoKeys(ctx context.Context, t *testing.T, servers ...*redistest.Server) {
-	t.Helper()
-	err := connEventually(ctx, func() error {
-		for _, s := range servers {
-			if keys := s.Keys(t); len(keys) != 0 {
-				return fmt.Errorf("%s: keys left %q", s, keys)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Error(err)
-	}
 }
 
 // connNoSecret fails the test if text shows connWrongPassword.
@@ -197,7 +162,7 @@ func connWrongPasswordFails(t *testing.T, endpoint string) {
 	var log strings.Builder // slog handlers serialise their writes
 	cfg := connCfg
 	cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	m := connNew(t, []string{endpoint}, cfg)
+	m := newManagerAt(t, []string{endpoint}, cfg)
 	_, err := m.Lock(ctx, "redaction", redlock.TTL(time.Second))
 	if !errors.Is(err, redlock.ErrRejected) {
 		t.Fatalf("Lock with a wrong password = %v, want ErrRejected", err)
@@ -237,7 +202,7 @@ func TestConnPlainForms(t *testing.T) {
 		return connWantKey(t, 3, l.Resource(), l.Token(), s2)
 	}
 	t.Run("strings", func(t *testing.T) {
-		m := connNew(t, []string{
+		m := newManagerAt(t, []string{
 			s0.Addr(),
 			"redis://:pw-one@" + s1.Addr() + "/2",
 			"redis://app:pw-two@" + s2.Addr() + "?db=3&dial_timeout=2s&read_timeout=1s&write_timeout=1s&pool_size=4",
@@ -266,7 +231,7 @@ func TestConnPlainForms(t *testing.T) {
 		connWrongPasswordFails(t, "redis://app:"+connWrongPassword+"@"+s2.Addr())
 		connWrongPasswordFails(t, "redis://nobody:"+connWrongPassword+"@"+s0.Addr())
 	})
-	connWantNoKeys(ctx, t, servers...)
+	wantNoKeys(t, servers)
 }
 
 // TestConnUnixSocket: "/path/to/redis.sock" and "unix:///path?db=N".
@@ -281,7 +246,7 @@ func TestConnUnixSocket(t *testing.T) {
 		"unix://" + s1.Socket() + "?db=2",
 		"unix://:pw-unix@" + s2.Socket() + "?db=5&dial_timeout=1s",
 	}
-	m := connNew(t, eps, connCfg)
+	m := newManagerAt(t, eps, connCfg)
 	err := connExercise(ctx, m, "unix", func(l *redlock.Lock) error {
 		if err := connWantKey(t, 0, l.Resource(), l.Token(), s0); err != nil {
 			return err
@@ -322,7 +287,7 @@ func TestConnTLS(t *testing.T) {
 	held := func(l *redlock.Lock) error { return connWantKey(t, 1, l.Resource(), l.Token(), servers...) }
 
 	t.Run("ca_file", func(t *testing.T) {
-		m := connNew(t, []string{
+		m := newManagerAt(t, []string{
 			"rediss://" + servers[0].Addr() + "/1?ca_file=" + ca,
 			"rediss://localhost:" + strconv.Itoa(servers[1].Port()) + "/1?ca_file=" + ca + "&ssl_cert_reqs=CERT_REQUIRED",
 			"rediss://:pw-tls@" + servers[2].Addr() + "/1?ca_file=" + ca,
@@ -352,7 +317,7 @@ func TestConnTLS(t *testing.T) {
 		}
 	})
 	t.Run("system pool rejects the test CA", func(t *testing.T) {
-		m := connNew(t, []string{"rediss://" + servers[0].Addr()}, connCfg)
+		m := newManagerAt(t, []string{"rediss://" + servers[0].Addr()}, connCfg)
 		_, err := m.TryLock(ctx, "tls-untrusted", redlock.TTL(time.Second))
 		var cve *tls.CertificateVerificationError
 		if !errors.Is(err, redlock.ErrUnavailable) || !errors.As(err, &cve) {
@@ -360,14 +325,14 @@ func TestConnTLS(t *testing.T) {
 		}
 	})
 	t.Run("plain text to the TLS port", func(t *testing.T) {
-		m := connNew(t, []string{"redis://" + servers[0].Addr()}, connCfg)
+		m := newManagerAt(t, []string{"redis://" + servers[0].Addr()}, connCfg)
 		connFailsFast(ctx, t, m)
 	})
 	t.Run("TLS to a plain port", func(t *testing.T) {
 		// The server waits for the end of an inline command that never
 		// comes: this one is a timeout, bounded by NodeTimeout.
 		plain := redistest.StartWith(t, redistest.Options{})
-		m := connNew(t, []string{"rediss://" + plain.Addr() + "?insecure_skip_verify=true"}, connCfg)
+		m := newManagerAt(t, []string{"rediss://" + plain.Addr() + "?insecure_skip_verify=true"}, connCfg)
 		if _, err := m.TryLock(ctx, "mismatch", redlock.TTL(time.Minute)); !errors.Is(err, redlock.ErrUnavailable) || ctx.Err() != nil {
 			t.Fatalf("TryLock = %v, want ErrUnavailable", err)
 		}
@@ -433,7 +398,7 @@ func TestConnACL(t *testing.T) {
 	}
 	cfg := connCfg
 	cfg.KeyPrefix = "lock:"
-	m := connNew(t, eps, cfg)
+	m := newManagerAt(t, eps, cfg)
 	held := func(l *redlock.Lock) error {
 		return connWantKey(t, 0, "lock:"+l.Resource(), l.Token(), servers...)
 	}
@@ -472,7 +437,7 @@ func TestConnACL(t *testing.T) {
 	holding := 0
 	if err := m.Do(ctx, "acl-do", func(ctx context.Context) error {
 		for _, s := range servers {
-			if v := connGet(t, s, 0, "lock:acl-do"); v != "" && v != "(nil)" {
+			if v := getDB(t, s, 0, "lock:acl-do"); v != "" && v != "(nil)" {
 				holding++
 			}
 		}
@@ -492,7 +457,7 @@ func TestConnACL(t *testing.T) {
 	// Negative control: the key pattern is enforced. Without the prefix,
 	// locking fails and the server logs the denied key.
 	cfg.KeyPrefix = ""
-	bare := connNew(t, eps, cfg)
+	bare := newManagerAt(t, eps, cfg)
 	if _, err := bare.TryLock(ctx, "acl-bare", redlock.TTL(time.Second)); !errors.Is(err, redlock.ErrRejected) {
 		t.Errorf("TryLock outside ~lock:* = %v, want ErrRejected", err)
 	}
@@ -514,7 +479,7 @@ func TestConnACL(t *testing.T) {
 		cfg := connCfg
 		cfg.KeyPrefix = "lock:"
 		cfg.RetryCount = 1
-		m := connNew(t, []string{"redis://" + user + ":pw@" + s.Addr()}, cfg)
+		m := newManagerAt(t, []string{"redis://" + user + ":pw@" + s.Addr()}, cfg)
 		s.Do(t, "SCRIPT", "FLUSH") // so that EVAL is needed
 		if err := connExercise(ctx, m, "acl-"+user, nil); !errors.Is(err, redlock.ErrRejected) {
 			t.Errorf("user %s (rules %q): %v, want ErrRejected", user, rules, err)
@@ -595,15 +560,15 @@ func TestConnSentinel(t *testing.T) {
 		m      *redlock.Manager
 		prefix string
 	}{
-		{"aioredlock URL", connNew(t, []string{"redis://" + sentinels[0] + "/4?master=" + g.MasterName + "&encoding=utf-8"}, connCfg), ""},
-		{"redis+sentinel", connNew(t, []string{"redis+sentinel://" + strings.Join(sentinels, ",") + "/4?master=" + g.MasterName}, connCfg), ""},
+		{"aioredlock URL", newManagerAt(t, []string{"redis://" + sentinels[0] + "/4?master=" + g.MasterName + "&encoding=utf-8"}, connCfg), ""},
+		{"redis+sentinel", newManagerAt(t, []string{"redis+sentinel://" + strings.Join(sentinels, ",") + "/4?master=" + g.MasterName}, connCfg), ""},
 		{"struct among plain servers", connNewEndpoints(t, []redlock.Endpoint{
 			{SentinelAddrs: sentinels, MasterName: g.MasterName, DB: 4},
 			{Addr: plain[0].Addr(), DB: 4},
 			{Addr: plain[1].Addr(), DB: 4},
 		}, connCfg), ""},
 		{"existing failover client", em, ""},
-		{"ACL user", connNew(t, []string{"redis+sentinel://locker:pw-acl@" + sentinels[1] + "/4?master=" + g.MasterName}, aclCfg), "lock:"},
+		{"ACL user", newManagerAt(t, []string{"redis+sentinel://locker:pw-acl@" + sentinels[1] + "/4?master=" + g.MasterName}, aclCfg), "lock:"},
 	}
 
 	oldMaster := g.Master
@@ -688,7 +653,7 @@ func TestConnCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
 	plain := redistest.Start(t, 2)
 	// One seed node: the others are discovered.
-	m := connNew(t, []string{"redis+cluster://" + c.Masters[0].Addr(), plain[0].Addr(), plain[1].Addr()}, connCfg)
+	m := newManagerAt(t, []string{"redis+cluster://" + c.Masters[0].Addr(), plain[0].Addr(), plain[1].Addr()}, connCfg)
 
 	// Lock resources until every master holds one.
 	var locks []*redlock.Lock
@@ -752,7 +717,7 @@ func TestConnCluster(t *testing.T) {
 			t.Errorf("%s: unlock: %v", l.Resource(), err)
 		}
 	}
-	connWantNoKeys(ctx, t, append(append([]*redistest.Server{}, c.Masters...), plain...)...)
+	wantNoKeys(t, append(append([]*redistest.Server{}, c.Masters...), plain...))
 
 	// The struct form, the cluster alone, as a restricted ACL user (which
 	// also needs CLUSTER SLOTS); and an existing cluster client.

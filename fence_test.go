@@ -23,23 +23,13 @@ func urls(servers []*redistest.Server) []string {
 	return out
 }
 
-func newManagerT(t *testing.T, endpoints []string, cfg redlock.Config) *redlock.Manager {
-	t.Helper()
-	m, err := redlock.New(endpoints, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
-	return m
-}
-
 // Sequential handoffs across several managers: every new holder gets a
 // strictly larger token.
 func TestFenceIncreasesAcrossManagers(t *testing.T) {
 	servers := redistest.Start(t, 3)
 	var ms []*redlock.Manager
 	for i := 0; i < 3; i++ {
-		ms = append(ms, newManagerT(t, urls(servers), redlock.Config{}))
+		ms = append(ms, newManagerAt(t, urls(servers), redlock.Config{}))
 	}
 	ctx := context.Background()
 	const handoffs = 2000
@@ -70,7 +60,7 @@ func TestFenceIncreasesAcrossManagers(t *testing.T) {
 
 func TestFenceOffIsZero(t *testing.T) {
 	servers := redistest.Start(t, 1)
-	m := newManagerT(t, urls(servers), redlock.Config{})
+	m := newManagerAt(t, urls(servers), redlock.Config{})
 	l, err := m.Lock(context.Background(), "plain", redlock.TTL(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +68,7 @@ func TestFenceOffIsZero(t *testing.T) {
 	if l.Fence() != 0 {
 		t.Fatalf("Fence() = %d without fencing", l.Fence())
 	}
-	m2 := newManagerT(t, urls(servers), redlock.Config{Fencing: true})
+	m2 := newManagerAt(t, urls(servers), redlock.Config{Fencing: true})
 	if err := l.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +85,8 @@ func TestFenceOffIsZero(t *testing.T) {
 // fenced store rejects it after the next holder wrote.
 func TestFenceRejectsPausedHolder(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	a := newManagerT(t, urls(servers), redlock.Config{})
-	b := newManagerT(t, urls(servers), redlock.Config{})
+	a := newManagerAt(t, urls(servers), redlock.Config{})
+	b := newManagerAt(t, urls(servers), redlock.Config{})
 	ctx := context.Background()
 	var store fencing.Store
 

@@ -3,7 +3,6 @@ package redlock
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -135,9 +134,10 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 		keys = append(keys, metaKey(key)) // release.lua deletes it under the token
 	}
 
-	// The instances hold different tokens: one call each, with its own args.
+	// The instances hold different tokens: one round, each instance with
+	// its own token.
 	answered := make([]bool, len(states))
-	var wg sync.WaitGroup
+	each := make([][]string, len(states))
 	for i := range states {
 		st := &states[i]
 		switch {
@@ -151,16 +151,16 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 			st.Err = err
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v, err := m.callOne(ctx, i, scriptRelease, keys, []string{st.Token, ReleaseChannel})
-			vote, cause := classifyRelease(v, err)
-			st.Err = cause
-			answered[i] = vote == voteYes || vote == voteRefused
-		}()
+		each[i] = []string{st.Token, ReleaseChannel}
 	}
-	wg.Wait()
+	r := m.fanoutEach(ctx, m.cfg.NodeTimeout, scriptRelease, keys, each)
+	o := m.collect(ctx, r, 0, true, classifyRelease)
+	for i := range states {
+		if each[i] != nil {
+			states[i].Err = o.errs[i]
+			answered[i] = o.votes[i] == voteYes || o.votes[i] == voteRefused
+		}
+	}
 	m.waits.wake(key) // local waiters need no message
 
 	votes := 0
@@ -220,40 +220,4 @@ func (m *Manager) inspectKey(ctx context.Context, key string) ([]InstanceState, 
 		states[i] = st
 	}
 	return states, o
-}
-
-// classifyState reads an inspect.lua reply {token, pttl} or {token, pttl,
-// metadata, counter}: yes when a token holds the key, refused when the key
-// is missing.
-func classifyState(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	a, ok := v.([]any)
-	if !ok || (len(a) != 2 && len(a) != 4) {
-		return voteFailed, errBadReply
-	}
-	tok, ok := a[0].(string)
-	if _, isInt := a[1].(int64); !ok || !isInt {
-		return voteFailed, errBadReply
-	}
-	if len(a) == 4 {
-		_, ok1 := a[2].(string)
-		_, ok2 := a[3].(string)
-		if !ok1 || !ok2 {
-			return voteFailed, errBadReply
-		}
-	}
-	if tok == "" {
-		return voteRefused, errKeyMissing
-	}
-	return voteYes, nil
-}
-
-// callOne runs s on instance i alone, bounded by ctx and Config.NodeTimeout.
-// The caller waits for it (it is not counted in m.ops).
-func (m *Manager) callOne(ctx context.Context, i int, s *script, keys, args []string) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.NodeTimeout)
-	defer cancel()
-	return call(ctx, m.inst[i], s, keys, args)
 }

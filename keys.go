@@ -83,8 +83,9 @@ func (ks *keyset) km() []string {
 func (ks *keyset) single() bool { return len(ks.keys) == 1 && ks.counters == nil }
 
 // batched reports whether the lock's auto-extension goes to the Manager's
-// batched extender (extend_batch.lua, one key per lock); the others have a
-// timer of their own (Lock.autoExtend).
+// batched extender (extend_batch.lua, one key per lock); the others are
+// extended each by a round of its own (Lock.autoExtend), scheduled by the
+// same extender.
 func (ks *keyset) batched() bool { return len(ks.keys) == 1 && ks.meta == nil }
 
 // acquireKeys returns the keys of acquire_many.lua: the lock keys, the
@@ -243,18 +244,4 @@ func (ks *keyset) pttlScript() *script {
 		return scriptPTTL
 	}
 	return scriptPTTLMany
-}
-
-func classifyReleaseMany(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	n, ok := toInt(v)
-	switch {
-	case !ok:
-		return voteFailed, errBadReply
-	case n >= 0:
-		return voteYes, nil
-	}
-	return voteRefused, ErrHeldByOther
 }

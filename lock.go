@@ -29,8 +29,7 @@ type Lock struct {
 	gone     bool          // the lock is lost (lost, if made, is closed)
 	lost     chan struct{} // made on first use (Lost, onLoss); closed once lost
 	expiry   *time.Timer   // loses the lock at until; nil until watched (auto-extended locks: at once)
-	refresh  *time.Timer   // auto-extension of a lock the extender does not batch (ks.batched)
-	due      time.Time     // next batched auto-extension (guarded by m.ext.mu)
+	due      time.Time     // next auto-extension (guarded by m.ext.mu)
 	onLost   []func()
 }
 
@@ -45,9 +44,6 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 		// ends the lock when extensions fail until the deadline.
 		l.mu.Lock()
 		l.watchLocked()
-		if !l.ks.batched() {
-			l.refresh = time.AfterFunc(l.nextExtension().Sub(m.now()), l.autoExtend)
-		}
 		l.mu.Unlock()
 	}
 	if m.obs != nil {
@@ -66,7 +62,7 @@ func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock 
 	for _, x := range expired {
 		x.lose(reasonExpired)
 	}
-	if l.auto && l.ks.batched() {
+	if l.auto {
 		l.mu.Lock()
 		next := l.nextExtension()
 		l.mu.Unlock()
@@ -196,9 +192,6 @@ func (l *Lock) markLostLocked() []func() {
 	if l.expiry != nil {
 		l.expiry.Stop()
 	}
-	if l.refresh != nil {
-		l.refresh.Stop()
-	}
 	fs := l.onLost
 	l.onLost = nil
 	return fs
@@ -269,50 +262,6 @@ func (m *Manager) forget(l *Lock) {
 	}
 }
 
-func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
-
-// nextExtension is when the watchdog extends next: 0.6×TTL after the start
-// of the acquisition or extension that set the current deadline (validity
-// counts from that start, not from when the call returned: a slow call
-// must not push the next extension past the deadline). Callers hold l.mu.
-func (l *Lock) nextExtension() time.Time {
-	return l.until.Add(-(l.ttl - l.m.cfg.drift(l.ttl))).Add(l.refreshDelay())
-}
-
-// autoExtend is the watchdog: it extends the lock by its TTL, and again
-// every 0.6×TTL. When an extension fails because too few instances
-// answered, it tries again until the deadline passes; when the lock is held
-// by another token or gone on too many instances, the lock is lost.
-func (l *Lock) autoExtend() {
-	if !l.m.enter() {
-		return
-	}
-	defer l.m.leave()
-	l.mu.Lock()
-	if l.released || l.gone {
-		l.mu.Unlock()
-		return
-	}
-	ttl := l.ttl
-	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.NodeTimeout)
-	err := l.extend(ctx, ttl, true)
-	cancel()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.released || l.gone {
-		return
-	}
-	if err == nil {
-		l.refresh.Reset(max(l.nextExtension().Sub(l.m.now()), 0))
-		return
-	}
-	// Unavailable: try again soon, while the lock is still valid.
-	left := l.until.Sub(l.m.now())
-	l.m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "err", err)
-	l.refresh.Reset(min(l.m.cfg.RetryDelayMin, max(left/4, time.Millisecond)))
-}
-
 // Extend makes the lock's lease at least ttl (0 means the lock's own TTL)
 // on every instance where it still holds the token. It succeeds when a
 // quorum extends in time; the validity deadline then moves to the start of
@@ -369,7 +318,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 // l.mu.
 func (l *Lock) applyExtendLocked(start time.Time, ttl time.Duration, auto bool) {
 	until := start.Add(ttl - l.m.cfg.drift(ttl))
-	if h := l.m.hooks; h != nil && h.LatestReplyWins {
+	if l.m.hooks.latestReplyWins() {
 		// Negative control: the rule of the old, shortening scripts, where
 		// a manual extension's reply always set the deadline and the
 		// watchdog's moved it forward.
@@ -412,10 +361,7 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 		return &QuorumError{Op: "extend", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 	}
 	start := m.now()
-	script := l.ks.extendScript()
-	if h := m.hooks; h != nil && h.LatestReplyWins && !auto && len(l.ks.keys) == 1 {
-		script = scriptExtendReset
-	}
+	script := m.hooks.extendScript(l.ks.extendScript(), auto, len(l.ks.keys))
 	timeout := min(m.cfg.NodeTimeout, ttl)
 	var r *round
 	switch {
@@ -538,21 +484,6 @@ func (l *Lock) topUpLate(r *round, missing []bool, start time.Time, ttl time.Dur
 	l.mu.Unlock()
 }
 
-func classifyExtend(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	switch n, _ := toInt(v); n {
-	case 1:
-		return voteYes, nil
-	case 0:
-		return voteRefused, errKeyMissing
-	case -1:
-		return voteRefused, ErrHeldByOther
-	}
-	return voteFailed, errBadReply
-}
-
 // Unlock releases the lock on every instance where it holds the token. The
 // handle is invalid afterwards whatever the outcome. It returns nil when a
 // quorum confirmed (the key was deleted or already gone) and the lock was
@@ -589,9 +520,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 		f()
 	}
 	release, classify := l.ks.releaseScript()
-	if m.hooks != nil && m.hooks.PlainDelete {
-		release = scriptUnsafeDelete
-	}
+	release = m.hooks.releaseScript(release)
 	// An instance that answered the acquisition (or the last extension)
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it
@@ -625,19 +554,6 @@ func (l *Lock) unlock(ctx context.Context) error {
 		m.obs.Unlocked(ctx, UnlockEvent{Resources: l.Resources(), Outcome: word, Err: err, Start: start, Duration: m.now().Sub(start), Quorum: m.quorum})
 	}
 	return err
-}
-
-func classifyRelease(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	switch n, _ := toInt(v); n {
-	case 1, 0:
-		return voteYes, nil
-	case -1:
-		return voteRefused, ErrHeldByOther
-	}
-	return voteFailed, errBadReply
 }
 
 // IsLocked reports whether a quorum of the instances hold the lock's key

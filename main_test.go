@@ -17,7 +17,24 @@ import (
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/goredis"
 	"github.com/redlock-go/redlock/internal/redistest"
+	"github.com/redlock-go/redlock/internal/testhooks"
 )
+
+// controlsBuilt reports whether the package was built with the
+// redlock_controls tag, which alone compiles the test hooks in
+// (internal/testhooks; a normal build has none). test.sh runs the tests
+// that use them once more with the tag.
+func controlsBuilt() bool { return testhooks.Install != nil }
+
+// installHooks installs h on m, or skips the test in a build without the
+// redlock_controls tag (see controlsBuilt).
+func installHooks(t testing.TB, m *redlock.Manager, h *testhooks.Hooks) {
+	t.Helper()
+	if !controlsBuilt() {
+		t.Skip("needs the test hooks: go test -tags redlock_controls")
+	}
+	testhooks.Install(m, h)
+}
 
 // TestMain fails the package if any goroutine outlives the tests: every
 // Manager is closed by its test, and Close must stop everything it started.
@@ -76,9 +93,16 @@ func addrs(servers []*redistest.Server) []string {
 // (before the servers stop: cleanups run last-in first-out).
 func newManager(t *testing.T, servers []*redistest.Server, cfg redlock.Config) *redlock.Manager {
 	t.Helper()
-	m, err := redlock.New(addrs(servers), cfg)
+	return newManagerAt(t, addrs(servers), cfg)
+}
+
+// newManagerAt is redlock.New over endpoints, closed in t.Cleanup like
+// newManager's.
+func newManagerAt(t *testing.T, endpoints []string, cfg redlock.Config) *redlock.Manager {
+	t.Helper()
+	m, err := redlock.New(endpoints, cfg)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("New(%q): %v", endpoints, err)
 	}
 	t.Cleanup(func() { closeQuietly(t, m) })
 	return m
@@ -268,6 +292,13 @@ func isClosed(ch <-chan struct{}) bool {
 func get(t *testing.T, s *redistest.Server, key string) string {
 	t.Helper()
 	return s.Do(t, "GET", key)
+}
+
+// getDB reads key in database db of s (through a script, as Do uses a
+// fresh connection per command).
+func getDB(t *testing.T, s *redistest.Server, db int, key string) string {
+	t.Helper()
+	return s.Do(t, "EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('GET', KEYS[1])", "1", key, strconv.Itoa(db))
 }
 
 // pttl returns PTTL key on s (-2 missing, -1 no TTL).

@@ -17,7 +17,7 @@ import (
 func TestLockManyOverlapExcludes(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		servers := redistest.Start(t, n)
-		m := newManagerT(t, urls(servers), redlock.Config{RetryCount: 1})
+		m := newManagerAt(t, urls(servers), redlock.Config{RetryCount: 1})
 		ctx := context.Background()
 		ab, err := m.LockMany(ctx, []string{"a", "b"}, redlock.TTL(5*time.Second))
 		if err != nil {
@@ -67,7 +67,7 @@ func TestLockManyOverlapExcludes(t *testing.T) {
 // the attempt took on the other instances is released.
 func TestLockManyRollsBackPartialHolds(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	m := newManagerT(t, urls(servers), redlock.Config{RetryCount: 2, RetryDelayMin: time.Millisecond, RetryDelayMax: 2 * time.Millisecond})
+	m := newManagerAt(t, urls(servers), redlock.Config{RetryCount: 2, RetryDelayMin: time.Millisecond, RetryDelayMax: 2 * time.Millisecond})
 	ctx := context.Background()
 	// Another client holds "y" on two instances; the third is free.
 	servers[0].Do(t, "SET", "y", "other", "PX", "60000")
@@ -101,7 +101,7 @@ func TestLockManyNoDeadlock(t *testing.T) {
 	counts := make([]int, len(sets))
 	errs := make([]error, len(sets))
 	for i, set := range sets {
-		m := newManagerT(t, urls(servers), redlock.Config{RetryCount: 1000, RetryDelayMin: time.Millisecond, RetryDelayMax: 3 * time.Millisecond})
+		m := newManagerAt(t, urls(servers), redlock.Config{RetryCount: 1000, RetryDelayMin: time.Millisecond, RetryDelayMax: 3 * time.Millisecond})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -129,7 +129,7 @@ func TestLockManyNoDeadlock(t *testing.T) {
 
 func TestLockManyAutoExtendAndLost(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	m := newManagerT(t, urls(servers), redlock.Config{DefaultTTL: 300 * time.Millisecond})
+	m := newManagerAt(t, urls(servers), redlock.Config{DefaultTTL: 300 * time.Millisecond})
 	ctx := context.Background()
 	l, err := m.LockMany(ctx, []string{"e1", "e2"}, redlock.Fenced())
 	if err != nil {
@@ -170,7 +170,7 @@ func TestLockManyAutoExtendAndLost(t *testing.T) {
 
 func TestLockManyBadInput(t *testing.T) {
 	servers := redistest.Start(t, 1)
-	m := newManagerT(t, urls(servers), redlock.Config{})
+	m := newManagerAt(t, urls(servers), redlock.Config{})
 	ctx := context.Background()
 	for name, set := range map[string][]string{
 		"empty":     nil,

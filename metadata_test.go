@@ -318,6 +318,11 @@ func TestMetadataRefreshAndStale(t *testing.T) {
 	if got := get(t, servers[0], "{s}:redlock-meta"); got != metaValue("old-token", "old holder") {
 		t.Errorf("stale metadata changed: %q", got)
 	}
+	// Unlock returns at quorum: the next Lock's acquire could otherwise
+	// reach the last instance before this release and be refused there.
+	for _, s := range servers {
+		waitFor(t, 5*time.Second, s.String()+" to release s", func() bool { return get(t, s, "s") == "(nil)" })
+	}
 	l = holdEverywhere(t, m, servers, "s", "s", redlock.Metadata("new"))
 	wantMetaBeside(t, servers, l, "s", "{s}:redlock-meta", "new")
 	if err := l.Unlock(ctx); err != nil {

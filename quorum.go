@@ -3,10 +3,16 @@ package redlock
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 )
+
+// The fan-out: a round sends one script to every instance (or a subset)
+// through the instances' call workers, collect waits until the quorum is
+// decided, and the stragglers finish in the background, each after the
+// previous call about the same lock on its instance (predecessor).
 
 // vote is how one instance answered one call.
 type vote int8
@@ -51,6 +57,7 @@ type round struct {
 
 	args    []string // the script's arguments (a copy, in argsArr when short)
 	argsArr [3]string
+	each    [][]string // when not nil, instance i's own arguments (see fanoutEach)
 	jobs    []job
 	jobsArr [smallN]job
 
@@ -131,35 +138,6 @@ func (o *outcome) init(n int) *outcome {
 	return o
 }
 
-// call runs a script on one instance: EVALSHA, then EVAL after NOSCRIPT
-// (EVAL also puts the script back into the instance's cache). Before the
-// first EVALSHA to an instance, and before the next one after a NOSCRIPT,
-// it loads every script there if the client is a ScriptLoader (see
-// ensureScripts); once they are loaded, that costs one atomic load.
-func call(ctx context.Context, in *instance, s *script, keys, args []string) (v any, err error) {
-	if in.obs != nil {
-		start := time.Now()
-		defer func() { in.observeCall(s, start, v, err) }()
-	}
-	var loading <-chan struct{}
-	if st := in.scripts.Load(); st != scriptsLoaded && st != scriptsNoLoader {
-		loading = in.ensureScripts(ctx)
-	}
-	v, err = in.client.EvalSha(ctx, s.sha, keys, args)
-	if isNoScript(err) {
-		prime := in.noScript()
-		v, err = in.client.Eval(ctx, s.src, keys, args)
-		if p := s.primes; p != nil && err == nil && prime {
-			_, _ = in.client.Eval(ctx, p.src, keys[:1], s.primeArgs) // see script.primes
-		}
-	}
-	if loading != nil {
-		<-loading // bounded by ctx, like the load
-	}
-	in.observe(err)
-	return v, err
-}
-
 // fanout sends s to every instance i with only == nil || only[i], all calls
 // bounded by one deadline, timeout from now. It returns at once; collect
 // reads the replies. The calls are counted in m.ops, so Close waits for
@@ -185,8 +163,23 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 // fanoutWith is fanoutTo that records the calls' durations in rtt when it
 // is not nil (see fanoutTimed).
 func (m *Manager) fanoutWith(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, rtt []time.Duration) *round {
+	return m.fanoutArgs(ctx, timeout, only, after, s, keys, args, nil, rtt)
+}
+
+// fanoutEach is fanout with each instance's own arguments: instance i gets
+// each[i], and no call when each[i] is nil (ForceRelease: the tokens differ).
+func (m *Manager) fanoutEach(ctx context.Context, timeout time.Duration, s *script, keys []string, each [][]string) *round {
+	only := make([]bool, len(m.inst))
+	for i, a := range each {
+		only[i] = a != nil
+	}
+	return m.fanoutArgs(ctx, timeout, only, nil, s, keys, nil, each, nil)
+}
+
+// fanoutArgs is the fan-out behind fanoutWith and fanoutEach.
+func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, each [][]string, rtt []time.Duration) *round {
 	n := len(m.inst)
-	r := &round{ch: make(chan reply, n), after: after, rtt: rtt}
+	r := &round{ch: make(chan reply, n), after: after, rtt: rtt, each: each}
 	if n <= smallN {
 		r.sent, r.jobs, r.ret, r.waitCh = r.sentArr[:n], r.jobsArr[:n], r.retArr[:n], r.chArr[:n]
 	} else {
@@ -249,12 +242,16 @@ func (r *round) run(m *Manager, i int, s *script, keys []string) {
 	}
 	var v any
 	var err error
+	args := r.args
+	if r.each != nil {
+		args = r.each[i]
+	}
 	if wait == nil && r.rtt != nil {
 		start := time.Now()
-		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
+		v, err = call(&r.rctx, m.inst[i], s, keys, args)
 		r.rtt[i] = time.Since(start)
 	} else if wait == nil {
-		v, err = call(&r.rctx, m.inst[i], s, keys, r.args)
+		v, err = call(&r.rctx, m.inst[i], s, keys, args)
 	} else {
 		err = errOutOfOrder
 	}
@@ -395,18 +392,6 @@ func (m *Manager) quorumError(op, resource string, o *outcome, attempts int, not
 	return e
 }
 
-// toInt reads an integer reply.
-func toInt(v any) (int64, bool) {
-	i, ok := v.(int64)
-	return i, ok
-}
-
-// errBadReply is the cause recorded for a reply of an unexpected shape.
-var errBadReply = errors.New("unexpected reply")
-
-// errKeyMissing is the per-instance cause when the lock key is gone.
-var errKeyMissing = errors.New("lock key missing")
-
 // roundCtx is the context of a round's calls, built for few allocations
 // (a channel, a timer and its function, against five for
 // context.WithTimeout(context.WithoutCancel(ctx), timeout)). It carries the
@@ -499,5 +484,188 @@ func (c *roundCtx) AfterFunc(f func()) (stop func() bool) {
 		_, ok := c.afters[id]
 		delete(c.afters, id)
 		return ok
+	}
+}
+
+// instance is one independent Redis instance.
+type instance struct {
+	client Client
+	name   string // redacted endpoint, for errors and logs
+	pool   pool   // the workers that run its calls
+	// scripts says whether every script is loaded on the instance
+	// (scriptsUnloaded, ...; see ensureScripts in wire.go).
+	scripts atomic.Int32
+	// loadAfter (Unix nanoseconds) holds back the next load after one
+	// failed: see scriptLoadRetry.
+	loadAfter atomic.Int64
+	// down says that the instance's last call found it not answering
+	// (see observe); log gets one record per change.
+	down atomic.Bool
+	log  *slog.Logger
+	obs  Observer // Config.Observer; nil: no events
+}
+
+// observe records the outcome of a call to the instance and logs when
+// that changes whether it answers: one WARN, with the cause, when it stops
+// (a network error, a timeout, a refused password), one INFO when it
+// answers again; nothing per call. An error reply is an answer.
+func (in *instance) observe(err error) {
+	down := isOutage(err)
+	if err != nil && !down && errors.Is(err, context.Canceled) {
+		return // says nothing about the instance
+	}
+	if in.down.Load() == down || !in.down.CompareAndSwap(!down, down) {
+		return
+	}
+	if in.obs != nil {
+		ev := InstanceStateEvent{Endpoint: in.name, Up: !down}
+		if down {
+			ev.Err = err
+		}
+		in.obs.InstanceState(ev)
+	}
+	if in.log == nil {
+		return
+	}
+	if down {
+		in.log.Warn("redlock: instance not answering", "instance", in.name, "err", err)
+	} else {
+		in.log.Info("redlock: instance answering again", "instance", in.name)
+	}
+}
+
+// job is one call of a round to one instance, run by a worker.
+type job struct {
+	r    *round
+	i    int
+	s    *script
+	keys []string
+}
+
+// workerIdle is how long a worker waits for a call before it exits.
+const workerIdle = 10 * time.Second
+
+// pool holds an instance's parked call workers. Workers are long-lived
+// goroutines owned by the Manager: a call costs no goroutine start and no
+// allocation, and a parked worker waits on its own channel alone (no select,
+// no timer per call: under load the select of a shared work channel, a quit
+// channel and an idle timer cost a tenth of the CPU). Parked workers form a
+// stack, the most recently parked on top, so that the busy ones stay warm
+// and the bottom ones are the idle ones: those idle for workerIdle exit, as
+// found when a worker parks or by one timer per pool. There is one worker
+// per call in flight at the peak.
+type pool struct {
+	mu     sync.Mutex
+	parked []*worker // parked[len-1] parked last
+	timer  *time.Timer
+	armed  bool // timer will run reap
+	closed bool
+	idle   time.Duration // workerIdle (tests shorten it)
+	starts int           // workers started so far (for tests)
+	live   int           // workers started and not told to exit (for tests)
+}
+
+// worker is one call worker; it receives its next job (nil: exit) on jobs.
+type worker struct {
+	jobs  chan *job // buffered 1: a worker gets at most one job per parking
+	since time.Time // when it parked; guarded by pool.mu
+}
+
+// dispatch hands j to a parked worker of in, or starts a worker for it.
+// The caller holds an operation (m.ops), so the Manager is not closed yet.
+func (m *Manager) dispatch(in *instance, j *job) {
+	p := &in.pool
+	p.mu.Lock()
+	if n := len(p.parked); n > 0 {
+		w := p.parked[n-1]
+		p.parked[n-1] = nil
+		p.parked = p.parked[:n-1]
+		p.mu.Unlock()
+		w.jobs <- j
+		return
+	}
+	p.starts++
+	p.live++
+	p.mu.Unlock()
+	m.workers.Add(1)
+	go m.work(p, &worker{jobs: make(chan *job, 1)}, j)
+}
+
+// work runs jobs until it is told to exit (idle too long, or Close).
+func (m *Manager) work(p *pool, w *worker, j *job) {
+	defer m.workers.Done()
+	for j != nil {
+		j.r.run(m, j.i, j.s, j.keys)
+		if !p.park(w) {
+			return
+		}
+		j = <-w.jobs
+	}
+}
+
+// park puts w on top of the stack; it returns false if the pool is closed
+// (w exits). Parking also retires the workers idle for workerIdle.
+func (p *pool) park(w *worker) bool {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		p.live--
+		return false
+	}
+	w.since = now
+	p.parked = append(p.parked, w)
+	p.reapLocked(now)
+	return true
+}
+
+// reapLocked tells the workers idle for workerIdle to exit, and makes sure
+// the timer will look again when the oldest remaining one is due.
+func (p *pool) reapLocked(now time.Time) {
+	n := 0
+	for n < len(p.parked) && now.Sub(p.parked[n].since) >= p.idle {
+		p.parked[n].jobs <- nil
+		n++
+	}
+	p.live -= n
+	if n > 0 {
+		k := copy(p.parked, p.parked[n:])
+		clear(p.parked[k:])
+		p.parked = p.parked[:k]
+	}
+	if len(p.parked) == 0 || p.armed {
+		return
+	}
+	d := p.idle - now.Sub(p.parked[0].since)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(d, p.reap)
+	} else {
+		p.timer.Reset(d)
+	}
+	p.armed = true
+}
+
+// reap is the timer's callback.
+func (p *pool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed = false
+	if !p.closed {
+		p.reapLocked(time.Now())
+	}
+}
+
+// close tells every parked worker to exit; busy ones exit when they park.
+func (p *pool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, w := range p.parked {
+		w.jobs <- nil
+	}
+	p.live -= len(p.parked)
+	p.parked = nil
+	if p.timer != nil {
+		p.timer.Stop()
 	}
 }

@@ -503,8 +503,8 @@ func TestSafetyWatchdogBatchAfterShorterExtend(t *testing.T) {
 }
 
 // TestSafetyWatchdogManyAfterShorterExtend is the multi-key variant: a
-// LockMany lock is auto-extended by its own timer (the extend_many script,
-// collected at quorum). Its extension to 2000 ms runs on every instance,
+// LockMany lock is auto-extended by a round of its own (the extend_many
+// script, collected at quorum). Its extension to 2000 ms runs on every instance,
 // but B's and C's replies are held (one held instance would not delay it:
 // it returns at quorum), so it completes only after the owner's
 // Extend(300ms) returned. Its result must not become the deadline.

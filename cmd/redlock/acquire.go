@@ -30,7 +30,7 @@ const (
 	// defaultUnavailableTimeout is --unavailable-timeout's default.
 	defaultUnavailableTimeout = time.Minute
 	// maxBackoff is the library's cap on the retry delay while instances
-	// are unavailable (manager.go), or the TTL when shorter.
+	// are unavailable (acquire.go), or the TTL when shorter.
 	maxBackoff = 2 * time.Second
 )
 

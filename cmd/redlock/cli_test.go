@@ -359,6 +359,9 @@ func TestDemoReportFindsOverlaps(t *testing.T) {
 // so. The run ends at the first overlap (testCtx bounds it): how long that
 // takes does not matter. (A TTL of 10s, as in TestDemo.)
 func TestDemoCatchesBrokenQuorum(t *testing.T) {
+	if testhooks.Install == nil {
+		t.Skip("needs the test hooks: go test -tags redlock_controls")
+	}
 	t.Parallel()
 	var out bytes.Buffer
 	d := &demo{

@@ -56,7 +56,7 @@ const (
 	// TestNoRetryStormWithMajorityDown allows 60 per LockWait in 3 s (1
 	// and 20 Managers, one LockWait each, default retry delays), i.e.
 	// 20/s. The bound holds per waiter because every waiter polls on its
-	// own delay (wait.go: the per-key queue of a Manager only orders the
+	// own delay (waiters.go: the per-key queue of a Manager only orders the
 	// wake-ups on a release, it does not make its waiters share one
 	// poll); the rate per Manager and resource is held to the same 20/s,
 	// which it meets here with 2 or 3 waiters per Manager and resource.

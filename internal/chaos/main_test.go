@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/redlock-go/redlock/internal/testhooks"
 )
 
 var (
@@ -22,6 +24,12 @@ var report Report
 func full() bool { return *fullFlag }
 
 func TestMain(m *testing.M) {
+	if testhooks.Install == nil {
+		// The negative controls and the pause points are compiled into
+		// the library only with this tag; a normal build has no hooks.
+		fmt.Fprintln(os.Stderr, "the fault suite needs the test hooks: go test -tags redlock_controls")
+		os.Exit(2)
+	}
 	MaybeRunSubprocess() // a worker subprocess never returns from here
 	// Open the runtime's network poller now, so that its descriptors are
 	// part of every scenario's baseline.

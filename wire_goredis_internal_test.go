@@ -12,7 +12,7 @@ import (
 )
 
 // The go-redis wire, for the benchmarks that compare it with the default
-// (rueidis, dial_rueidis.go).
+// (rueidis, wire_rueidis.go).
 
 // dial builds the go-redis client for one endpoint: redis.NewClient for a
 // server, redis.NewFailoverClient for a Sentinel master, and

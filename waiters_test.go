@@ -15,8 +15,8 @@ import (
 // can get it the lock in time.
 func TestLockWaitWakesOnRelease(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	holder := newManagerT(t, urls(servers), redlock.Config{})
-	waiter := newManagerT(t, urls(servers), redlock.Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	holder := newManagerAt(t, urls(servers), redlock.Config{})
+	waiter := newManagerAt(t, urls(servers), redlock.Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
 	ctx := context.Background()
 	l, err := holder.Lock(ctx, "wake", redlock.TTL(time.Minute))
 	if err != nil {
@@ -51,7 +51,7 @@ func TestLockWaitWakesOnRelease(t *testing.T) {
 // Local waiters on one resource take turns: each of them gets the lock.
 func TestLockWaitLocalWaitersAllServed(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	m := newManagerT(t, urls(servers), redlock.Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	m := newManagerAt(t, urls(servers), redlock.Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const waiters, rounds = 8, 5

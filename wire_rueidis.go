@@ -12,7 +12,6 @@ import (
 	"time"
 
 	rd "github.com/redis/rueidis"
-
 	rueidisadapter "github.com/redlock-go/redlock/rueidis"
 )
 
@@ -270,4 +269,18 @@ func (l *lazyRueidis) Close() error {
 		l.rc = nil
 	}
 	return nil
+}
+
+// LoadScripts implements ScriptLoader once the client is built. A cluster
+// client does not load scripts (errors.ErrUnsupported, as the rueidis
+// adapter answers for a cluster): SCRIPT LOAD would reach one node only.
+func (l *lazyRueidis) LoadScripts(ctx context.Context, scripts []string) error {
+	if l.cluster {
+		return fmt.Errorf("redlock: SCRIPT LOAD on a Redis Cluster: %w", errors.ErrUnsupported)
+	}
+	c, err := l.client(ctx)
+	if err != nil {
+		return err
+	}
+	return c.LoadScripts(ctx, scripts)
 }

@@ -9,6 +9,15 @@ import (
 	"time"
 )
 
+// The watchdog: automatic extension of held locks, one path for all of
+// them. The Manager's extender goroutine keeps every auto-extended lock in
+// one heap by due time; each tick it extends the single-key locks without
+// metadata that are due in batches (one script call per instance for all
+// of them, extender.extend) and the others (several keys, metadata) each
+// with its own round (Lock.autoExtend). Both reschedule in the same heap,
+// 0.6×TTL after the extension's start, or by the same retry rule
+// (retryAfter) when too few instances answered.
+
 // scriptExtendBatch extends many single-key locks in one call.
 var scriptExtendBatch = loadScript("extend_batch")
 
@@ -21,11 +30,12 @@ const (
 	batchMax = 512
 )
 
-// extender is the Manager's one auto-extension goroutine for single-key
-// locks. Each tick it takes every lock that is due and extends them all
-// with one script call per instance (per slot group on a Redis Cluster), so
+// extender is the Manager's one auto-extension goroutine. Each tick it
+// takes every lock that is due and extends the single-key ones all with
+// one script call per instance (per slot group on a Redis Cluster), so
 // 10,000 auto-extended locks cost one goroutine plus one per instance
-// during a tick, not one per lock.
+// during a tick, not one per lock; a lock with several keys or metadata
+// gets a goroutine for its own extension (Lock.autoExtend).
 type extender struct {
 	m     *Manager
 	mu    sync.Mutex
@@ -111,8 +121,18 @@ func (e *extender) run() {
 			batch = append(batch, heap.Pop(&e.due).(*Lock))
 		}
 		e.mu.Unlock()
-		if len(batch) > 0 {
-			e.extend(batch)
+		// Locks the batch script cannot extend (several keys, metadata)
+		// are extended one by one, each by a call of its own.
+		batched := batch[:0]
+		for _, l := range batch {
+			if l.ks.batched() {
+				batched = append(batched, l)
+			} else if e.m.enter() {
+				go l.autoExtend()
+			}
+		}
+		if len(batched) > 0 {
+			e.extend(batched)
 		}
 	}
 }
@@ -355,5 +375,61 @@ func (l *Lock) afterAutoExtend(start, now time.Time, ttl time.Duration, yes, ref
 	left := l.until.Sub(m.now())
 	l.mu.Unlock()
 	m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "votes", yes)
-	m.ext.schedule(l, m.now().Add(min(m.cfg.RetryDelayMin, max(left/4, time.Millisecond))))
+	m.ext.schedule(l, m.now().Add(m.retryAfter(left)))
+}
+
+// refreshDelay is how long after an extension's start the watchdog
+// extends again: 0.6×TTL.
+func (l *Lock) refreshDelay() time.Duration { return l.ttl * 6 / 10 }
+
+// retryAfter is the watchdog's retry rule after an extension that too few
+// instances answered, left before the validity deadline: again soon, at
+// most RetryDelayMin later and within the first quarter of what is left.
+func (m *Manager) retryAfter(left time.Duration) time.Duration {
+	return min(m.cfg.RetryDelayMin, max(left/4, time.Millisecond))
+}
+
+// nextExtension is when the watchdog extends next: 0.6×TTL after the start
+// of the acquisition or extension that set the current deadline (validity
+// counts from that start, not from when the call returned: a slow call
+// must not push the next extension past the deadline). Callers hold l.mu.
+func (l *Lock) nextExtension() time.Time {
+	return l.until.Add(-(l.ttl - l.m.cfg.drift(l.ttl))).Add(l.refreshDelay())
+}
+
+// autoExtend is the watchdog's extension of a lock that the batch script
+// cannot extend (several keys, metadata): it extends the lock by its TTL
+// and schedules the next extension 0.6×TTL after this one's start. When an
+// extension fails because too few instances answered, it tries again
+// (retryAfter) until the deadline passes; when the lock is held by another
+// token or gone on too many instances, the lock is lost. The extender
+// entered an operation (m.enter) for it.
+func (l *Lock) autoExtend() {
+	defer l.m.leave() // the extender entered for it
+	l.mu.Lock()
+	if l.released || l.gone {
+		l.mu.Unlock()
+		return
+	}
+	ttl := l.ttl
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.cfg.NodeTimeout)
+	err := l.extend(ctx, ttl, true)
+	cancel()
+	l.mu.Lock()
+	if l.released || l.gone {
+		l.mu.Unlock()
+		return
+	}
+	if err == nil {
+		next := l.nextExtension()
+		l.mu.Unlock()
+		l.m.ext.schedule(l, next)
+		return
+	}
+	// Unavailable: try again soon, while the lock is still valid.
+	left := l.until.Sub(l.m.now())
+	l.mu.Unlock()
+	l.m.log.Warn("redlock: auto-extension failed, retrying", "resource", quoteResource(l.resource), "left", left, "err", err)
+	l.m.ext.schedule(l, l.m.now().Add(l.m.retryAfter(left)))
 }

@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,3 +220,32 @@ func (m *Manager) subscribe() {
 
 // onRelease handles a message on ReleaseChannel: the payload is a key.
 func (m *Manager) onRelease(key string) { m.waits.wake(key) }
+
+// expiryWait returns how long after attempt o a quorum of instances will be
+// free if the holder does not extend: the instances that voted yes, plus
+// the refusing ones whose holder's key has expired by then (Redis expires a
+// key when it is accessed, so an acquisition right after its PTTL
+// succeeds). 0 when the replies do not tell. A margin covers the rounding
+// of PTTL to milliseconds and the drift between clocks.
+func (m *Manager) expiryWait(o *outcome) time.Duration {
+	yes := 0
+	var leftArr [smallN]time.Duration
+	left := leftArr[:0]
+	for i, v := range o.votes {
+		switch v {
+		case voteYes:
+			yes++
+		case voteRefused:
+			if d, ok := holderLeft(o.vals[i]); ok {
+				left = append(left, d)
+			}
+		}
+	}
+	need := m.quorum - yes
+	if need <= 0 || need > len(left) {
+		return 0
+	}
+	slices.Sort(left)
+	w := left[need-1]
+	return w + w/100 + 2*time.Millisecond
+}

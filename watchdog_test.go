@@ -51,7 +51,7 @@ func TestAutoExtensionScales(t *testing.T) {
 		locks = n
 	}
 	servers := redistest.Start(t, 3)
-	base := newManagerT(t, urls(servers), redlock.Config{})
+	base := newManagerAt(t, urls(servers), redlock.Config{})
 	var counters []*batchCounter
 	var clients []redlock.Client
 	for i := range servers {
