@@ -219,7 +219,7 @@ type runner struct {
 	say      *reporter // reports made while waiting or supervising; final words go to errw
 	waitSet  bool
 	retrySet bool
-	metadata string // who holds the lock (redlock.Metadata)
+	metadata string             // who holds the lock (redlock.Metadata)
 	sem      *redlock.Semaphore // --permits: take one of its permits instead of the lock
 }
 
