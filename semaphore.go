@@ -137,8 +137,22 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context) error, 
 	return s.m.runHeld(ctx, l, s.name, fn)
 }
 
-// requests validates opts and returns one request per slot.
-func (s *Semaphore) requests(opts []LockOption) ([]request, error) {
+// slotRequests are the requests of one call, one per slot, made when the
+// slot is first tried (a call usually tries one or two slots).
+type slotRequests struct {
+	s     *Semaphore
+	opts  []LockOption
+	first request   // the first one made (for the Observer)
+	made  []slotReq // the ones made so far, in the order tried
+}
+
+type slotReq struct {
+	slot int
+	req  request
+}
+
+// requests validates opts, with the request for the first slot tried.
+func (s *Semaphore) requests(opts []LockOption) (*slotRequests, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -152,15 +166,28 @@ func (s *Semaphore) requests(opts []LockOption) ([]request, error) {
 	if o.tokenSet {
 		return nil, invalidf("semaphore %s: the Token option is not supported", quoteResource(s.name))
 	}
-	reqs := make([]request, s.permits)
-	for i, slot := range s.slots {
-		r, err := s.m.newRequestMany([]string{slot}, opts)
-		if err != nil {
-			return nil, err
-		}
-		reqs[i] = r
+	sr := &slotRequests{s: s, opts: opts}
+	r, err := sr.get(0)
+	if err != nil {
+		return nil, err
 	}
-	return reqs, nil
+	sr.first = r
+	return sr, nil
+}
+
+// get returns the request for slot i.
+func (sr *slotRequests) get(i int) (request, error) {
+	for _, x := range sr.made {
+		if x.slot == i {
+			return x.req, nil
+		}
+	}
+	r, err := sr.s.m.newRequestMany(sr.s.slots[i:i+1], sr.opts)
+	if err != nil {
+		return request{}, err
+	}
+	sr.made = append(sr.made, slotReq{i, r})
+	return r, nil
 }
 
 // acquire makes up to attempts attempts (forever when attempts < 0).
@@ -176,7 +203,7 @@ func (s *Semaphore) acquire(ctx context.Context, method string, opts []LockOptio
 	defer m.leave()
 	if m.obs != nil {
 		var ev *AcquireEvent
-		ctx, ev = m.startAcquire(ctx, method, reqs[0])
+		ctx, ev = m.startAcquire(ctx, method, reqs.first)
 		ev.Resources = []string{s.name}
 		defer func() { m.endAcquire(ctx, ev, l, err) }()
 	}
@@ -187,7 +214,7 @@ func (s *Semaphore) acquire(ctx context.Context, method string, opts []LockOptio
 // slots in turn, from a random one; the caller waits, between attempts, in
 // the local queue of the semaphore's slots (a release of any slot wakes
 // the head of the queue).
-func (s *Semaphore) loop(ctx context.Context, reqs []request, attempts int) (*Lock, error) {
+func (s *Semaphore) loop(ctx context.Context, reqs *slotRequests, attempts int) (*Lock, error) {
 	m := s.m
 	var last *QuorumError
 	var w *waiter
@@ -263,7 +290,7 @@ func (s *Semaphore) loop(ctx context.Context, reqs []request, attempts int) (*Lo
 // outcome says most: rejected, then unavailable, then held), the shortest
 // wait until a slot's holder's lease ends (0: unknown), and fatal, an
 // error no retry fixes (a permits mismatch).
-func (s *Semaphore) attempt(ctx context.Context, reqs []request, queued bool, n int) (l *Lock, e *QuorumError, wait time.Duration, fatal error) {
+func (s *Semaphore) attempt(ctx context.Context, reqs *slotRequests, queued bool, n int) (l *Lock, e *QuorumError, wait time.Duration, fatal error) {
 	m := s.m
 	off := 0
 	if s.permits > 1 {
@@ -272,7 +299,10 @@ func (s *Semaphore) attempt(ctx context.Context, reqs []request, queued bool, n 
 	held := 0
 	for k := range s.permits {
 		i := (off + k) % s.permits
-		req := reqs[i]
+		req, err := reqs.get(i)
+		if err != nil {
+			return nil, nil, 0, err
+		}
 		req.token = newToken() // fresh per attempt and slot (see acquireLoop)
 		l, o, ok := m.attempt(ctx, req, queued)
 		if ok {
