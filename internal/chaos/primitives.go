@@ -20,6 +20,9 @@ type Holding struct {
 	Start, End int64
 	// Term is the leadership's term (the lock's Fence); 0 for a permit.
 	Term uint64
+	// Lost reports that the validity deadline came before the release:
+	// the lease ran out under the holder (a stall).
+	Lost bool
 }
 
 // CheckPermits checks that at no instant more than permits holdings are

@@ -143,21 +143,23 @@ func holdTime(rng *rand.Rand, short time.Duration, stallP float64) (d time.Durat
 // hold holds l for d (stalling pm meanwhile when stall is set) and
 // releases it; it returns the holder's window end: the earlier of the
 // deadline it read last and the release, or the release alone when
-// ignoreLost (a broken holder, for the negative controls).
-func hold(ctx context.Context, pm *primManager, l *redlock.Lock, d time.Duration, stall, ignoreLost bool) int64 {
+// ignoreLost (a broken holder, for the negative controls), and whether
+// the deadline came first.
+func hold(ctx context.Context, pm *primManager, l *redlock.Lock, d time.Duration, stall, ignoreLost bool) (int64, bool) {
 	if stall {
 		pm.stall(d)
 	}
 	sleepCtx(ctx, d)
 	dl := MonoOf(l.Until())
 	end := Mono()
-	if !ignoreLost && dl < end {
+	lost := dl < end
+	if !ignoreLost && lost {
 		end = dl
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	_ = l.Unlock(uctx)
 	cancel()
-	return end
+	return end, lost
 }
 
 // primWorker runs one worker until ctx ends, reporting each holding.
@@ -187,8 +189,8 @@ func semWorker(permits int, stallP float64) primWorker {
 				continue
 			}
 			start := Mono()
-			end := hold(ctx, pm, l, d, stall, false)
-			add(Holding{Worker: name, Slot: l.Resource(), Start: start, End: end})
+			end, lost := hold(ctx, pm, l, d, stall, false)
+			add(Holding{Worker: name, Slot: l.Resource(), Start: start, End: end, Lost: lost})
 		}
 		return nil
 	}
@@ -216,8 +218,8 @@ func electWorker(stallP float64, ignoreLost bool) primWorker {
 			}
 			start := Mono()
 			d, stall := holdTime(rng, 100*time.Millisecond, stallP)
-			end := hold(ctx, pm, l, d, stall, ignoreLost)
-			add(Holding{Worker: name, Start: start, End: end, Term: l.Fence()})
+			end, lost := hold(ctx, pm, l, d, stall, ignoreLost)
+			add(Holding{Worker: name, Start: start, End: end, Term: l.Fence(), Lost: lost})
 			sleepCtx(ctx, time.Duration(rng.Int64N(int64(20*time.Millisecond))))
 		}
 		return nil
@@ -250,10 +252,16 @@ type primResult struct {
 	duration   time.Duration
 }
 
-const primHeader = "| scenario | N | holdings | violations | faults | duration |\n|---|---|---|---|---|---|"
+const primHeader = "| scenario | N | holdings | leases run out under the holder | violations | faults | duration |\n|---|---|---|---|---|---|---|"
 
 func (r *primResult) row(sc *primScenario) string {
-	return fmt.Sprintf("| %s | %d | %d | %d %v | %s | %v |", sc.name, sc.n, len(r.holdings), len(r.violations),
+	lost := 0
+	for _, h := range r.holdings {
+		if h.Lost {
+			lost++
+		}
+	}
+	return fmt.Sprintf("| %s | %d | %d | %d | %d %v | %s | %v |", sc.name, sc.n, len(r.holdings), lost, len(r.violations),
 		kinds(r.violations), r.faults, r.duration.Round(100*time.Millisecond))
 }
 
