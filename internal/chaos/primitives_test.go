@@ -615,3 +615,14 @@ func TestControlElectionIgnoresLost(t *testing.T) {
 		check: CheckLeaders,
 	}, "leader-overlap")
 }
+
+// TestControlElectionAmnesia: term counters lost with the keys (a
+// majority restarted without persistence every 300ms) must let the
+// leaders checker see a term that does not increase.
+func TestControlElectionAmnesia(t *testing.T) {
+	runPrimControl(t, primScenario{
+		name: "control: election, counters lost (restart without persistence)", n: 3, nemesis: amnesia,
+		workers: 6, worker: electWorker(0, false),
+		check: CheckLeaders,
+	}, "term-order")
+}
