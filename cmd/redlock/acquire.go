@@ -211,7 +211,7 @@ func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine b
 	unavailable := 0 // attempts in a row that found no quorum
 	for i := 0; ; i++ {
 		start := time.Now()
-		l, err := r.m.TryLock(ctx, r.res, opts...)
+		l, err := r.tryLock(ctx, opts)
 		if err == nil {
 			recovered()
 			return l, nil

@@ -144,6 +144,16 @@ Lock:
                         margin, else exit 2 (default: a third of --ttl)
   --no-wait-group       release the lock as soon as COMMAND exits, instead
                         of once its whole process group has (below)
+  --permits N           take one of N permits of the semaphore RESOURCE
+                        (redlock.Semaphore, like consul lock -n): up to N
+                        runs at once. Every run of RESOURCE must give the
+                        same N (a run that finds a permit beyond its N
+                        held exits 2). Its permits are the locks
+                        "{RESOURCE}:redlock-slot:0".."{RESOURCE}:redlock-
+                        slot:N-1" ("RESOURCE:redlock-slot:i" when KEY has a
+                        {hash tag}): a plain "redlock run RESOURCE" is
+                        another lock. REDLOCK_RESOURCE is the permit's slot
+                        (for "redlock release --token")
   --metadata S          who holds the lock, stored beside it (redlock.Metadata,
                         at most 4096 bytes) for "redlock status"; '' stores
                         none. Default: the JSON {"host": HOSTNAME, "pid":
@@ -241,6 +251,13 @@ error. Nothing is changed on the instances.
 
 Flags:
   --json                one JSON document on stdout, for scripts (below)
+  --permits N           each RESOURCE is a semaphore of N permits (redlock
+                        run --permits N): one line "RESOURCE": semaphore,
+                        H/N permits held, then the status of each held slot;
+                        a warning when slot N is held too (a run with more
+                        permits). With --json: {"quorum", "n", "semaphores":
+                        [{"name", "permits", "held", "unknown", "beyond",
+                        "slots": [the "resources" objects below]}]}
 
 ` + connHelp + `
 JSON (fields may be added, never renamed or removed):

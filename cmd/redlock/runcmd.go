@@ -64,6 +64,7 @@ type runOpts struct {
 	quiet     bool
 	noWait    bool   // --no-wait-group
 	metadata  string // --metadata; when not given, runMetadata
+	permits   int    // --permits: one of N holders (a redlock.Semaphore); 0: a plain lock
 
 	unavailableTimeout time.Duration
 }
@@ -84,6 +85,7 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.Var(seconds{&o.unavailableTimeout}, "unavailable-timeout", "")
 	fs.BoolVar(&o.noWait, "no-wait-group", false, "")
 	fs.StringVar(&o.metadata, "metadata", "", "")
+	fs.IntVar(&o.permits, "permits", 0, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	return fs, o
@@ -131,6 +133,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("--unavailable-timeout %v is negative", o.unavailableTimeout)
 	case len(o.metadata) > redlock.MaxMetadataLen:
 		err = usagef("--metadata is %d bytes, over %d", len(o.metadata), redlock.MaxMetadataLen)
+	case flagSet(fset, "permits") && (o.permits < 1 || o.permits > redlock.MaxPermits):
+		err = usagef("--permits %d is outside 1..%d", o.permits, redlock.MaxPermits)
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
@@ -193,6 +197,9 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		// stderr must hold up neither.
 		say: newReporter(errw),
 	}
+	if o.permits > 0 {
+		r.sem = m.Semaphore(res, o.permits)
+	}
 	defer r.say.close()
 	l, code := r.acquire(ctx)
 	if l == nil {
@@ -212,7 +219,8 @@ type runner struct {
 	say      *reporter // reports made while waiting or supervising; final words go to errw
 	waitSet  bool
 	retrySet bool
-	metadata string // who holds the lock (redlock.Metadata)
+	metadata string             // who holds the lock (redlock.Metadata)
+	sem      *redlock.Semaphore // --permits: take one of its permits instead of the lock
 }
 
 type acquired struct {
@@ -330,7 +338,7 @@ func (r *runner) acquired(ctx context.Context, a acquired, interrupted os.Signal
 // forwards the signals redlock receives.
 func (r *runner) supervise(ctx context.Context, l *redlock.Lock, argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+r.res, "REDLOCK_TOKEN="+l.Token(),
+	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+l.Resource(), "REDLOCK_TOKEN="+l.Token(),
 		"REDLOCK_FENCE="+strconv.FormatUint(l.Fence(), 10))
 	// The command is not in the terminal's foreground process group: reading
 	// the terminal would stop it (SIGTTIN) while the lock is kept held. It

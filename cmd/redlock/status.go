@@ -78,6 +78,7 @@ func newStatusFlags() (*flag.FlagSet, *connFlags, *bool) {
 	var conn connFlags
 	conn.register(fs)
 	asJSON := fs.Bool("json", false, "")
+	fs.Int("permits", 0, "") // semaphore.go: statusPermits
 	return fs, &conn, asJSON
 }
 
@@ -109,6 +110,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		_ = m.Close(cctx)
 		cancel()
 	}()
+	if n := fs.Lookup("permits").Value.(flag.Getter).Get().(int); n != 0 {
+		return statusPermits(ctx, m, cfg, resources, n, *asJSON, stdout, stderr)
+	}
 	quorum := m.Quorum()
 
 	out := statusJSON{Quorum: quorum, N: len(m.Endpoints())}

@@ -31,7 +31,13 @@
 //     to their baseline after every scenario;
 //   - fencing: for fenced locks (redlock.Fenced), tokens unique and
 //     increasing in window order; a holder that paused past its TTL has
-//     its late write rejected by a fenced store.
+//     its late write rejected by a fenced store;
+//   - permits and leaders (primitives_test.go, in-process workers with a
+//     Manager each, which may stall past their lease): a Semaphore never
+//     has more holders than permits (CheckPermits), and an Election's
+//     leaders' windows never overlap and their terms strictly increase
+//     (CheckLeaders), under the pause, crash-with-AOF, latency and
+//     black-hole nemeses at N=3 and N=5, with a negative control each.
 //
 // This directory is its own Go module, so that toxiproxy and its
 // dependencies stay out of the library's module graph. The short mode (the

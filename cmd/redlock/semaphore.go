@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/redlock-go/redlock"
+)
+
+// tryLock is one attempt of run: at the lock, or with --permits at one of
+// the semaphore's permits (redlock.Semaphore.TryAcquire, which tries every
+// slot once).
+func (r *runner) tryLock(ctx context.Context, opts []redlock.LockOption) (*redlock.Lock, error) {
+	if r.sem != nil {
+		return r.sem.TryAcquire(ctx, opts...)
+	}
+	return r.m.TryLock(ctx, r.res, opts...)
+}
+
+// semaphoreSlot returns the resource of slot i of the semaphore name, as
+// redlock.Manager.Semaphore names it.
+func semaphoreSlot(keyPrefix, name string, i int) string {
+	base := "{" + name + "}:redlock-slot:"
+	if hasHashTag(keyPrefix + name) {
+		base = name + ":redlock-slot:"
+	}
+	return base + strconv.Itoa(i)
+}
+
+// hasHashTag reports whether key has a Redis Cluster hash tag: a '{'
+// followed, not at once, by a '}'.
+func hasHashTag(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '{' {
+			for j := i + 1; j < len(key); j++ {
+				if key[j] == '}' {
+					return j > i+1
+				}
+			}
+			return false
+		}
+	}
+	return false
+}
+
+// permitsStatus is the semaphore part of "status --permits N": how many
+// of the N slots a quorum holds, and whether a slot beyond them is held
+// (a client using more permits).
+type permitsStatus struct {
+	Permits int `json:"permits"`
+	// Held is the number of slots held by a token on a quorum.
+	Held int `json:"held"`
+	// Unknown is the number of slots whose state no quorum told.
+	Unknown int `json:"unknown"`
+	// Beyond reports that slot N is held: some client uses more permits.
+	Beyond bool             `json:"beyond"`
+	Slots  []resourceStatus `json:"slots"`
+}
+
+// addSlot counts the status of one slot.
+func (p *permitsStatus) addSlot(rs resourceStatus, s summary, beyond bool) {
+	switch {
+	case beyond:
+		p.Beyond = s.Verdict == verdictHeld
+		return
+	case s.Verdict == verdictHeld:
+		p.Held++
+	case s.Verdict != verdictFree:
+		p.Unknown++
+	}
+	p.Slots = append(p.Slots, rs)
+}
+
+// printPermits writes the human form of a semaphore's status.
+func printPermits(w io.Writer, name string, p *permitsStatus) {
+	fmt.Fprintf(w, "%s: semaphore, %d/%d permits held", quote(name), p.Held, p.Permits)
+	if p.Unknown > 0 {
+		fmt.Fprintf(w, ", %d unknown", p.Unknown)
+	}
+	fmt.Fprintln(w)
+	if p.Beyond {
+		fmt.Fprintf(w, "  warning: slot %d is held too: another client uses more than %d permits\n", p.Permits, p.Permits)
+	}
+}
+
+// semaphoresJSON is the documented shape of "status --permits N --json".
+// Fields are only ever added, never renamed or removed.
+type semaphoresJSON struct {
+	Quorum     int             `json:"quorum"`
+	N          int             `json:"n"`
+	Semaphores []semaphoreJSON `json:"semaphores"`
+}
+
+type semaphoreJSON struct {
+	Name string `json:"name"`
+	permitsStatus
+}
+
+// statusPermits is "status --permits N NAME...": each NAME is a semaphore
+// (redlock run --permits N NAME); its slots are inspected one by one, and
+// slot N too (a client with more permits).
+func statusPermits(ctx context.Context, m *redlock.Manager, cfg redlock.Config, names []string, permits int, asJSON bool, stdout, stderr io.Writer) int {
+	if permits < 1 || permits > redlock.MaxPermits {
+		return reportUsage("status", usagef("--permits %d is outside 1..%d", permits, redlock.MaxPermits), stdout, stderr)
+	}
+	quorum := m.Quorum()
+	out := semaphoresJSON{Quorum: quorum, N: len(m.Endpoints())}
+	code := exitOK
+	for _, name := range names {
+		p := permitsStatus{Permits: permits}
+		var texts []func()
+		for i := 0; i <= permits; i++ {
+			slot := semaphoreSlot(cfg.KeyPrefix, name, i)
+			states, err := m.Inspect(ctx, slot)
+			if states == nil {
+				fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
+				if ctx.Err() != nil {
+					return exitUnavailable
+				}
+				return exitSoftware
+			}
+			s := summarize(states, quorum)
+			rs := slotStatus(slot, cfg.KeyPrefix+slot, states, s)
+			p.addSlot(rs, s, i == permits)
+			if i < permits && s.Verdict != verdictFree {
+				texts = append(texts, func() { printStatus(stdout, rs, s) })
+			}
+			switch s.Verdict {
+			case verdictUnavailable:
+				fmt.Fprintf(stderr, "redlock status: %s\n", noQuorum(slot, false, s.N, s.Quorum, stateFailures(states)))
+				code = max(code, exitUnavailable)
+			case verdictRejected:
+				fmt.Fprintf(stderr, "redlock status: %s\n", rejected(slot, stateFailures(states)))
+				code = max(code, exitConfig)
+			}
+		}
+		out.Semaphores = append(out.Semaphores, semaphoreJSON{Name: name, permitsStatus: p})
+		if !asJSON {
+			printPermits(stdout, name, &p)
+			for _, f := range texts {
+				f()
+			}
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
+			return exitSoftware
+		}
+	}
+	return code
+}
+
+// slotStatus is the status of one slot, as cmdStatus builds it for a
+// resource.
+func slotStatus(res, key string, states []redlock.InstanceState, s summary) resourceStatus {
+	rs := resourceStatus{Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked, Holder: s.Holder,
+		Instances: make([]instanceStatus, len(states))}
+	if s.Holder != "" {
+		rs.HolderBase64 = base64.StdEncoding.EncodeToString([]byte(s.Holder))
+		rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
+		rs.Metadata, rs.Fence, rs.HolderInfo = s.Metadata, s.Fence, holderOf(s.Metadata, time.Now())
+	}
+	for i, st := range states {
+		is := instanceStatus{Endpoint: st.Endpoint, State: "free", Metadata: st.Metadata, Fence: st.Fence, RTTMicros: st.RTT.Microseconds()}
+		switch {
+		case st.Err != nil:
+			is.State, is.Error = "error", st.Err.Error()
+		case st.Token != "":
+			is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
+			is.TokenBase64 = base64.StdEncoding.EncodeToString([]byte(st.Token))
+		}
+		rs.Instances[i] = is
+	}
+	return rs
+}
