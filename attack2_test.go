@@ -12,7 +12,7 @@ package redlock_test
 //   TestAttack2ObserverPanicLeaksLock          a held lock nobody can release
 //   TestAttack2MisconfIsTransient              a disk outage reported as ErrRejected
 //   TestAttack2BatchDeadlineFromShortestTTL    one lock's short TTL loses its batch-mates
-//   (TestAttack2TopUpOutlivesQuorum, dropped: a queued top-up outlives the quorum's lease by its wait, at most NodeTimeout, on a minority; NOTES.md)
+//   (TestAttack2TopUpOutlivesQuorum, dropped: a queued top-up outlives the quorum's lease by its wait, at most NodeTimeout, on a minority; docs/design.md, Known limits)
 //   TestAttack2WatchdogScheduledFromReturn     extensions scheduled from the wrong moment
 //
 // Interleavings that held are kept as regression tests (TestAttack2Held...).

@@ -999,7 +999,7 @@ func TestCtxCancelledMidAcquire(t *testing.T) {
 				return commandCalls(t, s, "evalsha") >= before[i]+2
 			})
 			// At least the two; a clean-up release may be counted twice
-			// in rare CI runs (seen once: 3, cause not found, NOTES.md).
+			// in rare CI runs (seen once: 3, cause not found, docs/design.md).
 			t.Logf("%s ran %d EVALSHA since", s, commandCalls(t, s, "evalsha")-before[i])
 		}
 		wantNoKeysNow(t, servers)
