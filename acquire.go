@@ -128,6 +128,7 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 	since := m.waits.releases.Load()
 	unavailable := 0         // attempts in a row that failed for want of instances
 	var expiry time.Duration // when a quorum of the holder's keys will have expired (0: unknown)
+	var why wakeReason       // why the last wait ended
 	for i := 0; attempts < 0 || i < attempts; i++ {
 		if i > 0 {
 			if w == nil {
@@ -138,10 +139,12 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 				}
 			}
 			delay := m.backoff(unavailable)
-			if expiry > 0 && expiry < delay {
+			timed := expiry > 0 && expiry < delay
+			if timed {
 				delay = expiry
 			}
-			if err := m.waitTurn(ctx, w, delay); err != nil {
+			var err error
+			if why, err = m.waitTurnWhy(ctx, w, delay, timed); err != nil {
 				if err == ErrClosed {
 					return nil, ErrClosed
 				}
@@ -160,6 +163,9 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		l, o, ok := m.attempt(ctx, req, w != nil)
 		if ok {
 			acquired = true
+			if i > 0 {
+				m.acquiredAfter[why].Add(1)
+			}
 			return l, nil
 		}
 		if o.ctxErr != nil && last != nil {
@@ -182,6 +188,10 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 			unavailable = 0
 		}
 		expiry = m.expiryWait(o)
+		// Also after a last attempt: a caller looping over TryLock may
+		// wait with AwaitRelease, which counts the releases since this.
+		m.watchRefused(req.ks.keys, o)
+		m.refusedSince.Store(since)
 	}
 	if last == nil {
 		last = &QuorumError{Op: "lock", Resource: req.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}

@@ -19,6 +19,8 @@ import (
 // also implement optional interfaces that this package discovers with a
 // type assertion: fmt.Stringer, to name the instance in errors and logs;
 // Subscriber, to wake waiting callers when a lock is released;
+// KeyWatcher, to wake them when a lock key is deleted or expires, whoever
+// deleted it;
 // ScriptLoader, to load every script before the first EVALSHA (and again
 // after a NOSCRIPT); and IsCluster() bool, reporting a Redis Cluster, whose
 // multi-key scripts must keep to one slot.
@@ -57,4 +59,41 @@ type ScriptLoader interface {
 // isNoScript reports whether err is a NOSCRIPT reply to EVALSHA.
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// KeyWatcher is an optional interface of a Client: it reports when a key
+// is deleted, expires or is evicted on the instance, whoever did it. A
+// waiting Lock or LockWait whose attempt an instance refused watches the
+// lock key there (one watch per key per instance per Manager, not per
+// waiter) and retries as soon as enough of those keys are gone, instead of
+// after its retry delay: this covers releases by clients that do not
+// publish on ReleaseChannel (aioredlock, redsync, node-redlock, a
+// ForceRelease by another tool) and expiries.
+//
+// The rueidis adapter (and so the default wire of New) implements it with
+// CLIENT TRACKING on one dedicated RESP3 connection per instance; the
+// goredis adapter with keyspace notifications, when the server has them
+// enabled (notify-keyspace-events with K, g and x, or KA).
+type KeyWatcher interface {
+	// WatchKeys opens a watch session on the instance: onChange is called
+	// with a key once after it changed since Watch last reported on it on
+	// this session, and with "" when the session cannot tell (it lost its
+	// connection: any key may have changed, and the session is over).
+	// onChange must not block. An error that errors.Is
+	// errors.ErrUnsupported says that the instance or client cannot watch
+	// keys (for example notifications are disabled): the Manager does not
+	// ask again.
+	WatchKeys(ctx context.Context, onChange func(key string)) (KeyWatch, error)
+}
+
+// KeyWatch is a watch session of a KeyWatcher. Close ends it and waits
+// until onChange is no longer called. It is an alias of an interface
+// literal so that adapter packages can implement KeyWatcher without
+// importing this package.
+type KeyWatch = interface {
+	// Watch reports whether key exists now on the instance; its next
+	// deletion, expiry or eviction after that is reported to the session's
+	// onChange (an overwrite or a new expiry time may be reported too).
+	Watch(ctx context.Context, key string) (exists bool, err error)
+	Close() error
 }

@@ -31,3 +31,26 @@ func ScriptSHA(name string) string {
 	}
 	panic("redlock: no script " + name)
 }
+
+// AcquiredAfter returns how many acquisitions m made after waiting, by
+// what ended the wait: "poll" (the retry delay), "expiry" (the holder's
+// lease ran out), "released" (a release by m or a release message),
+// "changed" (a key watch), "nudged", "queue".
+func AcquiredAfter(m *Manager) map[string]int64 {
+	names := [numWakeReasons]string{wakePoll: "poll", wakeExpiry: "expiry", wakeReleased: "released", wakeChanged: "changed", wakeNudged: "nudged", wakeQueue: "queue"}
+	out := make(map[string]int64)
+	for i, n := range names {
+		if c := m.acquiredAfter[i].Load(); c > 0 {
+			out[n] = c
+		}
+	}
+	return out
+}
+
+// Watched returns how many keys m watches on its instance i.
+func Watched(m *Manager, i int) int {
+	w := &m.inst[i].watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.watched)
+}

@@ -40,6 +40,15 @@ type Manager struct {
 
 	closing chan struct{} // closed when Close starts: waiting callers give up
 
+	// acquiredAfter counts the acquisitions after a wait by what ended the
+	// wait (tests read it: a waiter behind a foreign holder must be woken
+	// by a key watch or the expiry-timed retry, not by polling).
+	acquiredAfter [numWakeReasons]atomic.Int64
+	// refusedSince is the release count (waitSet.releases) read before
+	// the last failed acquisition call started: AwaitRelease returns at
+	// once when a release came since.
+	refusedSince atomic.Uint64
+
 	mu      sync.Mutex
 	closed  bool
 	locks   map[*Lock]struct{} // held locks, for Locks and Close

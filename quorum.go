@@ -503,6 +503,8 @@ type instance struct {
 	down atomic.Bool
 	log  *slog.Logger
 	obs  Observer // Config.Observer; nil: no events
+	// watch is the Manager's key watch on the instance (watch.go).
+	watch keyWatch
 }
 
 // observe records the outcome of a call to the instance and logs when

@@ -28,14 +28,31 @@ type Subscriber interface {
 	Subscribe(ctx context.Context, channel string, onMessage func(payload string)) (io.Closer, error)
 }
 
+// wakeReason says why a waiting caller tries again.
+type wakeReason int32
+
+const (
+	wakePoll     wakeReason = iota // its retry delay passed
+	wakeExpiry                     // the holder's lease has run out on enough instances (expiry-timed retry)
+	wakeReleased                   // a release by this Manager, or a release message
+	wakeChanged                    // a key watch saw the lock key deleted or expire (KeyWatcher)
+	wakeNudged                     // a failed attempt's clean-up deleted the key
+	wakeQueue                      // the caller before it in the local queue left without the lock
+	numWakeReasons
+)
+
 // waiter is one call waiting for its turn on a key (keys[0]; a LockMany
 // call also listens to the releases of its other keys).
 type waiter struct {
 	keys []string
 	ch   chan struct{} // try now; buffered 1: a wake-up is never lost, never blocks
+	why  atomic.Int32  // the wakeReason of the last signal
 }
 
-func (w *waiter) signal() { notify(w.ch) }
+func (w *waiter) signal(why wakeReason) {
+	w.why.Store(int32(why))
+	notify(w.ch)
+}
 
 func notify(ch chan struct{}) {
 	select {
@@ -86,7 +103,7 @@ func (s *waitSet) join(keys []string, since uint64) *waiter {
 		s.others[k] = append(s.others[k], w)
 	}
 	if s.q[key][0] == w && s.releases.Load() != since {
-		w.signal()
+		w.signal(wakeReleased)
 	}
 	return w
 }
@@ -112,7 +129,7 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 	}
 	s.q[key] = q
 	if !acquired {
-		q[0].signal()
+		q[0].signal(wakeQueue)
 	}
 }
 
@@ -143,21 +160,33 @@ func (s *waitSet) headLocked(w *waiter) bool {
 // release (see waitSet.releases).
 func (s *waitSet) wake(key string) {
 	s.releases.Add(1)
-	s.nudge(key)
+	s.signal(key, wakeReleased)
+}
+
+// changed is wake for a key that a key watch saw deleted or expire on an
+// instance (or written: an extension of the holder's lease is reported
+// too, and costs the head one attempt).
+func (s *waitSet) changed(key string) {
+	s.releases.Add(1)
+	s.signal(key, wakeChanged)
 }
 
 // nudge is wake for a key that a failed attempt's clean-up deleted: the
 // head of its queue may find the lock free now, but it is no release for
 // the callers that join later.
-func (s *waitSet) nudge(key string) {
+func (s *waitSet) nudge(key string) { s.signal(key, wakeNudged) }
+
+// signal signals the head of key's queue, and the multi-key waiters that
+// want key and head their own queue.
+func (s *waitSet) signal(key string, why wakeReason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if q := s.q[key]; len(q) > 0 {
-		q[0].signal()
+		q[0].signal(why)
 	}
 	for _, w := range s.others[key] {
 		if s.headLocked(w) {
-			w.signal()
+			w.signal(why)
 		}
 	}
 }
@@ -166,20 +195,30 @@ func (s *waitSet) nudge(key string) {
 // its keys wakes it (as the head of its queue), or delay passes. It
 // returns ctx's error, or ErrClosed once Close started.
 func (m *Manager) waitTurn(ctx context.Context, w *waiter, delay time.Duration) error {
+	_, err := m.waitTurnWhy(ctx, w, delay, false)
+	return err
+}
+
+// waitTurnWhy is waitTurn that says why it returned (timed says that delay
+// is the holder's remaining lease, not a retry delay).
+func (m *Manager) waitTurnWhy(ctx context.Context, w *waiter, delay time.Duration, timed bool) (wakeReason, error) {
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	for {
 		select {
 		case <-w.ch:
 			if m.waits.head(w) {
-				return nil
+				return wakeReason(w.why.Load()), nil
 			}
 		case <-t.C:
-			return nil
+			if timed {
+				return wakeExpiry, nil
+			}
+			return wakePoll, nil
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		case <-m.closing:
-			return ErrClosed
+			return 0, ErrClosed
 		}
 	}
 }
@@ -225,8 +264,10 @@ func (m *Manager) onRelease(key string) { m.waits.wake(key) }
 // free if the holder does not extend: the instances that voted yes, plus
 // the refusing ones whose holder's key has expired by then (Redis expires a
 // key when it is accessed, so an acquisition right after its PTTL
-// succeeds). 0 when the replies do not tell. A margin covers the rounding
-// of PTTL to milliseconds and the drift between clocks.
+// succeeds). 0 when the replies do not tell. A margin of 1 ms covers the
+// rounding of PTTL to milliseconds; no share of the TTL for clock drift:
+// the key on the instance, not this clock, decides, and a retry that
+// comes early is refused with what is left and retries after that.
 func (m *Manager) expiryWait(o *outcome) time.Duration {
 	yes := 0
 	var leftArr [smallN]time.Duration
@@ -247,5 +288,34 @@ func (m *Manager) expiryWait(o *outcome) time.Duration {
 	}
 	slices.Sort(left)
 	w := left[need-1]
-	return w + w/100 + 2*time.Millisecond
+	return w + time.Millisecond
+}
+
+// AwaitRelease waits until the lock on resource may have become free, for
+// at most max: until this Manager releases it, a release message names it
+// (ReleaseChannel), or a key watch (KeyWatcher) sees its key deleted or
+// expire on an instance that refused this Manager's last attempt on it. It
+// reports whether such a wake-up came (false: max passed). It is for
+// callers that make their own attempts with TryLock, to report each one
+// (the redlock command does); Lock and LockWait wait this way by
+// themselves. It returns ctx's error when ctx ends first, ErrClosed once
+// Close started, and ErrInvalid for a bad resource or a negative max.
+func (m *Manager) AwaitRelease(ctx context.Context, resource string, max time.Duration) (bool, error) {
+	if max < 0 {
+		return false, invalidf("negative wait %v", max)
+	}
+	if err := m.begin(ctx, resource); err != nil {
+		return false, err
+	}
+	defer m.leave()
+	m.subscribe()
+	// A release (of any key) since this Manager's last failed acquisition
+	// began wakes at once: it may be this one's, come before the wait.
+	w := m.waits.join([]string{m.cfg.KeyPrefix + resource}, m.refusedSince.Load())
+	defer m.waits.leave(w, false)
+	why, err := m.waitTurnWhy(ctx, w, max, false)
+	if err != nil {
+		return false, err
+	}
+	return why != wakePoll, nil
 }

@@ -284,3 +284,12 @@ func (l *lazyRueidis) LoadScripts(ctx context.Context, scripts []string) error {
 	}
 	return c.LoadScripts(ctx, scripts)
 }
+
+// WatchKeys implements KeyWatcher once the client is built.
+func (l *lazyRueidis) WatchKeys(ctx context.Context, onChange func(key string)) (KeyWatch, error) {
+	c, err := l.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.WatchKeys(ctx, onChange)
+}

@@ -16,9 +16,8 @@ import (
 // answered. It says so on stderr when no quorum answers (noQuorumReport),
 // gives up after --unavailable-timeout, and stops at once on
 // redlock.ErrRejected. Between attempts it waits as the library's LockWait
-// does (backoff); what it gives up for that: the library's LockWait also
-// retries at once when a release message comes (pub/sub), run only after
-// its retry delay.
+// does (backoff), and like it retries at once when the lock may be free
+// (Manager.AwaitRelease: a release, or the key deleted or expired).
 
 const (
 	// firstReportAfter is how long attempts must have found no quorum
@@ -264,8 +263,15 @@ func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine b
 			if at, ok := h.giveUpAt(); ok && at.Before(wake) {
 				wake = at
 			}
-			if !sleepCtx(ctx, wake.Sub(now)) {
+			// Woken early when the lock may be free: a release, or its key
+			// deleted or expired on an instance that refused (the
+			// library's key watch), whoever released it.
+			released, err := r.awaitRelease(ctx, wake.Sub(now))
+			if err != nil {
 				return nil, final(last)
+			}
+			if released {
+				break
 			}
 		}
 	}
@@ -282,4 +288,17 @@ func (r *runner) inspect(ctx context.Context) []redlock.InstanceState {
 	defer cancel()
 	states, _ := r.m.Inspect(ictx, r.res)
 	return states
+}
+
+// awaitRelease waits up to d before the next attempt, and less when the
+// lock may have been released (Manager.AwaitRelease). A semaphore's slots
+// are other keys: it waits d.
+func (r *runner) awaitRelease(ctx context.Context, d time.Duration) (bool, error) {
+	if r.sem != nil {
+		if !sleepCtx(ctx, d) {
+			return false, ctx.Err()
+		}
+		return false, nil
+	}
+	return r.m.AwaitRelease(ctx, r.res, d)
 }

@@ -1,0 +1,120 @@
+package redlock_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redlock-go/redlock"
+	"github.com/redlock-go/redlock/goredis"
+	"github.com/redlock-go/redlock/internal/redistest"
+	rueidisadapter "github.com/redlock-go/redlock/rueidis"
+)
+
+// Both adapters implement KeyWatcher.
+var (
+	_ redlock.KeyWatcher = (*rueidisadapter.Client)(nil)
+	_ redlock.KeyWatcher = (*goredis.Client)(nil)
+)
+
+// foreignRelease is redsync's (and aioredlock's) release: delete the key
+// if it holds the token. It publishes nothing.
+const foreignRelease = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`
+
+// wakeWires runs fn on the default rueidis wire (CLIENT TRACKING) and on
+// the go-redis adapter (keyspace notifications, enabled on the servers).
+// The retry delay is 30 s: a waiter that acquires within the test's
+// context acquired by a wake-up or an expiry-timed retry, and
+// AcquiredAfter says which.
+func wakeWires(t *testing.T, fn func(t *testing.T, servers []*redistest.Server, m *redlock.Manager)) {
+	cfg := redlock.Config{RetryDelayMin: 30 * time.Second, RetryDelayMax: 30 * time.Second}
+	t.Run("rueidis", func(t *testing.T) {
+		t.Parallel()
+		servers := redistest.Start(t, 3)
+		fn(t, servers, newManager(t, servers, cfg))
+	})
+	t.Run("goredis", func(t *testing.T) {
+		t.Parallel()
+		servers := redistest.Start(t, 3)
+		clients := make([]redlock.Client, len(servers))
+		for i, s := range servers {
+			s.Do(t, "CONFIG", "SET", "notify-keyspace-events", "Kgx")
+			clients[i] = goredis.New(newGoRedis(t, s.Addr()))
+		}
+		m, err := redlock.NewFromClients(clients, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { closeQuietly(t, m) })
+		fn(t, servers, m)
+	})
+}
+
+// waitBehind starts m.LockWait on key and waits until m watches the key
+// on a quorum of the instances (its first attempt was refused).
+func waitBehind(t *testing.T, m *redlock.Manager, key string) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		l, err := m.LockWait(testCtx(t), key, redlock.TTL(10*time.Second))
+		if err == nil {
+			err = l.Unlock(context.Background())
+		}
+		done <- err
+	}()
+	waitFor(t, 30*time.Second, "watches on a quorum", func() bool {
+		n := 0
+		for i := range 3 {
+			if redlock.Watched(m, i) > 0 {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	return done
+}
+
+// A waiter behind a redsync-style holder (no release message) acquires
+// when the holder releases, woken by the key watch, not by its retry
+// delay.
+func TestWakeOnForeignRelease(t *testing.T) {
+	wakeWires(t, func(t *testing.T, servers []*redistest.Server, m *redlock.Manager) {
+		const key, token = "wake-foreign", "redsync-token"
+		for _, s := range servers {
+			s.Do(t, "SET", key, token, "PX", "60000")
+		}
+		done := waitBehind(t, m, key)
+		for _, s := range servers {
+			if got := s.Do(t, "EVAL", foreignRelease, "1", key, token); got != "1" {
+				t.Fatalf("foreign release on %v: %q", s, got)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("LockWait: %v", err)
+		}
+		if got := redlock.AcquiredAfter(m); fmt.Sprint(got) != "map[changed:1]" {
+			t.Fatalf("acquired after %v, want one acquisition after a key change", got)
+		}
+	})
+}
+
+// A waiter behind a holder that vanished acquires when the holder's key
+// expires: by the key watch (the expiry deletes the key) or by the retry
+// timed from the refusals' PTTL, never by its retry delay.
+func TestWakeOnExpiry(t *testing.T) {
+	wakeWires(t, func(t *testing.T, servers []*redistest.Server, m *redlock.Manager) {
+		const key = "wake-expiry"
+		for _, s := range servers {
+			s.Do(t, "SET", key, "crashed-holder", "PX", "1500")
+		}
+		done := waitBehind(t, m, key)
+		if err := <-done; err != nil {
+			t.Fatalf("LockWait: %v", err)
+		}
+		got := redlock.AcquiredAfter(m)
+		if got["changed"]+got["expiry"] != 1 || len(got) != 1 {
+			t.Fatalf("acquired after %v, want one acquisition after a key change or the holder's expiry", got)
+		}
+	})
+}
