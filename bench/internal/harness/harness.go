@@ -18,13 +18,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"testing"
 	"time"
 
-	"github.com/redlock-go/redlock/bench/internal/redisproc"
+	"github.com/redlock-go/redlock/internal/redistest"
 )
 
 // Options configure a run. Run fills zero durations and counts with the
@@ -252,24 +255,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		prev := runtime.GOMAXPROCS(opts.Procs)
 		defer runtime.GOMAXPROCS(prev)
 	}
-	version, err := redisproc.CheckVersion(opts.RedisServer)
-	if err != nil {
-		return nil, err
-	}
 	impls, notes, skipped, err := prepare(ctx, opts.Impls, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
-	servers, err := redisproc.StartN(ctx, opts.RedisServer, opts.Ns[len(opts.Ns)-1])
+	addrs, pids, version, stop, err := startServers(opts.RedisServer, opts.Ns[len(opts.Ns)-1])
 	if err != nil {
 		return nil, err
 	}
-	defer redisproc.StopAll(servers)
-	addrs := make([]string, len(servers))
-	pids := make([]int, len(servers))
-	for i, s := range servers {
-		addrs[i], pids[i] = s.Addr, s.Pid()
-	}
+	defer stop()
 
 	rep := &Report{
 		Opts:         opts,
@@ -340,6 +334,52 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.Duration = time.Since(rep.Started)
 	return rep, nil
+}
+
+// startServers starts n redis-servers (7.x or newer) with the root
+// module's launcher, internal/redistest: loopback, free ports, no
+// persistence, killed by the kernel if the harness dies. stop stops them
+// and removes their directories.
+func startServers(bin string, n int) (addrs []string, pids []int, version string, stop func() error, err error) {
+	sa := redistest.NewStandalone()
+	var servers []*redistest.Server
+	err = sa.Run(func(t testing.TB) {
+		if p, err := exec.LookPath(bin); err == nil {
+			bin = p
+		}
+		for range n {
+			servers = append(servers, redistest.StartWith(t, redistest.Options{Binary: bin}))
+		}
+	})
+	if err == nil {
+		version, err = serverVersion(servers[0])
+	}
+	if err != nil {
+		return nil, nil, "", nil, errors.Join(err, sa.Close())
+	}
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+		pids = append(pids, s.Pid())
+	}
+	return addrs, pids, version, sa.Close, nil
+}
+
+// serverVersion reads redis_version from INFO and requires 7 or newer.
+func serverVersion(s *redistest.Server) (string, error) {
+	info, err := s.TryDo(10*time.Second, "INFO", "server")
+	if err != nil {
+		return "", fmt.Errorf("INFO server on %s: %w", s.Addr(), err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+			if major < 7 {
+				return v, fmt.Errorf("redis-server is version %s, need 7.x or newer", v)
+			}
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no redis_version in INFO server of %s", s.Addr())
 }
 
 // prepare runs the Prepare of every implementation that has one and returns
