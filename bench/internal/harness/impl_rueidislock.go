@@ -19,7 +19,12 @@ const rueidislockPrefix = "rueidislock"
 // implRueidislock is rueidislock (github.com/redis/rueidis/rueidislock, the
 // rueidis module the library uses): keys on one deployment, so N=1 only,
 // with KeyMajority 1 (one key, as its README sets it for a single
-// deployment) and NoLoopTracking (redis-server ≥ 7.0.5). Its KeyValidity is
+// deployment) and NoLoopTracking (redis-server ≥ 7.0.5), and TryNextAfter
+// raised from 20 ms to the harness's call timeout: it bounds each attempt
+// on a key, and with its default a loaded 2-core machine failed 489 calls
+// of a run (64 callers: "context deadline exceeded"; a contended waiter
+// whose attempt timed out then waited seconds for an invalidation). Its
+// KeyValidity is
 // the run's TTL; it extends held locks itself every KeyValidity/2 (the cells
 // hold far less). Uncontended: TryWithContext; contended: WithContext, which
 // waits for the client-side-caching invalidation of the key. Unlock is the
@@ -40,6 +45,7 @@ func implRueidislock() *Impl {
 				KeyValidity:    p.TTL,
 				KeyMajority:    1,
 				NoLoopTracking: true,
+				TryNextAfter:   callTimeout,
 			})
 			if err != nil {
 				return nil, err
