@@ -235,7 +235,7 @@ func (in *instance) spawn(port int) (*proc, error) {
 	cmd.Dir = in.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -363,3 +363,40 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("GET key-7 = %q, %v", got, err)
 	}
 }
+
+// TestStandalone starts servers outside a test's TB, then checks that Close
+// stops them and that a Fatal inside Run comes back as an error.
+func TestStandalone(t *testing.T) {
+	t.Parallel()
+	sa := NewStandalone()
+	var servers []*Server
+	if err := sa.Run(func(tb testing.TB) { servers = Start(tb, 2) }); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(servers) != 2 || servers[0].Pid() == 0 || servers[0].Addr() == servers[1].Addr() {
+		t.Fatalf("servers: %v", servers)
+	}
+	for _, s := range servers {
+		if v, err := s.TryDo(5*time.Second, "PING"); err != nil || v != "PONG" {
+			t.Fatalf("%s: PING = %q, %v", s, v, err)
+		}
+	}
+	err := sa.Run(func(tb testing.TB) {
+		StartWith(tb, Options{Binary: "/nonexistent/redis-server"})
+		t.Error("StartWith returned after its Fatal")
+	})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/redis-server") {
+		t.Fatalf("Run with a missing binary: err = %v", err)
+	}
+	if err := sa.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, s := range servers {
+		if s.Running() {
+			t.Errorf("%s still running after Close", s)
+		}
+		if _, err := os.Stat(s.Dir()); !os.IsNotExist(err) {
+			t.Errorf("%s: directory %s still there (%v)", s, s.Dir(), err)
+		}
+	}
+}

@@ -39,6 +39,9 @@ type Options struct {
 	// plain-text port (--port 0). Client certificates are not required
 	// (tls-auth-clients no) unless Args say otherwise.
 	TLS *TLSConfig
+	// Binary is the redis-server executable to run. Default: redis-server
+	// from $PATH or the usual install directories.
+	Binary string
 }
 
 // TLSConfig names the PEM files a TLS server uses.
@@ -81,7 +84,10 @@ func StartWith(t testing.TB, opts Options) *Server {
 // constraint.
 func startServer(t testing.TB, opts Options, extraConf []string, clusterBus bool) *Server {
 	t.Helper()
-	bin := findBinary(t, "redis-server")
+	bin := opts.Binary
+	if bin == "" {
+		bin = findBinary(t, "redis-server")
+	}
 	dir := t.TempDir()
 	s := &Server{}
 	in := newInstance(t, "redis-server", bin, dir)
@@ -171,6 +177,15 @@ func (s *Server) URL() string {
 		return "rediss://" + s.Addr()
 	}
 	return "redis://" + s.Addr()
+}
+
+// Pid returns the process id of the running server (of the last start
+// after a Restart); 0 before the first start.
+func (s *Server) Pid() int {
+	if p := s.in.current(); p != nil {
+		return p.pid
+	}
+	return 0
 }
 
 // Dir returns the server's working directory (config, log, AOF files).

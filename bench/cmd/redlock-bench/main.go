@@ -1,4 +1,4 @@
-// Command redlock-bench compares this library with redsync, bsm/redislock,
+// Command redlock-bench compares this library with redsync, bsm/redislock, rueidislock,
 // node-redlock (in node, when node and npm are available) and the raw
 // go-redis and rueidis round-trip floors on redis-servers it starts itself,
 // and writes a markdown table and an SVG chart.

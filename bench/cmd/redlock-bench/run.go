@@ -26,9 +26,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("redlock-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		ns        = fs.String("n", "3", "comma-separated instance counts (1 adds bsm/redislock)")
+		ns        = fs.String("n", "3", "comma-separated instance counts (1 adds bsm/redislock and rueidislock)")
 		cs        = fs.String("c", "1,16,64", "comma-separated numbers of callers on their own resources")
 		waiters   = fs.Int("waiters", harness.DefaultWaiters, "waiters contending for one resource (0 skips the contended workload)")
+		trials    = fs.Int("handoff-trials", harness.DefaultHandoffTrials, "trials per cell of each handoff workload (after a 500ms lease expires, after a redsync unlock; 0 skips them)")
 		rounds    = fs.Int("rounds", harness.DefaultRounds, "rounds; results are medians over rounds")
 		cell      = fs.Duration("cell", harness.DefaultCell, "measured duration of an uncontended cell")
 		contended = fs.Duration("contended-cell", harness.DefaultContendedCell, "measured duration of a contended cell")
@@ -36,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		hold      = fs.Duration("hold", harness.DefaultHold, "how long a contended holder keeps the lock")
 		ttl       = fs.Duration("ttl", harness.DefaultTTL, "fixed TTL of every lock")
 		procs     = fs.Int("procs", 0, "GOMAXPROCS for the run (0: Go's default, the number of CPUs)")
-		impls     = fs.String("impls", "", "comma-separated implementations (default all: redlock, redlock-goredis, redsync, redislock, node-redlock, goredis-floor, rueidis-floor; node-redlock is skipped with a note when node or npm is missing or npm ci fails)")
+		impls     = fs.String("impls", "", "comma-separated implementations (default all: redlock, redlock-goredis, redsync, redislock, rueidislock, node-redlock, goredis-floor, rueidis-floor; node-redlock is skipped with a note when node or npm is missing or npm ci fails)")
 		quick     = fs.Bool("quick", false, "about a minute: 2 rounds of 1s cells (contended 2s), 200ms warm-up, unless those flags are given")
 		out       = fs.String("out", "", "markdown output (default <bench>/results/latest.md; \"-\" for none)")
 		chart     = fs.String("chart", "", "SVG chart output (default <bench>/results/chart.svg; \"-\" for none)")
@@ -66,9 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !set["warmup"] {
 			*warmup = 200 * time.Millisecond
 		}
+		if !set["handoff-trials"] {
+			*trials = 4
+		}
 	}
 	opts := harness.Options{
 		Waiters:       *waiters,
+		HandoffTrials: *trials,
 		Rounds:        *rounds,
 		Cell:          *cell,
 		ContendedCell: *contended,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -11,18 +12,38 @@ import (
 	"time"
 )
 
-// Workload is one kind of cell: C callers on their own resources, or
-// Waiters contending for one resource.
+// Workload is one kind of cell: C callers on their own resources, Waiters
+// contending for one resource, or one waiter behind a holder that vanishes
+// or a foreign holder that releases (Handoff).
 type Workload struct {
 	// Contended: all callers lock the same resource.
 	Contended bool
-	// C is the number of concurrent callers.
+	// C is the number of concurrent callers (1 in a handoff workload).
 	C int
+	// Handoff, when set, is a handoff workload: HandoffExpiry or
+	// HandoffRelease.
+	Handoff string
 }
 
-// Name is the workload's row label, e.g. "C=64" or "16 waiters".
+// The handoff workloads (handoff.go).
+const (
+	// HandoffExpiry: a holder takes a short lease and vanishes; the waiter's
+	// delay runs from the key's expiry to its acquisition.
+	HandoffExpiry = "expiry"
+	// HandoffRelease: a redsync holder unlocks (redsync publishes nothing);
+	// the delay runs from its Unlock returning to the waiter's acquisition.
+	HandoffRelease = "release"
+)
+
+// Name is the workload's row label, e.g. "C=64", "16 waiters" or "after
+// expiry".
 func (w Workload) Name() string {
-	if w.Contended {
+	switch {
+	case w.Handoff == HandoffExpiry:
+		return "after expiry"
+	case w.Handoff == HandoffRelease:
+		return "after redsync unlock"
+	case w.Contended:
 		return fmt.Sprintf("%d waiters", w.C)
 	}
 	return fmt.Sprintf("C=%d", w.C)
@@ -57,6 +78,12 @@ type Result struct {
 	// before it started Unlock (the configured hold plus the sleep's
 	// overshoot); 0 when not measured.
 	Hold time.Duration
+	// AcqMin and AcqMax (contended) are the fewest and the most
+	// acquisitions of a single waiter in the cell.
+	AcqMin, AcqMax int64
+	// Delays (handoff workloads) are the measured delays of every trial,
+	// in order; P50/P99 summarise them. Ops counts the trials.
+	Delays []time.Duration
 }
 
 // OpsPerSec is Ops per second of Elapsed.
@@ -75,6 +102,7 @@ type cellConfig struct {
 	maxOps   int64 // per worker, on top of the duration
 	prefix   string
 	pids     []int // the redis-servers, for the CPU accounting
+	trials   int   // handoff workloads: trials per cell
 }
 
 // callTimeout bounds one uncontended Lock or Unlock and every Unlock.
@@ -221,6 +249,7 @@ func runContended(ctx context.Context, tgt Target, c int, cfg cellConfig) Result
 	}
 	hists := make([]hist, c)
 	waits := make([]time.Duration, c)
+	acqs := make([]int64, c)
 	errs := &errSink{}
 	var heldSum, holdCount atomic.Int64
 	st := &handoffs{base: time.Now(), acquired: make(chan struct{})}
@@ -274,6 +303,7 @@ func runContended(ctx context.Context, tgt Target, c int, cfg cellConfig) Result
 				}
 			}
 			waits[i] = longest
+			acqs[i] = holds
 			heldSum.Add(int64(held))
 			holdCount.Add(holds)
 		}()
@@ -285,9 +315,11 @@ func runContended(ctx context.Context, tgt Target, c int, cfg cellConfig) Result
 
 	var r Result
 	var all hist
+	r.AcqMin = math.MaxInt64
 	for i := range hists {
 		all.merge(&hists[i])
 		r.MaxWait = max(r.MaxWait, waits[i])
+		r.AcqMin, r.AcqMax = min(r.AcqMin, acqs[i]), max(r.AcqMax, acqs[i])
 	}
 	r.Ops = int64(all.total)
 	r.Elapsed = elapsed
@@ -332,6 +364,13 @@ func runCell(ctx context.Context, im *Impl, addrs []string, w Workload, cfg cell
 		}
 		if err != nil && ctx.Err() != nil {
 			return r, errors.Join(errors.New("interrupted"), err)
+		}
+		return r, err
+	}
+	if w.Handoff != "" {
+		r, err := runHandoff(ctx, im, addrs, w, cfg, ttl)
+		if err == nil {
+			err = ctx.Err()
 		}
 		return r, err
 	}

@@ -57,7 +57,7 @@ func (r *Report) panel(b *strings.Builder, n, top int) {
 	bottom := top + panelH
 	var ymax float64
 	for _, row := range r.Rows {
-		if row.N == n && !row.Workload.Contended {
+		if row.N == n && !row.Workload.Contended && row.Workload.Handoff == "" {
 			ymax = max(ymax, row.Median.OpsPerSec)
 		}
 	}

@@ -1,6 +1,6 @@
 // Package harness runs the same lock workloads through this library, its
-// peers (redsync, bsm/redislock, and node-redlock in a node process when node
-// and npm are available) and the raw round-trip floors (go-redis, rueidis)
+// peers (redsync, bsm/redislock, rueidislock, and node-redlock in a node
+// process when node and npm are available) and the raw round-trip floors (go-redis, rueidis)
 // against redis-server processes it starts, and reports the medians as
 // markdown and an SVG chart.
 //
@@ -18,13 +18,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"testing"
 	"time"
 
-	"github.com/redlock-go/redlock/bench/internal/redisproc"
+	"github.com/redlock-go/redlock/internal/redistest"
 )
 
 // Options configure a run. Run fills zero durations and counts with the
@@ -36,6 +39,9 @@ type Options struct {
 	Cs []int
 	// Waiters contend for one resource; 0 skips the contended workload.
 	Waiters int
+	// HandoffTrials is the number of trials per cell of each handoff
+	// workload (after expiry, after a redsync unlock); 0 skips them.
+	HandoffTrials int
 	// Rounds is the number of times each cell runs; results are medians.
 	Rounds int
 	// Cell and ContendedCell are the measured durations of one cell.
@@ -74,6 +80,7 @@ const (
 	DefaultTTL           = 10 * time.Second
 	DefaultWaiters       = 16
 	DefaultMaxOps        = 10_000_000
+	DefaultHandoffTrials = 10
 )
 
 func (o *Options) fill() error {
@@ -92,6 +99,9 @@ func (o *Options) fill() error {
 		if c < 1 || c > 4096 {
 			return fmt.Errorf("caller count %d outside [1, 4096]", c)
 		}
+	}
+	if o.HandoffTrials < 0 || o.HandoffTrials > 10000 {
+		return fmt.Errorf("handoff trials %d outside [0, 10000]", o.HandoffTrials)
 	}
 	if o.Waiters == 1 || o.Waiters < 0 || o.Waiters > 4096 {
 		return fmt.Errorf("waiters %d: want 0 (skip) or 2..4096 (a holder waits for another waiter)", o.Waiters)
@@ -146,6 +156,9 @@ func (o *Options) Workloads() []Workload {
 	if o.Waiters > 0 {
 		ws = append(ws, Workload{Contended: true, C: o.Waiters})
 	}
+	if o.HandoffTrials > 0 {
+		ws = append(ws, Workload{Handoff: HandoffExpiry, C: 1}, Workload{Handoff: HandoffRelease, C: 1})
+	}
 	return ws
 }
 
@@ -175,6 +188,13 @@ type Summary struct {
 	OtherCores float64
 	// Hold is the median over rounds of Result.Hold (0: not measured).
 	Hold time.Duration
+	// AcqMin and AcqMax (contended) are the smallest Result.AcqMin and the
+	// largest Result.AcqMax over the rounds.
+	AcqMin, AcqMax int64
+	// Trials (handoff workloads) is the number of delays over all rounds;
+	// P50, P99 and MaxWait are then taken over all of them (pooled, not
+	// medians of rounds).
+	Trials int
 }
 
 // Report is the outcome of Run.
@@ -229,7 +249,12 @@ func (o Options) Estimate() time.Duration {
 					continue
 				}
 				cell := o.Cell
-				if w.Contended {
+				switch {
+				case w.Handoff == HandoffExpiry:
+					cell = time.Duration(o.HandoffTrials) * (HandoffLease + 50*time.Millisecond)
+				case w.Handoff == HandoffRelease:
+					cell = time.Duration(o.HandoffTrials) * ((releaseHoldMin+releaseHoldMax)/2 + 150*time.Millisecond)
+				case w.Contended:
 					cell = o.ContendedCell
 				}
 				d += cell + o.Warmup + 20*time.Millisecond
@@ -252,24 +277,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		prev := runtime.GOMAXPROCS(opts.Procs)
 		defer runtime.GOMAXPROCS(prev)
 	}
-	version, err := redisproc.CheckVersion(opts.RedisServer)
-	if err != nil {
-		return nil, err
-	}
 	impls, notes, skipped, err := prepare(ctx, opts.Impls, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
-	servers, err := redisproc.StartN(ctx, opts.RedisServer, opts.Ns[len(opts.Ns)-1])
+	addrs, pids, version, stop, err := startServers(opts.RedisServer, opts.Ns[len(opts.Ns)-1])
 	if err != nil {
 		return nil, err
 	}
-	defer redisproc.StopAll(servers)
-	addrs := make([]string, len(servers))
-	pids := make([]int, len(servers))
-	for i, s := range servers {
-		addrs[i], pids[i] = s.Addr, s.Pid()
-	}
+	defer stop()
 
 	rep := &Report{
 		Opts:         opts,
@@ -314,6 +330,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 						maxOps:   opts.MaxOps,
 						prefix:   fmt.Sprintf("redlock-bench:%d", cell),
 						pids:     pids[:n],
+						trials:   opts.HandoffTrials,
 					}
 					if w.Contended {
 						cfg.duration = opts.ContendedCell
@@ -340,6 +357,52 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.Duration = time.Since(rep.Started)
 	return rep, nil
+}
+
+// startServers starts n redis-servers (7.x or newer) with the root
+// module's launcher, internal/redistest: loopback, free ports, no
+// persistence, killed by the kernel if the harness dies. stop stops them
+// and removes their directories.
+func startServers(bin string, n int) (addrs []string, pids []int, version string, stop func() error, err error) {
+	sa := redistest.NewStandalone()
+	var servers []*redistest.Server
+	err = sa.Run(func(t testing.TB) {
+		if p, err := exec.LookPath(bin); err == nil {
+			bin = p
+		}
+		for range n {
+			servers = append(servers, redistest.StartWith(t, redistest.Options{Binary: bin}))
+		}
+	})
+	if err == nil {
+		version, err = serverVersion(servers[0])
+	}
+	if err != nil {
+		return nil, nil, "", nil, errors.Join(err, sa.Close())
+	}
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+		pids = append(pids, s.Pid())
+	}
+	return addrs, pids, version, sa.Close, nil
+}
+
+// serverVersion reads redis_version from INFO and requires 7 or newer.
+func serverVersion(s *redistest.Server) (string, error) {
+	info, err := s.TryDo(10*time.Second, "INFO", "server")
+	if err != nil {
+		return "", fmt.Errorf("INFO server on %s: %w", s.Addr(), err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+			if major < 7 {
+				return v, fmt.Errorf("redis-server is version %s, need 7.x or newer", v)
+			}
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no redis_version in INFO server of %s", s.Addr())
 }
 
 // prepare runs the Prepare of every implementation that has one and returns
@@ -400,6 +463,18 @@ func summarize(rs []Result) Summary {
 	}
 	s.P50, s.P99 = time.Duration(median(p50)), time.Duration(median(p99))
 	s.Hold = time.Duration(median(holds))
+	var delays []time.Duration
+	for i, r := range rs {
+		delays = append(delays, r.Delays...)
+		if i == 0 || r.AcqMin < s.AcqMin {
+			s.AcqMin = r.AcqMin
+		}
+		s.AcqMax = max(s.AcqMax, r.AcqMax)
+	}
+	if len(delays) > 0 {
+		s.Trials = len(delays)
+		s.P50, s.P99, s.MaxWait = quantile(delays, 0.50), quantile(delays, 0.99), quantile(delays, 1)
+	}
 	return s
 }
 

@@ -37,6 +37,7 @@ func TestRunShort(t *testing.T) {
 		Ns:            []int{1, 3},
 		Cs:            []int{1, 4},
 		Waiters:       4,
+		HandoffTrials: 2,
 		Rounds:        1,
 		Cell:          200 * time.Millisecond,
 		ContendedCell: 500 * time.Millisecond,
@@ -46,9 +47,10 @@ func TestRunShort(t *testing.T) {
 	rep, text := runMarkdown(t, ctx, opts)
 	wantRows := 0
 	for _, n := range []int{1, 3} {
-		for _, w := range []Workload{{C: 1}, {C: 4}, {Contended: true, C: 4}} {
+		for _, w := range []Workload{{C: 1}, {C: 4}, {Contended: true, C: 4}, {Handoff: HandoffExpiry, C: 1}, {Handoff: HandoffRelease, C: 1}} {
 			for _, im := range goImpls() {
-				applies := !(im.SingleOnly && n != 1) && !(im.Floor && w.Contended)
+				applies := !(im.SingleOnly && n != 1) && !(im.Floor && (w.Contended || w.Handoff != "")) &&
+					!(im.OwnKeyFormat && w.Handoff == HandoffRelease)
 				row := rep.Row(n, w, im.Key)
 				if !applies {
 					if row != nil {
@@ -76,6 +78,16 @@ func TestRunShort(t *testing.T) {
 				if w.Contended && row.Rounds[0].Ops > 0 && row.Median.Hold < rep.Opts.Hold {
 					t.Errorf("N=%d %s %s: measured hold %v, want ≥ %v", n, w.Name(), im.Key, row.Median.Hold, rep.Opts.Hold)
 				}
+				// Every waiter holds at least once (a waiter that never
+				// did would show as min 0), and min ≤ max.
+				if w.Contended && (row.Median.AcqMax < 1 || row.Median.AcqMin > row.Median.AcqMax) {
+					t.Errorf("N=%d %s %s: acquisitions per waiter %d–%d", n, w.Name(), im.Key, row.Median.AcqMin, row.Median.AcqMax)
+				}
+				// Every handoff trial ends with the waiter holding the lock.
+				if w.Handoff != "" && (row.Median.Trials != 2 || row.Median.P99 < row.Median.P50 || row.Median.MaxWait < row.Median.P99) {
+					t.Errorf("N=%d %s %s: %d trials (want 2), p50 %v p99 %v max %v", n, w.Name(), im.Key,
+						row.Median.Trials, row.Median.P50, row.Median.P99, row.Median.MaxWait)
+				}
 				line := fmt.Sprintf("| %d | %s | %s | ", n, w.Name(), im.Key)
 				if !strings.Contains(text, line) {
 					t.Errorf("markdown lacks the row %q", line)
@@ -86,7 +98,8 @@ func TestRunShort(t *testing.T) {
 	if len(rep.Rows) != wantRows {
 		t.Errorf("%d rows, want %d", len(rep.Rows), wantRows)
 	}
-	for _, s := range []string{"## N=1", "## N=3", "### Targets of issue 7 (N=3)", "not measured here", "GOMAXPROCS=", "Measured hold"} {
+	for _, s := range []string{"## N=1", "## N=3", "### Targets of issue 7 (N=3)", "### Targets of issue 16 at N=1", "### Targets of issue 16 at N=3",
+		"### Handoffs to one waiter (N=1)", "hold-bound ceiling", "| rueidislock | ", "not measured here", "GOMAXPROCS=", "Measured hold"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("markdown lacks %q", s)
 		}
@@ -148,6 +161,28 @@ func TestHistQuantile(t *testing.T) {
 	}
 }
 
+func TestQuantile(t *testing.T) {
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	var ds []time.Duration
+	for i := 10; i >= 1; i-- {
+		ds = append(ds, ms(i))
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, ms(5)}, {0.99, ms(10)}, {1, ms(10)}, {0, ms(1)}} {
+		if got := quantile(ds, c.q); got != c.want {
+			t.Errorf("quantile(1..10 ms, %v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if ds[0] != ms(10) {
+		t.Error("quantile sorted its argument")
+	}
+	if got := quantile(nil, 0.5); got != 0 {
+		t.Errorf("quantile(nil) = %v, want 0", got)
+	}
+}
+
 func TestFmtInt(t *testing.T) {
 	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.4: "1,234,567", -4591: "-4,591"} {
 		if got := fmtInt(v); got != want {
@@ -157,7 +192,7 @@ func TestFmtInt(t *testing.T) {
 }
 
 func TestOptionsInvalid(t *testing.T) {
-	for _, o := range []Options{{Ns: []int{0}}, {Cs: []int{0}}, {Waiters: 1}, {Rounds: -1}} {
+	for _, o := range []Options{{Ns: []int{0}}, {Cs: []int{0}}, {Waiters: 1}, {Rounds: -1}, {HandoffTrials: -1}} {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("Run(%+v) succeeded, want an error", o)
 		}

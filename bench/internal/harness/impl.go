@@ -17,6 +17,11 @@ type Impl struct {
 	SingleOnly bool
 	// Floor marks a raw round-trip floor: no retry, so no contended workload.
 	Floor bool
+	// OwnKeyFormat marks an implementation whose lock key is not the
+	// resource name (rueidislock: "rueidislock:0:<name>"): a redsync
+	// holder's key means nothing to it, so the foreign-release handoff does
+	// not apply.
+	OwnKeyFormat bool
 	// Setup connects to the instances at addrs. A contended target's Lock
 	// waits for the lock with the library's own retry policy (bounded by
 	// ctx); an uncontended one makes the library's ordinary Lock call.
@@ -68,6 +73,7 @@ func Impls() []*Impl {
 		implRedlockGoredis(),
 		implRedsync(),
 		implRedislock(),
+		implRueidislock(),
 		implNodeRedlock(),
 		implGoredisFloor(),
 		implRueidisFloor(),
@@ -111,8 +117,14 @@ func (im *Impl) appliesTo(n int, w Workload) bool {
 	if im.SingleOnly && n != 1 {
 		return false
 	}
-	if im.Floor && w.Contended {
+	if im.Floor && (w.Contended || w.Handoff != "") {
 		return false
+	}
+	switch w.Handoff {
+	case HandoffRelease:
+		return im.Setup != nil && !im.OwnKeyFormat
+	case HandoffExpiry:
+		return im.Setup != nil // not node-redlock (a process per cell)
 	}
 	return true
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redlock-go/redlock/bench/internal/redisproc"
+	"github.com/redlock-go/redlock/internal/redistest"
 )
 
 func TestParseNodeResult(t *testing.T) {
@@ -140,15 +140,10 @@ func TestNodeCell(t *testing.T) {
 	im := prepareNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	servers, err := redisproc.StartN(ctx, "redis-server", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer redisproc.StopAll(servers)
 	var addrs []string
 	var pids []int
-	for _, s := range servers {
-		addrs = append(addrs, s.Addr)
+	for _, s := range redistest.Start(t, 3) {
+		addrs = append(addrs, s.Addr())
 		pids = append(pids, s.Pid())
 	}
 	cfg := cellConfig{

@@ -70,9 +70,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("|\n")
 		for _, wl := range o.Workloads() {
-			if wl.Contended {
+			switch {
+			case wl.Handoff == HandoffExpiry:
+				fmt.Fprintf(&b, "| handoff after a %s lease expires (holder vanished): p50 / p99 ms after the expiry", fmtDur(HandoffLease))
+			case wl.Handoff == HandoffRelease:
+				b.WriteString("| handoff after a redsync holder's unlock: p50 / p99 ms after Unlock returned")
+			case wl.Contended:
 				fmt.Fprintf(&b, "| %d waiters on 1 resource: handoffs/s (p50 µs; max wait ms)", wl.C)
-			} else {
+			default:
 				fmt.Fprintf(&b, "| C=%d ops/s (p50 µs)", wl.C)
 			}
 			for _, im := range impls {
@@ -80,6 +85,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 				switch {
 				case row == nil:
 					b.WriteString(" | —")
+				case wl.Handoff != "":
+					fmt.Fprintf(&b, " | %s / %s", fmtMillis(row.Median.P50), fmtMillis(row.Median.P99))
 				case wl.Contended:
 					fmt.Fprintf(&b, " | %s (%s; %s)", fmtInt(row.Median.OpsPerSec), fmtMicros(row.Median.P50), fmtMillis(row.Median.MaxWait))
 				default:
@@ -103,7 +110,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			}
 		}
 		b.WriteString("\n")
+		r.writeContended(&b, n)
+		r.writeHandoffs(&b, n)
 		r.writeTargets(&b, n)
+		r.writeTargets16(&b, n)
 	}
 	r.writeCrossN(&b)
 
@@ -113,20 +123,29 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	for _, row := range r.Rows {
 		m := row.Median
 		wait := "—"
-		if row.Workload.Contended {
+		if row.Workload.Contended || row.Workload.Handoff != "" {
 			wait = fmtMillis(m.MaxWait)
 		}
+		opsps := fmtInt(m.OpsPerSec)
 		var per, other []string
 		for _, res := range row.Rounds {
-			per = append(per, fmtInt(res.OpsPerSec()))
+			if row.Workload.Handoff != "" {
+				per = append(per, fmt.Sprintf("%d trials", len(res.Delays)))
+			} else {
+				per = append(per, fmtInt(res.OpsPerSec()))
+			}
 			other = append(other, fmtCores(res.OtherCores))
 		}
+		if row.Workload.Handoff != "" {
+			opsps = fmt.Sprintf("— (%d trials)", m.Trials)
+		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n",
-			row.N, row.Workload.Name(), row.Impl.Key, fmtInt(m.OpsPerSec), fmtMicros(m.P50), fmtMicros(m.P99),
+			row.N, row.Workload.Name(), row.Impl.Key, opsps, fmtMicros(m.P50), fmtMicros(m.P99),
 			fmtAllocs(m.Allocs, 1), wait, m.Errors, strings.Join(per, " · "), strings.Join(other, " · "))
 	}
 	b.WriteString("\nContended rows count handoffs (an acquisition after another holder's release); their latency runs from the previous holder starting Unlock to the next holder's Lock returning. " +
 		"Max wait is the longest single Lock call of any waiter, including calls still waiting when the cell ended. " +
+		"Handoff rows (after expiry, after redsync unlock) count trials; their p50/p99/max wait are the delays pooled over every round's trials. " +
 		"Other CPU: cores kept busy, on average over the cell, by processes other than the harness and its redis-servers (and a node-redlock cell's node process) (from /proc; by round).\n")
 	var holds []string
 	for _, row := range r.Rows {
@@ -442,4 +461,186 @@ func fmtCores(v float64) string {
 		return "?"
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// fmtDur formats d compactly ("500ms").
+func fmtDur(d time.Duration) string { return d.String() }
+
+// writeContended writes the contended cells' fairness and ceiling: the
+// measured hold bounds the handoff rate at 1/hold (one holder at a time,
+// each keeping the lock that long), so the share of that ceiling is what
+// the lock's handoff costs.
+func (r *Report) writeContended(b *strings.Builder, n int) {
+	w := Workload{Contended: true, C: r.Opts.Waiters}
+	var lines []string
+	for _, im := range r.implsAt(n) {
+		row := r.Row(n, w, im.Key)
+		if row == nil {
+			continue
+		}
+		m := row.Median
+		ceiling, share := "—", "—"
+		if m.Hold > 0 {
+			c := float64(time.Second) / float64(m.Hold)
+			ceiling = fmtInt(c)
+			share = fmt.Sprintf("%.2f", m.OpsPerSec/c)
+		}
+		acq := "—"
+		if m.AcqMax > 0 {
+			acq = fmt.Sprintf("%d–%d", m.AcqMin, m.AcqMax)
+		}
+		lines = append(lines, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |", im.Label, fmtInt(m.OpsPerSec),
+			fmtMillis(m.Hold), ceiling, share, fmtMicros(m.P50), acq, fmtMillis(m.MaxWait)))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "### %d waiters, one resource, %s hold (N=%d)\n\n", w.C, r.Opts.Hold, n)
+	b.WriteString("| implementation | handoffs/s | measured hold ms | hold-bound ceiling 1/hold (/s) | share of the ceiling | handoff p50 µs | acquisitions per waiter (min–max over rounds) | longest wait ms |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString(strings.Join(lines, "\n") + "\n\n")
+}
+
+// writeHandoffs writes the two handoff workloads side by side.
+func (r *Report) writeHandoffs(b *strings.Builder, n int) {
+	ex, rel := Workload{Handoff: HandoffExpiry, C: 1}, Workload{Handoff: HandoffRelease, C: 1}
+	cell := func(row *Row) string {
+		if row == nil || row.Median.Trials == 0 {
+			return "—"
+		}
+		m := row.Median
+		return fmt.Sprintf("%s / %s / %s (%d)", fmtMillis(m.P50), fmtMillis(m.P99), fmtMillis(m.MaxWait), m.Trials)
+	}
+	var lines []string
+	for _, im := range r.implsAt(n) {
+		a, c := r.Row(n, ex, im.Key), r.Row(n, rel, im.Key)
+		if a == nil && c == nil {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("| %s | %s | %s |", im.Label, cell(a), cell(c)))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "### Handoffs to one waiter (N=%d): p50 / p99 / max ms (trials)\n\n", n)
+	fmt.Fprintf(b, "| implementation | after a %s lease expires (the holder, same implementation, vanished; from the expiry) | after a redsync holder's unlock (from Unlock returning) |\n|---|---|---|\n", fmtDur(HandoffLease))
+	b.WriteString(strings.Join(lines, "\n") + "\n\n")
+	b.WriteString("The expiry is taken as the start of the holder's lock call + the lease (an upper bound on the delay by at most one round trip). " +
+		"\"—\" after a redsync unlock: the implementation's keys are not the resource name (rueidislock), or it runs in another process (node-redlock).\n\n")
+}
+
+// Issue 16 goals.
+const (
+	goal16VsBSMC1       = 1.0
+	goal16VsRueidisC1   = 1.0
+	goal16VsRueidisHi   = 1.2
+	goal16VsRueidisWait = 1.0
+	goal16VsBSMWait     = 5.0
+	goal16Share         = 0.85
+	goal16ExpiryP50     = 5 * time.Millisecond
+	goal16ReleaseP50    = 2 * time.Millisecond
+)
+
+// writeTargets16 writes issue 16's targets that apply at n (N=1: ratios
+// against rueidislock and bsm/redislock; N=3: the share of the hold-bound
+// ceiling and the handoff delays).
+func (r *Report) writeTargets16(b *strings.Builder, n int) {
+	o := r.Opts
+	one, hi := Workload{C: o.Cs[0]}, Workload{C: o.Cs[len(o.Cs)-1]}
+	cont := Workload{Contended: true, C: o.Waiters}
+	ex, rel := Workload{Handoff: HandoffExpiry, C: 1}, Workload{Handoff: HandoffRelease, C: 1}
+	ratio := func(w Workload, k, peer string) (float64, bool) {
+		a, p := r.Row(n, w, k), r.Row(n, w, peer)
+		if a == nil || p == nil || p.Median.OpsPerSec == 0 {
+			return 0, false
+		}
+		return a.Median.OpsPerSec / p.Median.OpsPerSec, true
+	}
+	times := func(v float64) string { return fmt.Sprintf("%.2f×", v) }
+	ms := func(v float64) string { return fmtMillis(time.Duration(v)) + " ms" }
+	ge := func(g float64) func(float64) bool { return func(v float64) bool { return v >= g } }
+	le := func(g time.Duration) func(float64) bool { return func(v float64) bool { return v <= float64(g) } }
+	var ts []target
+	addRatio := func(w Workload, peer, label string, goal float64) {
+		if r.Row(n, w, peer) == nil {
+			return
+		}
+		ts = append(ts, target{
+			name: fmt.Sprintf("%s: vs %s", w.Name(), label), goal: fmt.Sprintf("≥ %.1f×", goal),
+			value: func(k string) (float64, bool) { return ratio(w, k, peer) }, show: times, met: ge(goal),
+		})
+	}
+	if n == 1 {
+		if one.C == 1 {
+			addRatio(one, "redislock", "bsm/redislock", goal16VsBSMC1)
+			addRatio(one, "rueidislock", "rueidislock", goal16VsRueidisC1)
+		}
+		if hi.C == 64 {
+			addRatio(hi, "rueidislock", "rueidislock", goal16VsRueidisHi)
+		}
+		if o.Waiters == 16 {
+			addRatio(cont, "rueidislock", "rueidislock", goal16VsRueidisWait)
+			addRatio(cont, "redislock", "bsm/redislock", goal16VsBSMWait)
+		}
+	}
+	if n == 3 && o.Waiters == 16 {
+		ts = append(ts, target{
+			name: fmt.Sprintf("%s: share of the hold-bound ceiling", cont.Name()), goal: fmt.Sprintf("≥ %.2f", goal16Share),
+			value: func(k string) (float64, bool) {
+				row := r.Row(n, cont, k)
+				if row == nil || row.Median.Hold <= 0 {
+					return 0, false
+				}
+				return row.Median.OpsPerSec * row.Median.Hold.Seconds(), true
+			},
+			show: func(v float64) string { return fmt.Sprintf("%.2f", v) }, met: ge(goal16Share),
+		})
+	}
+	p50 := func(w Workload) func(string) (float64, bool) {
+		return func(k string) (float64, bool) {
+			row := r.Row(n, w, k)
+			if row == nil || row.Median.Trials == 0 {
+				return 0, false
+			}
+			return float64(row.Median.P50), true
+		}
+	}
+	if n == 3 {
+		ts = append(ts,
+			target{name: "handoff after expiry: p50", goal: "≤ 5 ms", value: p50(ex), show: ms, met: le(goal16ExpiryP50)},
+			target{name: "handoff after a redsync unlock: p50", goal: "≤ 2 ms", value: p50(rel), show: ms, met: le(goal16ReleaseP50)})
+	}
+	if len(ts) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "### Targets of issue 16 at N=%d\n\n| measure | goal", n)
+	var keys []string
+	for _, k := range ours {
+		for _, im := range r.implsAt(n) {
+			if im.Key == k {
+				keys = append(keys, k)
+				b.WriteString(" | " + im.Label)
+			}
+		}
+	}
+	b.WriteString(" |\n|---|---")
+	for range keys {
+		b.WriteString("|---")
+	}
+	b.WriteString("|\n")
+	for _, t := range ts {
+		fmt.Fprintf(b, "| %s | %s", t.name, t.goal)
+		for _, k := range keys {
+			v, ok := t.value(k)
+			switch {
+			case !ok || math.IsNaN(v) || math.IsInf(v, 0):
+				b.WriteString(" | —")
+			case t.met(v):
+				b.WriteString(" | " + t.show(v) + " ✓")
+			default:
+				b.WriteString(" | " + t.show(v) + " ✗")
+			}
+		}
+		b.WriteString(" |\n")
+	}
+	b.WriteString("\n")
 }
