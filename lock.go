@@ -413,14 +413,14 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 	}
 	start := m.now()
 	script := l.ks.extendScript()
-	if h := m.hooks; h != nil && h.LatestReplyWins && !auto && len(l.ks.keys) == 1 {
+	if h := m.hooks; h != nil && h.LatestReplyWins && !auto && len(l.ks.keys) == 1 && !l.ks.rwRead() {
 		script = scriptExtendReset
 	}
 	timeout := min(m.cfg.NodeTimeout, ttl)
 	var r *round
 	switch {
 	case !l.ks.hasMeta():
-		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.keys, []string{l.token, fmtMillis(ttl)})
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.lockKeys(), []string{l.token, fmtMillis(ttl)})
 	case len(l.ks.keys) == 1:
 		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km(), []string{l.token, fmtMillis(ttl)})
 	default:
@@ -502,8 +502,8 @@ func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
 	m := l.m
 	now := m.now()
 	left := (ttl - now.Sub(start)).Truncate(time.Millisecond)
-	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond {
-		return
+	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond || l.ks.rwRead() {
+		return // a reader's share is not topped up (docs/primitives.md)
 	}
 	if l.ks.hasMeta() {
 		l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km(), []string{l.token, fmtMillis(left), l.ks.metadata()})
@@ -589,7 +589,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 		f()
 	}
 	release, classify := l.ks.releaseScript()
-	if m.hooks != nil && m.hooks.PlainDelete {
+	if m.hooks != nil && m.hooks.PlainDelete && !l.ks.rwRead() {
 		release = scriptUnsafeDelete
 	}
 	// An instance that answered the acquisition (or the last extension)

@@ -362,6 +362,9 @@ func (m *Manager) checkResource(resource string) error {
 	if isMetaKey(m.cfg.KeyPrefix + resource) {
 		return invalidf("resource %s: keys ending in %q are reserved for lock metadata", quoteResource(resource), metaSuffix)
 	}
+	if isRWKey(m.cfg.KeyPrefix + resource) {
+		return invalidf("resource %s: keys ending in %q, %q or %q are reserved for read-write locks", quoteResource(resource), readersSuffix, wwaitSuffix, rmetaSuffix)
+	}
 	return nil
 }
 
@@ -529,6 +532,9 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	var r *round
 	var last predecessor // the last round sent: later calls about the lock follow it
 	switch {
+	case req.ks.rw != nil: // a read-write lock's writer or reader (rwmutex.go)
+		r = m.fanout(ctx, timeout, nil, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg))
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single() && !req.ks.hasMeta():
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
@@ -1096,7 +1102,7 @@ func pairString(v any) string {
 // remaining asks every instance for the PTTL of key under token and returns
 // the smallest among the quorum that holds it.
 func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset, token string) (time.Duration, *outcome, error) {
-	return m.remainingKeys(ctx, op, resource, ks, ks.keys, token)
+	return m.remainingKeys(ctx, op, resource, ks, ks.lockKeys(), token)
 }
 
 // remainingKeys is remaining with the script's keys given: ks.keys, or a
