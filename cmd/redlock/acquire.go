@@ -181,8 +181,8 @@ func (d *described) Unwrap() error { return d.err }
 // failing instance. parent is ctx without the -w deadline: once it ended
 // (a signal), nothing more is sent.
 func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine bool) (*redlock.Lock, error) {
-	// A fixed lease: supervise extends it (see killMargin).
-	opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl), redlock.Metadata(r.metadata)}
+	opts := r.lockOptions() // shared.go
+
 	h := newHealth(time.Now(), r.o.unavailableTimeout)
 	clear := ""
 	if clearLine {
@@ -211,7 +211,7 @@ func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine b
 	unavailable := 0 // attempts in a row that found no quorum
 	for i := 0; ; i++ {
 		start := time.Now()
-		l, err := r.m.TryLock(ctx, r.res, opts...)
+		l, err := r.tryLock(ctx, opts) // shared.go
 		if err == nil {
 			recovered()
 			return l, nil

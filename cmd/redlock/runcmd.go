@@ -64,6 +64,7 @@ type runOpts struct {
 	quiet     bool
 	noWait    bool   // --no-wait-group
 	metadata  string // --metadata; when not given, runMetadata
+	shared    bool   // -s, --shared: a reader of RESOURCE's read-write lock (shared.go)
 
 	unavailableTimeout time.Duration
 }
@@ -86,6 +87,8 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.StringVar(&o.metadata, "metadata", "", "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
+	fs.BoolVar(&o.shared, "s", false, "")
+	fs.BoolVar(&o.shared, "shared", false, "")
 	return fs, o
 }
 
