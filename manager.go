@@ -1185,6 +1185,14 @@ func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.C
 	if err != nil {
 		return err
 	}
+	return m.runHeld(ctx, l, fn)
+}
+
+// runHeld is Do once l is held: fn runs with a context cancelled with
+// cause ErrLost on loss, and l is unlocked afterwards (RWMutex.Do and RDo
+// share it).
+func (m *Manager) runHeld(ctx context.Context, l *Lock, fn func(ctx context.Context) error) (err error) {
+	resource := l.resource
 	fctx, cancel := context.WithCancelCause(ctx)
 	var lost atomic.Bool
 	l.onLoss(func() {

@@ -91,6 +91,32 @@ func (rw *RWMutex) RLockWait(ctx context.Context, opts ...LockOption) (*Lock, er
 	return rw.acquire(ctx, "RWMutex.RLockWait", true, opts, -1)
 }
 
+// Do runs fn while holding the lock exclusively, as Manager.Do does: it
+// locks as Lock does, runs fn with a context cancelled with cause ErrLost
+// if the lock is lost, keeps it extended meanwhile (unless the TTL option
+// fixes its lease), and unlocks afterwards, even if fn panics. The error is
+// Lock's, or fn's joined with the unlock's (and ErrLost when the lock was
+// lost while fn ran).
+func (rw *RWMutex) Do(ctx context.Context, fn func(ctx context.Context) error, opts ...LockOption) error {
+	return rw.do(ctx, "RWMutex.Do", false, fn, opts)
+}
+
+// RDo is Do for a reader's share: it takes the share as RLock does.
+func (rw *RWMutex) RDo(ctx context.Context, fn func(ctx context.Context) error, opts ...LockOption) error {
+	return rw.do(ctx, "RWMutex.RDo", true, fn, opts)
+}
+
+func (rw *RWMutex) do(ctx context.Context, method string, read bool, fn func(ctx context.Context) error, opts []LockOption) error {
+	if fn == nil {
+		return invalidf("nil function")
+	}
+	l, err := rw.acquire(ctx, method, read, opts, rw.m.cfg.RetryCount)
+	if err != nil {
+		return err
+	}
+	return rw.m.runHeld(ctx, l, fn)
+}
+
 func (rw *RWMutex) acquire(ctx context.Context, method string, read bool, opts []LockOption, attempts int) (*Lock, error) {
 	req, err := rw.m.newRWRequest(rw.name, read, opts)
 	if err != nil {

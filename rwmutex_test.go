@@ -425,3 +425,51 @@ func TestRWMutexAutoExtensionAndLoss(t *testing.T) {
 		t.Fatalf("Extend of the lost share: %v, want ErrNotHeld", err)
 	}
 }
+
+// Do holds the lock exclusively while fn runs and RDo a share: readers'
+// functions run together, and a writer's function excludes them.
+func TestRWMutexDo(t *testing.T) {
+	ctx := testCtx(t)
+	m := newManager(t, redistest.Start(t, 3), redlock.Config{NodeTimeout: loadedNodeTimeout})
+	rw := m.RWMutex("do")
+	errBoom := errors.New("boom")
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- rw.RDo(ctx, func(ctx context.Context) error {
+			close(inside)
+			<-release
+			return nil
+		})
+	}()
+	<-inside
+	// A second reader's function runs while the first holds; a writer's
+	// does not.
+	if err := rw.RDo(ctx, func(context.Context) error { return errBoom }); !errors.Is(err, errBoom) {
+		t.Fatalf("RDo beside another reader: %v, want fn's error", err)
+	}
+	ran := false
+	err := rw.Do(ctx, func(context.Context) error { ran = true; return nil }, redlock.TTL(time.Second))
+	if !errors.Is(err, redlock.ErrNotAcquired) || ran {
+		t.Fatalf("Do while a reader holds: %v (ran %v), want ErrNotAcquired", err, ran)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("RDo: %v", err)
+	}
+	if err := rw.Do(ctx, func(ctx context.Context) error {
+		// The writer holds: a reader is refused.
+		l, err := rw.TryRLock(ctx)
+		wantNotAcquired(t, "reader inside Do", l, err)
+		return nil
+	}); err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if err := rw.Do(ctx, nil); !errors.Is(err, redlock.ErrInvalid) {
+		t.Fatalf("Do(nil): %v, want ErrInvalid", err)
+	}
+	if err := m.RWMutex("").RDo(ctx, func(context.Context) error { return nil }); !errors.Is(err, redlock.ErrInvalid) {
+		t.Fatalf("RDo on a bad name: %v, want ErrInvalid", err)
+	}
+}
