@@ -33,14 +33,35 @@ import (
 type RWMutex struct {
 	m    *Manager
 	name string
+	err  error // why name cannot be a read-write lock (ErrInvalid); nil if it can
+
+	// What every request of a side shares (never modified): the keys and
+	// arguments of its scripts (a reader with metadata or a writer with
+	// metadata gets a copy with more; see newRequest).
+	reader, writer *rwKeys
 }
 
 // RWMutex returns the read-write lock called name. It never fails: a bad
 // name (empty, too long, reserved, or one whose companion keys cannot share
 // its Redis Cluster slot, such as "a}b") makes every call of the returned
-// RWMutex fail with ErrInvalid.
+// RWMutex fail with ErrInvalid. It builds the lock's key names once: keep
+// the RWMutex rather than asking for it at every acquisition.
 func (m *Manager) RWMutex(name string) *RWMutex {
-	return &RWMutex{m: m, name: name}
+	rw := &RWMutex{m: m, name: name}
+	if err := m.checkResource(name); err != nil {
+		rw.err = err
+		return rw
+	}
+	key := m.cfg.KeyPrefix + name
+	if !metaSameSlot(key) {
+		rw.err = invalidf("read-write lock %s: its readers key %s would be in another Redis Cluster slot (a key with a '}' needs a hash tag, e.g. {job}:1)",
+			quoteResource(key), quoteResource(companionKey(key, readersSuffix)))
+		return rw
+	}
+	keys := []string{key, companionKey(key, readersSuffix), companionKey(key, wwaitSuffix), companionKey(key, rmetaSuffix)}
+	rw.reader = &rwKeys{read: true, acquire: scriptRWReadAcquire, keys: keys}
+	rw.writer = &rwKeys{acquire: scriptRWWriteAcquire, keys: keys[:3:3], markArg: fmtMillis(m.markTTL())}
+	return rw
 }
 
 // Name returns the lock's name: the resource its writer locks.
@@ -118,7 +139,7 @@ func (rw *RWMutex) do(ctx context.Context, method string, read bool, fn func(ctx
 }
 
 func (rw *RWMutex) acquire(ctx context.Context, method string, read bool, opts []LockOption, attempts int) (*Lock, error) {
-	req, err := rw.m.newRWRequest(rw.name, read, opts)
+	req, err := rw.newRequest(read, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +169,8 @@ func isRWKey(key string) bool {
 	return strings.HasSuffix(key, readersSuffix) || strings.HasSuffix(key, wwaitSuffix) || strings.HasSuffix(key, rmetaSuffix)
 }
 
-// rwKeys is what a read-write lock adds to its keyset (keyset.rw).
+// rwKeys is what a read-write lock adds to its keyset (keyset.rw). It is
+// shared between requests and never modified.
 type rwKeys struct {
 	read     bool
 	acquire  *script
@@ -192,16 +214,19 @@ func (m *Manager) markTTL() time.Duration {
 	return 2*m.cfg.RetryDelayMax + m.cfg.NodeTimeout
 }
 
-// newRWRequest validates a request for the read-write lock name.
-func (m *Manager) newRWRequest(name string, read bool, opts []LockOption) (request, error) {
-	if err := m.checkResource(name); err != nil {
-		return request{}, err
+// errZeroRWMutex is the error of a zero RWMutex's methods.
+var errZeroRWMutex = invalidf("zero RWMutex: get one from Manager.RWMutex")
+
+// newRequest validates a request for a reader's share (read) or the
+// writer's lock.
+func (rw *RWMutex) newRequest(read bool, opts []LockOption) (request, error) {
+	if rw.m == nil {
+		return request{}, errZeroRWMutex
 	}
-	key := m.cfg.KeyPrefix + name
-	if !metaSameSlot(key) {
-		return request{}, invalidf("read-write lock %s: its readers key %s would be in another Redis Cluster slot (a key with a '}' needs a hash tag, e.g. {job}:1)",
-			quoteResource(key), quoteResource(companionKey(key, readersSuffix)))
+	if rw.err != nil {
+		return request{}, rw.err
 	}
+	m := rw.m
 	if read {
 		var o lockOptions
 		for _, opt := range opts {
@@ -210,27 +235,26 @@ func (m *Manager) newRWRequest(name string, read bool, opts []LockOption) (reque
 			}
 		}
 		if o.fenced {
-			return request{}, invalidf("read-write lock %s: readers get no fencing token (Fenced is for the writer)", quoteResource(name))
+			return request{}, invalidf("read-write lock %s: readers get no fencing token (Fenced is for the writer)", quoteResource(rw.name))
 		}
 	}
-	req, err := m.newRequestMany([]string{name}, opts)
+	req, err := m.newRequestMany([]string{rw.name}, opts)
 	if err != nil {
 		return request{}, err
 	}
-	rk := &rwKeys{read: read, keys: []string{key, companionKey(key, readersSuffix), companionKey(key, wwaitSuffix)}}
 	if read {
 		req.fenced, req.ks.counters = false, nil
+		rk := rw.reader
 		if req.ks.meta != nil {
-			rk.metadata, req.ks.meta = req.ks.meta.metadata, nil
+			rk = &rwKeys{read: true, acquire: scriptRWReadAcquire, keys: rk.keys, metadata: req.ks.meta.metadata}
+			req.ks.meta = nil
 		}
-		rk.acquire = scriptRWReadAcquire
-		rk.keys = append(rk.keys, companionKey(key, rmetaSuffix))
-	} else {
-		rk.acquire = scriptRWWriteAcquire
-		rk.markArg = fmtMillis(m.markTTL())
-		if req.ks.meta != nil {
-			rk.keys = append(rk.keys, req.ks.meta.keys[0])
-		}
+		req.ks.rw = rk
+		return req, nil
+	}
+	rk := rw.writer
+	if req.ks.meta != nil {
+		rk = &rwKeys{acquire: scriptRWWriteAcquire, keys: append(rk.keys[:3:3], req.ks.meta.keys[0]), markArg: rk.markArg}
 	}
 	req.ks.rw = rk
 	return req, nil
@@ -286,15 +310,17 @@ type ReaderState struct {
 // Errors are those of Manager.Inspect; it is safe for concurrent use.
 func (rw *RWMutex) Inspect(ctx context.Context) ([]RWState, error) {
 	m := rw.m
-	req, err := m.newRWRequest(rw.name, true, nil)
-	if err != nil {
-		return nil, err
+	if m == nil {
+		return nil, errZeroRWMutex
+	}
+	if rw.err != nil {
+		return nil, rw.err
 	}
 	if err := m.begin(ctx, rw.name); err != nil {
 		return nil, err
 	}
 	defer m.leave()
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptRWInspect, req.ks.rw.keys, nil)
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptRWInspect, rw.reader.keys, nil)
 	o := m.collect(ctx, r, 0, true, func(v any, err error) (vote, error) {
 		if err != nil {
 			return voteFailed, err

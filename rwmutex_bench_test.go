@@ -25,20 +25,27 @@ import (
 func BenchmarkRWMutex(b *testing.B) {
 	servers := redistest.Start(b, 3)
 	ttl := TTL(10 * time.Second)
-	kinds := []struct {
+	// Each kind returns the lock call for a name, made once per caller (an
+	// RWMutex is meant to be kept: Manager.RWMutex builds its key names).
+	type kind struct {
 		name string
-		lock func(ctx context.Context, m *Manager, name string) (*Lock, error)
-	}{
-		{"mutex", func(ctx context.Context, m *Manager, name string) (*Lock, error) { return m.Lock(ctx, name, ttl) }},
-		{"rlock", func(ctx context.Context, m *Manager, name string) (*Lock, error) {
-			return m.RWMutex(name).RLock(ctx, ttl)
+		prep func(m *Manager, name string) func(ctx context.Context) (*Lock, error)
+	}
+	kinds := []kind{
+		{"mutex", func(m *Manager, name string) func(ctx context.Context) (*Lock, error) {
+			return func(ctx context.Context) (*Lock, error) { return m.Lock(ctx, name, ttl) }
 		}},
-		{"wlock", func(ctx context.Context, m *Manager, name string) (*Lock, error) {
-			return m.RWMutex(name).Lock(ctx, ttl)
+		{"rlock", func(m *Manager, name string) func(ctx context.Context) (*Lock, error) {
+			rw := m.RWMutex(name)
+			return func(ctx context.Context) (*Lock, error) { return rw.RLock(ctx, ttl) }
+		}},
+		{"wlock", func(m *Manager, name string) func(ctx context.Context) (*Lock, error) {
+			rw := m.RWMutex(name)
+			return func(ctx context.Context) (*Lock, error) { return rw.Lock(ctx, ttl) }
 		}},
 	}
-	cycleOf := func(ctx context.Context, m *Manager, lock func(context.Context, *Manager, string) (*Lock, error), name string) error {
-		l, err := lock(ctx, m, name)
+	cycleOf := func(ctx context.Context, lock func(context.Context) (*Lock, error)) error {
+		l, err := lock(ctx)
 		if err != nil {
 			return err
 		}
@@ -54,9 +61,10 @@ func BenchmarkRWMutex(b *testing.B) {
 			m := benchManager(b, servers, 3, dialRueidis)
 			warm(b, m)
 			ctx := context.Background()
+			lock := k.prep(m, "bench:rw:seq")
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := cycleOf(ctx, m, k.lock, "bench:rw:seq"); err != nil {
+				if err := cycleOf(ctx, lock); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -64,10 +72,7 @@ func BenchmarkRWMutex(b *testing.B) {
 		})
 	}
 	procs := runtime.GOMAXPROCS(0)
-	for _, k := range append(kinds, struct {
-		name string
-		lock func(ctx context.Context, m *Manager, name string) (*Lock, error)
-	}{"rlock-shared", kinds[1].lock}) {
+	for _, k := range append(kinds, kind{"rlock-shared", kinds[1].prep}) {
 		b.Run(k.name+"/C=64", func(b *testing.B) {
 			m := benchManager(b, servers, 3, dialRueidis)
 			warm(b, m)
@@ -81,8 +86,9 @@ func BenchmarkRWMutex(b *testing.B) {
 				if k.name == "rlock-shared" {
 					name = "bench:rw:shared"
 				}
+				lock := k.prep(m, name)
 				for pb.Next() {
-					if err := cycleOf(ctx, m, k.lock, name); err != nil {
+					if err := cycleOf(ctx, lock); err != nil {
 						b.Error(err) // not Fatal: this is not the benchmark's goroutine
 						return
 					}

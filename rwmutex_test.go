@@ -121,6 +121,13 @@ func TestRWMutexInvalid(t *testing.T) {
 			t.Errorf("RWMutex(%q).Inspect: %v, want ErrInvalid", name, err)
 		}
 	}
+	var zero redlock.RWMutex
+	if l, err := zero.TryRLock(ctx); !errors.Is(err, redlock.ErrInvalid) {
+		t.Errorf("zero RWMutex TryRLock = %v, %v; want ErrInvalid", l, err)
+	}
+	if _, err := zero.Inspect(ctx); !errors.Is(err, redlock.ErrInvalid) {
+		t.Errorf("zero RWMutex Inspect: %v, want ErrInvalid", err)
+	}
 	// The companion keys cannot be locked as resources either.
 	for _, name := range []string{"x:redlock-readers", "{x}:redlock-wwait", "x:redlock-rmeta"} {
 		if l, err := m.TryLock(ctx, name); !errors.Is(err, redlock.ErrInvalid) {

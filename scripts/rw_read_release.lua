@@ -8,7 +8,12 @@
 -- ARGV[1] = token
 -- ARGV[2] = pub/sub channel to publish the writer key on when no reader is
 --           left (optional; a refused PUBLISH is ignored)
--- Returns 1 when our share was removed, 0 when there was none.
+-- Returns 1 when our share was removed, 0 when there was none (also for a
+-- call with the writer key alone: the no-op that loads this script, see
+-- script.primes in scripts.go).
+if #KEYS < 4 then
+  return 0
+end
 local n = redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if n == 1 and redis.call('ZCARD', KEYS[2]) == 0 then
