@@ -62,6 +62,14 @@
 // assumptions hold; counters never expire. See package fencing for an
 // example of a fenced resource.
 //
+// # Read-write locks
+//
+// Manager.RWMutex gives a lock that readers share and a writer holds alone,
+// each grant on a quorum, with the guarantees above. The writer's key is
+// the mutex key of the name; readers live in keys of their own, and each
+// reader's share expires by the instances' clocks. docs/primitives.md has
+// the key shapes and the safety argument.
+//
 // # Lifetimes
 //
 // A Manager owns the background work of its locks: auto-extension of locks
