@@ -219,7 +219,8 @@ With -v, run prints how long the acquisition took and after how many
 attempts, and each renewal (its TTL, time and votes).
 
 While waiting on a terminal, one status line on stderr shows who holds the
-lock (short token) and how long redlock has waited; -q silences it, and the
+lock (short token, or how many --shared runs share it) and how long
+redlock has waited; -q silences it, and the
 "held by someone else" message that -n prints on a terminal. Off a terminal
 (cron) a conflict is silent, as with flock -n; -v prints it.
 

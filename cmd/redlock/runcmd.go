@@ -726,6 +726,8 @@ func (w *waitLine) update(ctx context.Context) {
 			fmt.Fprintf(&b, " (contended)")
 		case verdictUnavailable:
 			fmt.Fprintf(&b, " (%d/%d instances answering, quorum %d)", s.N-s.Failed, s.N, s.Quorum)
+		case verdictFree:
+			b.WriteString(w.r.readersNote(ctx)) // shared.go
 		}
 	}
 	fmt.Fprintf(&b, ", %v", time.Since(w.start).Round(time.Second))

@@ -47,6 +47,20 @@ func (r *runner) tryLock(ctx context.Context, opts []redlock.LockOption) (*redlo
 	return r.m.TryLock(ctx, r.res, opts...)
 }
 
+// readersNote is what the waiting line adds while the writer's key is
+// free: " (shared by N readers)" when readers hold a quorum, else "".
+func (r *runner) readersNote(ctx context.Context) string {
+	if r.o.shared {
+		return "" // a reader waits for a writer (or its mark), not for readers
+	}
+	rs := resourceStatus{Resource: r.res, Verdict: verdictFree}
+	addReaders(ctx, r.m, r.cfg.KeyPrefix+r.res, &rs, r.m.Quorum())
+	if n := len(rs.Readers); n > 0 {
+		return fmt.Sprintf(" (shared by %d %s)", n, plural(n, "reader", "readers"))
+	}
+	return ""
+}
+
 // verdictShared: no writer, and at least one reader holds its share on a
 // quorum.
 const verdictShared = "shared"
