@@ -74,7 +74,7 @@ func (rw *RWMutex) Name() string { return rw.name }
 // auto-extension (without the TTL option), Fenced, Metadata, Lost, Valid
 // and Until work as for Manager.Lock. Errors are those of Manager.Lock.
 func (rw *RWMutex) Lock(ctx context.Context, opts ...LockOption) (*Lock, error) {
-	return rw.acquire(ctx, "RWMutex.Lock", false, opts, rw.m.cfg.RetryCount)
+	return rw.acquire(ctx, "RWMutex.Lock", false, opts, retryCount)
 }
 
 // TryLock is Lock with a single attempt.
@@ -98,7 +98,7 @@ func (rw *RWMutex) LockWait(ctx context.Context, opts ...LockOption) (*Lock, err
 // so they get no fencing token (Lock.Fence returns 0, also under
 // Config.Fencing). Lock.IsLocked and Lock.TTL ask about the share.
 func (rw *RWMutex) RLock(ctx context.Context, opts ...LockOption) (*Lock, error) {
-	return rw.acquire(ctx, "RWMutex.RLock", true, opts, rw.m.cfg.RetryCount)
+	return rw.acquire(ctx, "RWMutex.RLock", true, opts, retryCount)
 }
 
 // TryRLock is RLock with a single attempt.
@@ -131,17 +131,25 @@ func (rw *RWMutex) do(ctx context.Context, method string, read bool, fn func(ctx
 	if fn == nil {
 		return invalidf("nil function")
 	}
-	l, err := rw.acquire(ctx, method, read, opts, rw.m.cfg.RetryCount)
+	l, err := rw.acquire(ctx, method, read, opts, retryCount)
 	if err != nil {
 		return err
 	}
 	return rw.m.runHeld(ctx, l, fn)
 }
 
+// retryCount, as acquire's attempts, means Config.RetryCount.
+const retryCount = 0
+
+// acquire makes up to attempts attempts (retryCount: Config.RetryCount;
+// forever when attempts < 0).
 func (rw *RWMutex) acquire(ctx context.Context, method string, read bool, opts []LockOption, attempts int) (*Lock, error) {
 	req, err := rw.newRequest(read, opts)
 	if err != nil {
 		return nil, err
+	}
+	if attempts == retryCount {
+		attempts = rw.m.cfg.RetryCount
 	}
 	return rw.m.acquireReq(ctx, method, req, attempts)
 }

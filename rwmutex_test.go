@@ -122,8 +122,16 @@ func TestRWMutexInvalid(t *testing.T) {
 		}
 	}
 	var zero redlock.RWMutex
-	if l, err := zero.TryRLock(ctx); !errors.Is(err, redlock.ErrInvalid) {
-		t.Errorf("zero RWMutex TryRLock = %v, %v; want ErrInvalid", l, err)
+	for method, f := range map[string]func(context.Context, ...redlock.LockOption) (*redlock.Lock, error){
+		"Lock": zero.Lock, "TryLock": zero.TryLock, "LockWait": zero.LockWait,
+		"RLock": zero.RLock, "TryRLock": zero.TryRLock, "RLockWait": zero.RLockWait,
+	} {
+		if l, err := f(ctx); !errors.Is(err, redlock.ErrInvalid) {
+			t.Errorf("zero RWMutex %s = %v, %v; want ErrInvalid", method, l, err)
+		}
+	}
+	if err := zero.Do(ctx, func(context.Context) error { return nil }); !errors.Is(err, redlock.ErrInvalid) {
+		t.Errorf("zero RWMutex Do: %v, want ErrInvalid", err)
 	}
 	if _, err := zero.Inspect(ctx); !errors.Is(err, redlock.ErrInvalid) {
 		t.Errorf("zero RWMutex Inspect: %v, want ErrInvalid", err)
