@@ -190,7 +190,7 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		expiry = m.expiryWait(o)
 		// Also after a last attempt: a caller looping over TryLock may
 		// wait with AwaitRelease, which counts the releases since this.
-		m.watchRefused(req.ks.keys, o)
+		m.watchRefused(req.ks.keys, o, req.ks.rw == nil)
 		m.refusedSince.Store(since)
 	}
 	if last == nil {
@@ -260,6 +260,9 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	var r *round
 	var last predecessor // the last round sent: later calls about the lock follow it
 	switch {
+	case req.ks.rw != nil: // a read-write lock's writer or reader (rwmutex.go)
+		r = m.fanout(ctx, timeout, nil, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg))
+		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single() && !req.ks.hasMeta():
 		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)

@@ -327,6 +327,9 @@ func (m *Manager) checkResource(resource string) error {
 	if isMetaKey(m.cfg.KeyPrefix + resource) {
 		return invalidf("resource %s: keys ending in %q are reserved for lock metadata", quoteResource(resource), metaSuffix)
 	}
+	if isRWKey(m.cfg.KeyPrefix + resource) {
+		return invalidf("resource %s: keys ending in %q, %q or %q are reserved for read-write locks", quoteResource(resource), readersSuffix, wwaitSuffix, rmetaSuffix)
+	}
 	return nil
 }
 

@@ -16,6 +16,11 @@
 // still believes it holds the lock: the Fenced option adds a fencing token
 // (Lock.Fence) for the protected resource to check; see package fencing.
 //
+// Beyond the mutex: Manager.RWMutex (readers share, a writer holds alone),
+// Manager.Semaphore (at most n holders) and Manager.Election (a leader with
+// a strictly increasing term), each grant on a quorum; their key shapes and
+// safety arguments are in docs/primitives.md.
+//
 // What is guaranteed, and what is not, is in the README; the algorithm,
 // lifetimes and wake-ups in docs/package-overview.md; the decisions and
 // their reasons in docs/design.md.

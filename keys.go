@@ -15,6 +15,7 @@ type keyset struct {
 	nArg      string   // len(keys) as a script argument
 
 	meta *keyMeta // the lock's metadata; nil without (no extra key, no extra argument)
+	rw   *rwKeys  // a read-write lock's writer or reader (rwmutex.go); nil for a mutex
 }
 
 // keyMeta is the metadata of a lock (see Metadata), stored beside each
@@ -64,6 +65,9 @@ func (ks *keyset) hasMeta() bool { return ks.meta != nil }
 
 // metadata returns the lock's metadata, "" when none.
 func (ks *keyset) metadata() string {
+	if ks.rwRead() {
+		return ks.rw.metadata
+	}
 	if ks.meta == nil {
 		return ""
 	}
@@ -73,6 +77,9 @@ func (ks *keyset) metadata() string {
 // km returns the keys of the scripts that keep the metadata: the lock keys,
 // then (with metadata) the metadata keys.
 func (ks *keyset) km() []string {
+	if ks.rwRead() {
+		return ks.rw.keys
+	}
 	if ks.meta == nil {
 		return ks.keys
 	}
@@ -86,7 +93,7 @@ func (ks *keyset) single() bool { return len(ks.keys) == 1 && ks.counters == nil
 // batched extender (extend_batch.lua, one key per lock); the others are
 // extended each by a round of its own (Lock.autoExtend), scheduled by the
 // same extender.
-func (ks *keyset) batched() bool { return len(ks.keys) == 1 && ks.meta == nil }
+func (ks *keyset) batched() bool { return len(ks.keys) == 1 && ks.meta == nil && !ks.rwRead() }
 
 // acquireKeys returns the keys of acquire_many.lua: the lock keys, the
 // counters (when fenced), the metadata keys (when there is metadata).
@@ -224,6 +231,9 @@ func (m *Manager) checkSlots(ks *keyset) error {
 // releaseScript returns the compare-and-delete script for ks and the
 // classifier of its replies.
 func (ks *keyset) releaseScript() (*script, classifier) {
+	if ks.rwRead() {
+		return scriptRWReadRelease, classifyRelease
+	}
 	if len(ks.keys) == 1 {
 		return scriptRelease, classifyRelease
 	}
@@ -232,6 +242,9 @@ func (ks *keyset) releaseScript() (*script, classifier) {
 
 // extendScript returns the extension script for ks (same reply codes).
 func (ks *keyset) extendScript() *script {
+	if ks.rwRead() {
+		return scriptRWReadExtend
+	}
 	if len(ks.keys) == 1 {
 		return scriptExtend
 	}
@@ -240,6 +253,9 @@ func (ks *keyset) extendScript() *script {
 
 // pttlScript returns the remaining-TTL script for ks (same reply codes).
 func (ks *keyset) pttlScript() *script {
+	if ks.rwRead() {
+		return scriptRWReadPTTL
+	}
 	if len(ks.keys) == 1 {
 		return scriptPTTL
 	}

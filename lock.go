@@ -361,12 +361,15 @@ func (l *Lock) extend(ctx context.Context, ttl time.Duration, auto bool) (err er
 		return &QuorumError{Op: "extend", Resource: l.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotHeld}
 	}
 	start := m.now()
-	script := m.hooks.extendScript(l.ks.extendScript(), auto, len(l.ks.keys))
+	script := l.ks.extendScript()
+	if !l.ks.rwRead() {
+		script = m.hooks.extendScript(script, auto, len(l.ks.keys))
+	}
 	timeout := min(m.cfg.NodeTimeout, ttl)
 	var r *round
 	switch {
 	case !l.ks.hasMeta():
-		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.keys, []string{l.token, fmtMillis(ttl)})
+		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.lockKeys(), []string{l.token, fmtMillis(ttl)})
 	case len(l.ks.keys) == 1:
 		r = m.fanoutTo(ctx, timeout, nil, l.tail, script, l.ks.km(), []string{l.token, fmtMillis(ttl)})
 	default:
@@ -448,8 +451,8 @@ func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
 	m := l.m
 	now := m.now()
 	left := (ttl - now.Sub(start)).Truncate(time.Millisecond)
-	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond {
-		return
+	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond || l.ks.rwRead() {
+		return // a reader's share is not topped up (docs/primitives.md)
 	}
 	if l.ks.hasMeta() {
 		l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km(), []string{l.token, fmtMillis(left), l.ks.metadata()})
@@ -520,7 +523,9 @@ func (l *Lock) unlock(ctx context.Context) error {
 		f()
 	}
 	release, classify := l.ks.releaseScript()
-	release = m.hooks.releaseScript(release)
+	if !l.ks.rwRead() {
+		release = m.hooks.releaseScript(release)
+	}
 	// An instance that answered the acquisition (or the last extension)
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it

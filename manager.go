@@ -280,7 +280,7 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 // remaining asks every instance for the PTTL of key under token and returns
 // the smallest among the quorum that holds it.
 func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset, token string) (time.Duration, *outcome, error) {
-	return m.remainingKeys(ctx, op, resource, ks, ks.keys, token)
+	return m.remainingKeys(ctx, op, resource, ks, ks.lockKeys(), token)
 }
 
 // remainingKeys is remaining with the script's keys given: ks.keys, or a
@@ -335,6 +335,14 @@ func (m *Manager) Do(ctx context.Context, resource string, fn func(ctx context.C
 	if err != nil {
 		return err
 	}
+	return m.runHeld(ctx, l, resource, fn)
+}
+
+// runHeld is Do once l is held: fn runs with a context cancelled with
+// cause ErrLost on loss, and l is unlocked afterwards, even if fn panics
+// (RWMutex.Do and RDo, Semaphore.Do share it); resource names the lock in
+// the error.
+func (m *Manager) runHeld(ctx context.Context, l *Lock, resource string, fn func(ctx context.Context) error) (err error) {
 	fctx, cancel := context.WithCancelCause(ctx)
 	var lost atomic.Bool
 	l.onLoss(func() {

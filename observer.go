@@ -64,7 +64,7 @@ const (
 
 // AcquireEvent describes one acquisition call.
 type AcquireEvent struct {
-	Method    string   // "Lock", "TryLock", "LockWait", "LockMany" or "Do"
+	Method    string   // "Lock", "TryLock", "LockWait", "LockMany", "Do", or an RWMutex method ("RWMutex.RLock", "RWMutex.Do", ...)
 	Resources []string // the resources asked for
 	Outcome   string   // OutcomeAcquired, OutcomeNotAcquired, OutcomeUnavailable, OutcomeRejected or OutcomeCanceled
 	Err       error    // the error returned, nil when acquired

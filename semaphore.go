@@ -3,10 +3,8 @@ package redlock
 import (
 	"context"
 	"errors"
-	"fmt"
 	mrand "math/rand/v2"
 	"strconv"
-	"sync/atomic"
 	"time"
 )
 
@@ -369,34 +367,4 @@ func (s *Semaphore) Held(ctx context.Context) (int, error) {
 		}
 	}
 	return n, errors.Join(errs...)
-}
-
-// runHeld runs fn while l is held, as Manager.Do does, and unlocks l
-// afterwards (even if fn panics); name names the lock in the error.
-func (m *Manager) runHeld(ctx context.Context, l *Lock, name string, fn func(ctx context.Context) error) (err error) {
-	fctx, cancel := context.WithCancelCause(ctx)
-	var lost atomic.Bool
-	l.onLoss(func() {
-		if !l.unlocked() {
-			lost.Store(true)
-		}
-		cancel(ErrLost)
-	})
-	defer func() {
-		p := recover()
-		wasLost := lost.Load() || !l.Valid()
-		cancel(nil)
-		uctx, ucancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.NodeTimeout+time.Second)
-		uerr := l.Unlock(uctx)
-		ucancel()
-		if p != nil {
-			panic(p)
-		}
-		if wasLost {
-			err = errors.Join(err, fmt.Errorf("%w while the function ran: %s", ErrLost, quoteResource(name)))
-		} else {
-			err = errors.Join(err, uerr)
-		}
-	}()
-	return fn(fctx)
 }

@@ -28,8 +28,10 @@ const watchRetry = time.Second
 // changes. It returns at once: the watches are set up in the background,
 // one goroutine per instance that has a key to watch, counted in m.ops. A
 // key that is already gone when its watch starts wakes the waiters at
-// once.
-func (m *Manager) watchRefused(keys []string, o *outcome) {
+// once, unless goneWakes is false: a read-write lock's refusal may come
+// from its readers or the writer-waiting mark, while the key watched is the
+// writer's, which is then absent (waking would retry at round-trip speed).
+func (m *Manager) watchRefused(keys []string, o *outcome, goneWakes bool) {
 	for i, in := range m.inst {
 		if o.votes[i] != voteRefused {
 			continue
@@ -63,14 +65,14 @@ func (m *Manager) watchRefused(keys []string, o *outcome) {
 		}
 		go func() {
 			defer m.leave()
-			m.watchKeys(in, kw, todo)
+			m.watchKeys(in, kw, todo, goneWakes)
 		}()
 	}
 }
 
 // watchKeys sets up the watches of keys on in, opening its session first
-// if needed.
-func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys []string) {
+// if needed; a key found absent wakes its waiters if goneWakes.
+func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys []string, goneWakes bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(m.cfg.NodeTimeout, time.Second))
 	defer cancel()
 	go func() {
@@ -95,7 +97,7 @@ func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys []string) {
 			}
 			return
 		}
-		if !exists {
+		if !exists && goneWakes {
 			m.keyChanged(in, k)
 		}
 	}

@@ -114,6 +114,7 @@ var allScripts = []*script{
 	scriptAcquire, scriptExtend, scriptRelease, scriptPTTL, scriptInspect,
 	scriptAcquireMany, scriptExtendMany, scriptReleaseMany, scriptPTTLMany, scriptFence,
 	scriptExtendBatch, scriptTopUp,
+	scriptRWWriteAcquire, scriptRWReadAcquire, scriptRWReadExtend, scriptRWReadRelease, scriptRWReadPTTL, scriptRWInspect,
 }
 
 // allScriptSources are the sources of allScripts, as LoadScripts takes them.

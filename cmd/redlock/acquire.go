@@ -180,8 +180,8 @@ func (d *described) Unwrap() error { return d.err }
 // failing instance. parent is ctx without the -w deadline: once it ended
 // (a signal), nothing more is sent.
 func (r *runner) lockLoop(ctx, parent context.Context, attempts int, clearLine bool) (*redlock.Lock, error) {
-	// A fixed lease: supervise extends it (see killMargin).
-	opts := []redlock.LockOption{redlock.Fenced(), redlock.TTL(r.o.lock.ttl), redlock.Metadata(r.metadata)}
+	opts := r.lockOptions() // shared.go
+
 	h := newHealth(time.Now(), r.o.unavailableTimeout)
 	clear := ""
 	if clearLine {

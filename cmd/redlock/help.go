@@ -120,6 +120,13 @@ Waiting (at most one of -n, -w, --retry-count):
   -q, --quiet           no status line while waiting, no message on
                         conflict, no warning about an even number of
                         instances (the reports below are still made)
+  -s, --shared          take a shared lock, as flock -s: any number of
+                        --shared runs of RESOURCE hold it together, and a
+                        plain (exclusive) run of RESOURCE excludes them and
+                        is excluded by them, as flock -x (the readers and
+                        the writer of redlock.RWMutex). A waiting exclusive
+                        run makes new --shared runs wait. The command gets
+                        REDLOCK_FENCE 0 (readers have no fencing token)
 
 While no quorum answers, run says so on stderr (also off a terminal, and
 with -q), naming each failing instance and its error, a second after the
@@ -193,6 +200,16 @@ The command:
     redlock exits 75 whatever the command's status.
   redlock checks that COMMAND exists before it takes the lock.
 
+Shared and exclusive: a plain run takes the exclusive side of RESOURCE's
+read-write lock (RWMutex.TryLock), whose key is the plain lock key: it
+also excludes, and is excluded by, other Redlock clients' locks on
+RESOURCE. The readers live in "{KEY}:redlock-readers" (with
+"{KEY}:redlock-wwait" and "{KEY}:redlock-rmeta"; "KEY:..." with a {hash
+tag}), which only redlock reads: an older redlock or another client
+ignores --shared holders. A KEY with a '}' but no hash tag has no
+read-write lock: a plain run takes the plain lock, --shared is a usage
+error.
+
 Fencing: run takes a fenced lock (redlock.Fenced: one more round trip).
 Each instance keeps a counter for RESOURCE, in the key
 "{KEY}:redlock-fence" (KEY is --key-prefix + RESOURCE; "KEY:redlock-fence"
@@ -212,7 +229,8 @@ With -v, run prints how long the acquisition took and after how many
 attempts, and each renewal (its TTL, time and votes).
 
 While waiting on a terminal, one status line on stderr shows who holds the
-lock (short token) and how long redlock has waited; -q silences it, and the
+lock (short token, or how many --shared runs share it) and how long
+redlock has waited; -q silences it, and the
 "held by someone else" message that -n prints on a terminal. Off a terminal
 (cron) a conflict is silent, as with flock -n; -v prints it.
 
@@ -240,6 +258,8 @@ the verdict of the quorum:
                hold a quorum (a split, or the holder's other keys are on
                instances that did not answer); it blocks new locks until the
                keys expire
+  shared       no exclusive holder, and readers ("run --shared") hold a
+               quorum: listed below the verdict, with their holders
   unavailable  too few instances answered to tell
   rejected     instances answered with errors that no retry fixes (WRONGTYPE:
                the key holds another type; NOPERM, READONLY, ...), too many
@@ -263,7 +283,7 @@ Flags:
 JSON (fields may be added, never renamed or removed):
   {"quorum": 2, "n": 3,
    "resources": [{"resource": "r", "key": "r",
-     "verdict": "held|free|contended|unavailable|rejected",
+     "verdict": "held|shared|free|contended|unavailable|rejected",
      "locked": true,          // what Manager.IsLocked answers
      "holder": "TOKEN",       // full token holding a quorum, "" if none
                               // (bytes that are not UTF-8 become U+FFFD)
@@ -276,6 +296,10 @@ JSON (fields may be added, never renamed or removed):
                      "started": "2026-11-27T03:00:00.123Z",
                      "age_ms": 61000},  // when metadata is run's JSON; else null
      "fence": 17,             // the holder's fencing counter, 0 if none
+     "readers": [{"token": "TOKEN", "votes": 3, "ttl_ms": 9120,
+                  "metadata": "...", "holder_info": {...}}],
+                              // "run --shared" holders on a quorum, [] if none
+     "writer_waiting": 0,     // instances where an exclusive run waits
      "instances": [{"endpoint": "redis://127.0.0.1:6379",
                     "state": "held|free|error", "token": "TOKEN",
                      "token_base64": "B64", "ttl_ms": 9120, "error": "", "metadata": "...",
@@ -283,7 +307,7 @@ JSON (fields may be added, never renamed or removed):
   Endpoints never contain passwords. age_ms compares the holder's clock
   (started) with this host's.
 
-Exit codes: 0 when every verdict is held, free or contended; 78 when one
+Exit codes: 0 when every verdict is held, shared, free or contended; 78 when one
 is rejected; else 69 when one is unavailable; 2 for a usage error.
 
 Examples:

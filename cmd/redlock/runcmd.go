@@ -65,6 +65,7 @@ type runOpts struct {
 	noWait    bool   // --no-wait-group
 	metadata  string // --metadata; when not given, runMetadata
 	permits   int    // --permits: one of N holders (a redlock.Semaphore); 0: a plain lock
+	shared    bool   // -s, --shared: a reader of RESOURCE's read-write lock (shared.go)
 
 	unavailableTimeout time.Duration
 }
@@ -88,6 +89,8 @@ func newRunFlags() (*flag.FlagSet, *runOpts) {
 	fs.IntVar(&o.permits, "permits", 0, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
+	fs.BoolVar(&o.shared, "s", false, "")
+	fs.BoolVar(&o.shared, "shared", false, "")
 	return fs, o
 }
 
@@ -135,6 +138,8 @@ func cmdRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr,
 		err = usagef("--metadata is %d bytes, over %d", len(o.metadata), redlock.MaxMetadataLen)
 	case flagSet(fset, "permits") && (o.permits < 1 || o.permits > redlock.MaxPermits):
 		err = usagef("--permits %d is outside 1..%d", o.permits, redlock.MaxPermits)
+	case o.shared && flagSet(fset, "permits"):
+		err = usagef("%s and --permits exclude each other", spelled(args, "s", "shared"))
 	}
 	if err != nil {
 		return reportUsage("run", err, stdout, errw)
@@ -731,6 +736,8 @@ func (w *waitLine) update(ctx context.Context) {
 			fmt.Fprintf(&b, " (contended)")
 		case verdictUnavailable:
 			fmt.Fprintf(&b, " (%d/%d instances answering, quorum %d)", s.N-s.Failed, s.N, s.Quorum)
+		case verdictFree:
+			b.WriteString(w.r.readersNote(ctx)) // shared.go
 		}
 	}
 	fmt.Fprintf(&b, ", %v", time.Since(w.start).Round(time.Second))

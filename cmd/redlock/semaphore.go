@@ -12,16 +12,6 @@ import (
 	"github.com/redlock-go/redlock"
 )
 
-// tryLock is one attempt of run: at the lock, or with --permits at one of
-// the semaphore's permits (redlock.Semaphore.TryAcquire, which tries every
-// slot once).
-func (r *runner) tryLock(ctx context.Context, opts []redlock.LockOption) (*redlock.Lock, error) {
-	if r.sem != nil {
-		return r.sem.TryAcquire(ctx, opts...)
-	}
-	return r.m.TryLock(ctx, r.res, opts...)
-}
-
 // semaphoreSlot returns the resource of slot i of the semaphore name, as
 // redlock.Manager.Semaphore names it.
 func semaphoreSlot(keyPrefix, name string, i int) string {

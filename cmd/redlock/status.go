@@ -22,8 +22,9 @@ type statusJSON struct {
 type resourceStatus struct {
 	Resource string `json:"resource"`
 	Key      string `json:"key"`
-	// Verdict is held, free, contended, unavailable or rejected: the first
-	// word after the resource in the text form.
+	// Verdict is held, shared, free, contended, unavailable or rejected:
+	// the first word after the resource in the text form (shared: readers
+	// of the read-write lock hold it, see Readers).
 	Verdict string `json:"verdict"`
 	// Locked is what Manager.IsLocked answers (false when unavailable).
 	Locked bool `json:"locked"`
@@ -49,6 +50,12 @@ type resourceStatus struct {
 	// the holder's fencing token when it took the lock fenced (run does);
 	// 0 without a holder.
 	Fence uint64 `json:"fence"`
+	// Readers are the readers ("run --shared") whose share a quorum holds,
+	// longest-lasting first; empty when none (shared.go).
+	Readers []readerStatus `json:"readers"`
+	// WriterWaiting is how many instances show a writer waiting for the
+	// readers to leave (new readers wait while it does).
+	WriterWaiting int `json:"writer_waiting"`
 }
 
 type instanceStatus struct {
@@ -163,6 +170,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			}
 			rs.Instances[i] = is
 		}
+		addReaders(ctx, m, key, &rs, quorum)
 		out.Resources = append(out.Resources, rs)
 		if !*asJSON {
 			printStatus(stdout, rs, s)
@@ -181,7 +189,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 // printStatus writes the human form of one resource's status.
 func printStatus(w io.Writer, rs resourceStatus, s summary) {
-	switch s.Verdict {
+	switch rs.Verdict {
+	case verdictShared: // printReaders says it
 	case verdictHeld:
 		fmt.Fprintf(w, "%s: held by %s on %d/%d instances (quorum %d), ttl %s\n",
 			quote(rs.Resource), shortToken(s.Holder), s.Votes, s.N, s.Quorum, fmtTTL(s.TTL))
@@ -198,6 +207,7 @@ func printStatus(w io.Writer, rs resourceStatus, s summary) {
 	default:
 		fmt.Fprintf(w, "%s: unavailable: only %d/%d instances answered (quorum %d)\n", quote(rs.Resource), s.N-s.Failed, s.N, s.Quorum)
 	}
+	printReaders(w, rs, s)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, is := range rs.Instances {
 		switch is.State {

@@ -369,7 +369,9 @@ func TestStatusJSONGolden(t *testing.T) {
       ],
       "metadata": "",
       "holder_info": null,
-      "fence": 0
+      "fence": 0,
+      "readers": [],
+      "writer_waiting": 0
     }
   ]
 }

@@ -79,19 +79,30 @@ func CheckExclusion(recs []Record) []Violation {
 	sort.Strings(names)
 	for _, name := range names {
 		ws := windows(res[name])
-		var prev *window
+		// prev: the window that ends last among those that started
+		// earlier; prevW: the same among exclusive ones. Shared windows
+		// (readers of a read-write lock, Record.Read) may overlap each
+		// other, never an exclusive one (see rwmutex.go).
+		var prev, prevW *window
 		for i := range ws {
 			w := &ws[i]
-			if prev != nil && w.start < prev.end {
+			p := prev
+			if w.rec.Read {
+				p = prevW
+			}
+			if p != nil && w.start < p.end {
 				out = append(out, Violation{
 					Kind: "overlap", At: w.start,
 					Detail: fmt.Sprintf("resource %q: %s holds [%s] and %s holds [%s]: overlap %v",
-						name, prev.rec.Worker, span(prev.start, prev.end), w.rec.Worker, span(w.start, w.end),
-						time.Duration(min(prev.end, w.end)-w.start)),
+						name, p.rec.Worker+p.rec.mode(), span(p.start, p.end), w.rec.Worker+w.rec.mode(), span(w.start, w.end),
+						time.Duration(min(p.end, w.end)-w.start)),
 				})
 			}
 			if prev == nil || w.end > prev.end {
 				prev = w
+			}
+			if !w.rec.Read && (prevW == nil || w.end > prevW.end) {
+				prevW = w
 			}
 		}
 	}

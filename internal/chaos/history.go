@@ -69,6 +69,10 @@ type Record struct {
 	// Workload.Race: a shorter extension lowers Until): its window ends at
 	// the deadline it saw last (FinalDeadline), not the latest one.
 	Follow bool `json:"follow,omitempty"`
+	// Read marks a reader's share of a read-write lock (Workload.ReadShare):
+	// its window may overlap other readers', never a writer's or a
+	// mutex holder's.
+	Read bool `json:"read,omitempty"`
 }
 
 // Extension is one extension of a held lock.

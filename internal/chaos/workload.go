@@ -55,6 +55,14 @@ type Workload struct {
 	// QuorumHalf, IgnoreElapsed, PlainDelete and LatestReplyWins break the
 	// algorithm on purpose (negative controls; see internal/testhooks).
 	QuorumHalf, IgnoreElapsed, PlainDelete, LatestReplyWins bool
+	// ReadShare, when above 0, makes every acquisition one of the
+	// resource's read-write lock (redlock.RWMutex): a reader's share with
+	// this probability, else the writer's lock (see rwmutex.go).
+	ReadShare float64
+	// ReadersIgnoreWriter breaks the readers on purpose (a negative
+	// control): their acquisition script no longer looks at the writer's
+	// key (rewritten by a wrapping client, see rwmutex.go).
+	ReadersIgnoreWriter bool
 	// Seed seeds the workers' choices (each worker mixes in its name).
 	Seed uint64
 	// MaxDuration bounds a worker's run.
@@ -99,7 +107,27 @@ func (w *Workload) hooks(ctx context.Context, rng *rand.Rand, noted func(time.Du
 // installed (rng feeds their random choices, ctx cuts their pauses short,
 // noted learns of each pause).
 func (w *Workload) NewManager(ctx context.Context, rng *rand.Rand, noted func(time.Duration)) (*redlock.Manager, error) {
-	m, err := redlock.New(w.Endpoints, redlock.Config{
+	if w.ReadersIgnoreWriter {
+		return nil, errors.New("chaos: ReadersIgnoreWriter needs newManager (its clients must be closed)")
+	}
+	m, _, err := w.newManager(ctx, rng, noted)
+	return m, err
+}
+
+// newManager is NewManager; close closes what the Manager does not own
+// (the clients of ReadersIgnoreWriter), after the Manager's Close.
+func (w *Workload) newManager(ctx context.Context, rng *rand.Rand, noted func(time.Duration)) (m *redlock.Manager, close func(), err error) {
+	if w.ReadersIgnoreWriter {
+		m, close, err = w.newSabotagedManager()
+		if err != nil {
+			return nil, nil, err
+		}
+		if h := w.hooks(ctx, rng, noted); h != nil {
+			testhooks.Install(m, h)
+		}
+		return m, close, nil
+	}
+	m, err = redlock.New(w.Endpoints, redlock.Config{
 		RetryCount:    w.RetryCount,
 		RetryDelayMin: w.RetryDelayMin,
 		RetryDelayMax: w.RetryDelayMax,
@@ -107,12 +135,12 @@ func (w *Workload) NewManager(ctx context.Context, rng *rand.Rand, noted func(ti
 		NodeTimeout:   w.NodeTimeout,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if h := w.hooks(ctx, rng, noted); h != nil {
 		testhooks.Install(m, h)
 	}
-	return m, nil
+	return m, func() {}, nil
 }
 
 // Barrier makes workers start together, once connected: each calls Ready
@@ -143,7 +171,7 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 	// It runs in every attempt that reached a quorum, so when Lock
 	// succeeds, last is the pause of the attempt that won.
 	var total, last time.Duration
-	m, err := w.NewManager(ctx, rng, func(d time.Duration) { total, last = total+d, d })
+	m, closeClients, err := w.newManager(ctx, rng, func(d time.Duration) { total, last = total+d, d })
 	if err != nil {
 		return err
 	}
@@ -151,6 +179,7 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 		cctx, cancel := context.WithTimeout(context.Background(), 2*w.NodeTimeout+time.Second)
 		_ = m.Close(cctx)
 		cancel()
+		closeClients()
 	}()
 	ctx, cancel := context.WithTimeout(ctx, w.MaxDuration)
 	defer cancel()
@@ -195,9 +224,12 @@ func RunWorker(ctx context.Context, name string, w Workload, rec *Recorder, b *B
 		if tok != "" {
 			opts = append(opts, redlock.Token(tok))
 		}
+		if w.ReadShare > 0 {
+			r.Read = rng.Float64() < w.ReadShare
+		}
 		total, last = 0, 0
 		r.Invoke = Mono()
-		l, err := m.Lock(ctx, res, opts...)
+		l, err := w.lock(ctx, m, res, r.Read, opts) // rwmutex.go
 		r.Return = Mono()
 		r.AcqPaused, r.AcqPausedLast = int64(total), int64(last)
 		if err != nil {
