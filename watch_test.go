@@ -3,6 +3,7 @@ package redlock_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +29,12 @@ const foreignRelease = `if redis.call("GET", KEYS[1]) == ARGV[1] then return red
 // context acquired by a wake-up or an expiry-timed retry, and
 // AcquiredAfter says which.
 func wakeWires(t *testing.T, fn func(t *testing.T, servers []*redistest.Server, m *redlock.Manager)) {
-	cfg := redlock.Config{RetryDelayMin: 30 * time.Second, RetryDelayMax: 30 * time.Second}
+	wakeWiresObserved(t, nil, fn)
+}
+
+// wakeWiresObserved is wakeWires with obs as the Managers' Observer.
+func wakeWiresObserved(t *testing.T, obs redlock.Observer, fn func(t *testing.T, servers []*redistest.Server, m *redlock.Manager)) {
+	cfg := redlock.Config{RetryDelayMin: 30 * time.Second, RetryDelayMax: 30 * time.Second, Observer: obs}
 	t.Run("rueidis", func(t *testing.T) {
 		t.Parallel()
 		servers := redistest.Start(t, 3)
@@ -116,5 +122,37 @@ func TestWakeOnExpiry(t *testing.T) {
 		if got["changed"]+got["expiry"] != 1 || len(got) != 1 {
 			t.Fatalf("acquired after %v, want one acquisition after a key change or the holder's expiry", got)
 		}
+	})
+}
+
+// A writer waiting behind a reader watches the writer key, which is
+// absent (the readers refused it): that must not wake it at once, again
+// and again. With a 30 s retry delay the writer makes its first attempt,
+// then retries when the reader's share ends (the refusal tells when): a
+// handful of attempts, not hundreds at round-trip speed.
+func TestWakeWriterBehindReaderNoStorm(t *testing.T) {
+	rec := &recorder{}
+	wakeWiresObserved(t, rec, func(t *testing.T, servers []*redistest.Server, m *redlock.Manager) {
+		ctx := testCtx(t)
+		reader := newManager(t, servers, redlock.Config{})
+		name := "wake-rw-" + t.Name()[len("TestWakeWriterBehindReaderNoStorm/"):]
+		if _, err := reader.RWMutex(name).RLock(ctx, redlock.TTL(1500*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := m.RWMutex(name).LockWait(ctx, redlock.TTL(10*time.Second))
+		if err != nil {
+			t.Fatalf("writer: %v", err)
+		}
+		_ = l.Unlock(ctx)
+		for _, e := range rec.snapshot().acquired {
+			if !strings.HasSuffix(e.Method, "LockWait") || e.Resources[0] != name {
+				continue
+			}
+			if n := len(e.Attempts); n > 5 {
+				t.Fatalf("the writer made %d attempts behind a 1.5 s reader share, want a few (first, then at the share's end)", n)
+			}
+			return
+		}
+		t.Fatal("no LockWait event for the writer")
 	})
 }
