@@ -190,7 +190,7 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		expiry = m.expiryWait(o)
 		// Also after a last attempt: a caller looping over TryLock may
 		// wait with AwaitRelease, which counts the releases since this.
-		m.watchRefused(req.ks.keys, o, req.ks.rw == nil)
+		m.watchRefused(req.ks.keys, o, req.ks.rw)
 		m.refusedSince.Store(since)
 	}
 	if last == nil {

@@ -16,22 +16,33 @@ type keyWatch struct {
 	session     KeyWatch
 	unsupported bool      // the client said errors.ErrUnsupported: never again
 	retryAt     time.Time // after a failed start: not before
-	watched     map[string]struct{}
+	watched     map[string]*watchState
 	opening     sync.Mutex // one start at a time
+}
+
+// watchState is one watched key of an instance.
+type watchState struct {
+	wake   string // the lock key whose waiters a change wakes
+	known  bool   // the watch is set up: exists says what it found
+	exists bool
 }
 
 // watchRetry holds back a new session after one failed to start.
 const watchRetry = time.Second
 
 // watchRefused asks every instance that refused attempt o to report when
-// the key held by someone else there (one of keys: the refusal names it)
-// changes. It returns at once: the watches are set up in the background,
-// one goroutine per instance that has a key to watch, counted in m.ops. A
-// key that is already gone when its watch starts wakes the waiters at
-// once, unless goneWakes is false: a read-write lock's refusal may come
-// from its readers or the writer-waiting mark, while the key watched is the
-// writer's, which is then absent (waking would retry at round-trip speed).
-func (m *Manager) watchRefused(keys []string, o *outcome, goneWakes bool) {
+// what refused it changes. For a mutex that is the key held by someone else
+// there (one of keys: the refusal names it). For a read-write lock (rw not
+// nil) it is a group of keys, any of which may refuse: the writer key and
+// the readers for a writer, the writer key and the writer-waiting mark for
+// a reader. It returns at once: the watches are set up in the background,
+// one goroutine per instance that has keys to watch, counted in m.ops. A
+// change of a watched key wakes the lock key's waiters, and so does a group
+// found all absent when its watches start (released between the refusal
+// and the watch): waking while one of them is present would retry at
+// round-trip speed (a writer behind readers watches an absent writer key).
+func (m *Manager) watchRefused(keys []string, o *outcome, rw *rwKeys) {
+	var group [2]string
 	for i, in := range m.inst {
 		if o.votes[i] != voteRefused {
 			continue
@@ -40,9 +51,21 @@ func (m *Manager) watchRefused(keys []string, o *outcome, goneWakes bool) {
 		if !ok {
 			continue
 		}
-		key, ok := refusedKey(o.vals[i], keys)
-		if !ok {
-			continue
+		var g []string
+		switch {
+		case rw == nil:
+			key, ok := refusedKey(o.vals[i], keys)
+			if !ok {
+				continue
+			}
+			group[0] = key
+			g = group[:1]
+		case rw.read:
+			group[0], group[1] = rw.keys[0], rw.keys[2]
+			g = group[:2]
+		default:
+			group[0], group[1] = rw.keys[0], rw.keys[1]
+			g = group[:2]
 		}
 		w := &in.watch
 		w.mu.Lock()
@@ -51,28 +74,32 @@ func (m *Manager) watchRefused(keys []string, o *outcome, goneWakes bool) {
 			continue
 		}
 		var todo []string
-		if _, ok := w.watched[key]; !ok {
-			if w.watched == nil {
-				w.watched = make(map[string]struct{})
+		for _, k := range g {
+			if _, ok := w.watched[k]; !ok {
+				if w.watched == nil {
+					w.watched = make(map[string]*watchState)
+				}
+				w.watched[k] = &watchState{wake: g[0]}
+				todo = append(todo, k)
 			}
-			w.watched[key] = struct{}{}
-			todo = []string{key}
 		}
 		w.mu.Unlock()
 		if len(todo) == 0 || !m.enter() {
 			m.unwatch(in, todo)
 			continue
 		}
+		g = append([]string(nil), g...)
 		go func() {
 			defer m.leave()
-			m.watchKeys(in, kw, todo, goneWakes)
+			m.watchKeys(in, kw, todo, g)
 		}()
 	}
 }
 
-// watchKeys sets up the watches of keys on in, opening its session first
-// if needed; a key found absent wakes its waiters if goneWakes.
-func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys []string, goneWakes bool) {
+// watchKeys sets up the watches of keys (those of group not watched yet) on
+// in, opening its session first if needed; when every key of group is
+// found absent, the lock key's waiters are woken.
+func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys, group []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(m.cfg.NodeTimeout, time.Second))
 	defer cancel()
 	go func() {
@@ -88,6 +115,7 @@ func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys []string, goneWake
 		m.unwatch(in, keys)
 		return
 	}
+	w := &in.watch
 	for i, k := range keys {
 		exists, err := s.Watch(ctx, k)
 		if err != nil {
@@ -97,10 +125,24 @@ func (m *Manager) watchKeys(in *instance, kw KeyWatcher, keys []string, goneWake
 			}
 			return
 		}
-		if !exists && goneWakes {
-			m.keyChanged(in, k)
+		w.mu.Lock()
+		if st := w.watched[k]; st != nil {
+			st.known, st.exists = true, exists
+		}
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	for _, k := range group {
+		if st := w.watched[k]; st == nil || !st.known || st.exists {
+			w.mu.Unlock()
+			return
 		}
 	}
+	for _, k := range group {
+		delete(w.watched, k)
+	}
+	w.mu.Unlock()
+	m.waits.changed(group[0])
 }
 
 // watchSession returns in's watch session, opening it if there is none.
@@ -202,14 +244,22 @@ func (m *Manager) keyChanged(in *instance, key string) {
 				_ = s.Close()
 			}()
 		}
-		for k := range keys {
-			m.waits.changed(k)
+		woken := make(map[string]bool)
+		for _, st := range keys {
+			if !woken[st.wake] {
+				woken[st.wake] = true
+				m.waits.changed(st.wake)
+			}
 		}
 		return
 	}
+	wake := key
+	if st := w.watched[key]; st != nil {
+		wake = st.wake
+	}
 	delete(w.watched, key)
 	w.mu.Unlock()
-	m.waits.changed(key)
+	m.waits.changed(wake)
 }
 
 // refusedKey returns the key that a refusal of the acquire scripts names:

@@ -2,11 +2,14 @@ package redlock_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	rd "github.com/redis/rueidis"
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/goredis"
 	"github.com/redlock-go/redlock/internal/redistest"
@@ -155,4 +158,90 @@ func TestWakeWriterBehindReaderNoStorm(t *testing.T) {
 		}
 		t.Fatal("no LockWait event for the writer")
 	})
+}
+
+// gatedWatcher is a KeyWatcher whose watches (the EXISTS that starts each)
+// wait at a gate: the test decides what the watch finds.
+type gatedWatcher struct {
+	*rueidisadapter.Client
+	gate    chan struct{}
+	entered atomic.Int32
+}
+
+func (g *gatedWatcher) WatchKeys(ctx context.Context, onChange func(string)) (redlock.KeyWatch, error) {
+	kw, err := g.Client.WatchKeys(ctx, onChange)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedWatch{KeyWatch: kw, g: g}, nil
+}
+
+type gatedWatch struct {
+	redlock.KeyWatch
+	g *gatedWatcher
+}
+
+func (w *gatedWatch) Watch(ctx context.Context, key string) (bool, error) {
+	w.g.entered.Add(1)
+	select {
+	case <-w.g.gate:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	return w.KeyWatch.Watch(ctx, key)
+}
+
+// A read-write lock's writer refused by another client's writer key, which
+// is released before the watch starts, is woken: the group it watches (the
+// writer key and the readers) is all absent. Without that (waking on an
+// absent key is off for read-write locks, whose writer key is absent while
+// readers refuse) the release between the refusal and the watch was
+// missed: AwaitRelease returned false after its 3 s.
+func TestWakeRWWriterReleasedBeforeWatch(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	gate := make(chan struct{})
+	clients := make([]redlock.Client, len(servers))
+	var gws []*gatedWatcher
+	for i, s := range servers {
+		rc, err := rd.NewClient(rd.ClientOption{InitAddress: []string{s.Addr()}, DisableCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rc.Close)
+		g := &gatedWatcher{Client: rueidisadapter.New(rc), gate: gate}
+		gws = append(gws, g)
+		clients[i] = g
+	}
+	m, err := redlock.NewFromClients(clients, redlock.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(t, m) })
+	ctx := testCtx(t)
+	for _, s := range servers {
+		s.Do(t, "SET", "rw-job", "redsync-token", "PX", "60000")
+	}
+	if _, err := m.RWMutex("rw-job").TryLock(ctx, redlock.TTL(10*time.Second)); !errors.Is(err, redlock.ErrNotAcquired) {
+		t.Fatalf("TryLock behind another writer: %v, want ErrNotAcquired", err)
+	}
+	waitFor(t, 10*time.Second, "watches started on a quorum", func() bool {
+		n := 0
+		for _, g := range gws {
+			if g.entered.Load() > 0 {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	for _, s := range servers {
+		s.Do(t, "DEL", "rw-job")
+	}
+	close(gate)
+	released, err := m.AwaitRelease(ctx, "rw-job", 3*time.Second)
+	if err != nil || !released {
+		t.Fatalf("AwaitRelease = %v, %v; want woken (the watched group was all absent)", released, err)
+	}
+	if _, err := m.RWMutex("rw-job").TryLock(ctx, redlock.TTL(10*time.Second)); err != nil {
+		t.Fatalf("TryLock after the release: %v", err)
+	}
 }
