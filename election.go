@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"strconv"
 )
 
 // ErrNoLeader is returned by Election.Leader when the election has no
@@ -12,6 +13,23 @@ var ErrNoLeader = errors.New("redlock: no leader")
 // electionSuffix ends the resource name of an election's lock (see
 // Manager.Election).
 const electionSuffix = ":redlock-election"
+
+// termSuffix ends the key of an election's term record, beside its lock
+// key (as metaKey places the metadata key).
+const termSuffix = ":redlock-term"
+
+var (
+	scriptElectionTerm = loadScript("election_term")
+	scriptElectionRead = loadScript("election_read")
+)
+
+// termKey names the term record of the election lock key key.
+func termKey(key string) string {
+	if hashTag(key) != "" {
+		return key + termSuffix
+	}
+	return "{" + key + "}" + termSuffix
+}
 
 // Election is a leader election over the Manager's instances, etcd's
 // concurrency.Election on Redlock: Campaign blocks until the caller leads,
@@ -81,7 +99,42 @@ func (e *Election) Campaign(ctx context.Context, value string) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.m.acquireReq(ctx, "Election.Campaign", req, -1)
+	l, err := e.m.acquireReq(ctx, "Election.Campaign", req, -1)
+	if err != nil {
+		return nil, err
+	}
+	e.recordTerm(ctx, l)
+	return l, nil
+}
+
+// recordTerm writes the term record of leadership l (election_term.lua)
+// on every instance where l's key holds its token, and waits for a quorum
+// or Config.NodeTimeout: until a quorum has it, Leader and Observe report
+// no leader (a new leader's key is set before its fencing round raises the
+// counter, so the counter alone could pair it with the previous term). A
+// leader is a leader without it: Campaign returns l either way.
+func (e *Election) recordTerm(ctx context.Context, l *Lock) {
+	m := e.m
+	if !m.enter() {
+		return
+	}
+	defer m.leave()
+	key := l.ks.keys[0]
+	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptElectionTerm, []string{key, termKey(key)}, []string{l.token, strconv.FormatUint(l.fence, 10)})
+	m.collect(ctx, r, m.quorum, false, classifyTerm)
+}
+
+func classifyTerm(v any, err error) (vote, error) {
+	if err != nil {
+		return voteFailed, err
+	}
+	switch n, _ := toInt(v); n {
+	case 1:
+		return voteYes, nil
+	case 0:
+		return voteRefused, ErrNotHeld
+	}
+	return voteFailed, errBadReply
 }
 
 // Leader returns the current leader's value and term, as a quorum of the
@@ -97,11 +150,28 @@ func (e *Election) Leader(ctx context.Context) (value string, term uint64, err e
 	if e.err != nil {
 		return "", 0, e.err
 	}
-	states, err := e.m.Inspect(ctx, e.resource)
+	states, err := e.states(ctx)
 	if err != nil && states == nil {
 		return "", 0, err
 	}
 	return leaderOf(e.m, e.resource, states, ctx.Err())
+}
+
+// states inspects the election's lock as Manager.Inspect does, with the
+// term (Fence) of an instance only where its term record names the holder
+// and the counter (election_read.lua).
+func (e *Election) states(ctx context.Context) ([]InstanceState, error) {
+	m := e.m
+	if err := m.begin(ctx, e.resource); err != nil {
+		return nil, err
+	}
+	defer m.leave()
+	key := m.cfg.KeyPrefix + e.resource
+	states, o := m.inspectKeyWith(ctx, key, scriptElectionRead, termKey(key))
+	if o.ctxErr != nil {
+		return states, o.ctxErr
+	}
+	return states, nil
 }
 
 // leaderOf finds the leader in one inspection of the election's lock.
@@ -188,7 +258,7 @@ func (e *Election) Observe(ctx context.Context) <-chan Leadership {
 		var last uint64
 		unavailable := 0
 		for {
-			states, _ := m.inspectKey(ctx, key)
+			states, _ := m.inspectKeyWith(ctx, key, scriptElectionRead, termKey(key))
 			if ctx.Err() != nil {
 				return
 			}

@@ -1,4 +1,5 @@
--- rw_read_release: remove a reader's share; when it was the last, delete
+-- rw_read_release: remove a reader's share and those that ran out by this
+-- server's clock (TIME); when no live share is left, delete
 -- the readers keys and announce the release to waiters (a writer waits for
 -- the last reader).
 -- KEYS[1] = the writer key (published: waiters wait on it), KEYS[2] = the
@@ -14,8 +15,20 @@
 if #KEYS < 4 then
   return 0
 end
+if redis.replicate_commands then
+  redis.replicate_commands() -- Redis < 5: TIME before writes (a no-op later)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
+-- Shares that ran out (a crashed reader's) do not keep the last live
+-- reader's release from being announced.
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 1, #gone do
+  redis.call('ZREM', KEYS[2], gone[i])
+  redis.call('HDEL', KEYS[4], gone[i])
+end
 if n == 1 and redis.call('ZCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[2], KEYS[4])
   if ARGV[2] then
