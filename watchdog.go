@@ -152,7 +152,13 @@ func (b *batchCalls) pendingCh(i int) <-chan struct{} {
 }
 
 // extend extends batch: one call per instance (per slot group on a Redis
-// Cluster instance, in chunks of batchMax), all in parallel. Like every
+// Cluster instance, in chunks of batchMax), all in parallel. It keeps a
+// fan-out of its own rather than quorum.go's round: a round sends one
+// script with the same keys to every instance, while a batch sends each
+// instance its own keys and arguments (the locks whose previous call there
+// has returned, grouped by cluster slot), and decides per lock, not per
+// call (one call per instance per tick for all locks: 64 callers' locks
+// extend in one script call per instance instead of 64). Like every
 // extension, a lock's part of the batch reaches an instance only after the
 // lock's previous call there returned; a lock whose previous call has not
 // returned by the batch's deadline is left out of that instance's call.
