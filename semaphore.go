@@ -307,6 +307,11 @@ func (s *Semaphore) attempt(ctx context.Context, reqs *slotRequests, queued bool
 			return l, nil, 0, nil
 		}
 		qe := m.quorumError("acquire", s.name, o, n, false)
+		if s.permits <= maxWatchedSlots {
+			// Wake the waiters when a held slot's key is deleted or
+			// expires, whoever released it (see KeyWatcher).
+			m.watchRefused(req.ks.keys, o, nil)
+		}
 		if e == nil || rank(qe.Err) > rank(e.Err) {
 			e = qe
 		}
@@ -330,6 +335,11 @@ func (s *Semaphore) attempt(ctx context.Context, reqs *slotRequests, queued bool
 	}
 	return nil, e, wait, nil
 }
+
+// maxWatchedSlots bounds the semaphores whose waiters watch the slot keys
+// (one watch per slot per instance per Manager): a larger semaphore's
+// waiters are woken by release messages and retries only.
+const maxWatchedSlots = 64
 
 // rank orders the causes of a failed slot: the one that says most wins.
 func rank(err error) int {

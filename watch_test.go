@@ -245,3 +245,43 @@ func TestWakeRWWriterReleasedBeforeWatch(t *testing.T) {
 		t.Fatalf("TryLock after the release: %v", err)
 	}
 }
+
+// A semaphore's waiter is woken when a held slot's key is deleted by
+// someone who publishes nothing (here a plain DEL): its retry delay (30 s)
+// and the holder's lease (60 s) both outlast the 20 s the waiter has, so
+// only the key watch on the slot can get it the permit.
+func TestWakeSemaphoreSlotDeleted(t *testing.T) {
+	wakeWires(t, func(t *testing.T, servers []*redistest.Server, m *redlock.Manager) {
+		ctx := testCtx(t)
+		holder := newManager(t, servers, redlock.Config{})
+		h, err := holder.Semaphore("wake-sem", 1).Acquire(ctx, redlock.TTL(60*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			l, err := m.Semaphore("wake-sem", 1).AcquireWait(wctx, redlock.TTL(10*time.Second))
+			if err == nil {
+				err = l.Unlock(context.Background())
+			}
+			done <- err
+		}()
+		waitFor(t, 10*time.Second, "watches on a quorum", func() bool {
+			n := 0
+			for i := range 3 {
+				if redlock.Watched(m, i) > 0 {
+					n++
+				}
+			}
+			return n >= 2
+		})
+		for _, s := range servers {
+			s.Do(t, "DEL", h.Resource())
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("AcquireWait after the slot's key was deleted: %v", err)
+		}
+	})
+}
