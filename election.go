@@ -121,20 +121,7 @@ func (e *Election) recordTerm(ctx context.Context, l *Lock) {
 	defer m.leave()
 	key := l.ks.keys[0]
 	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, scriptElectionTerm, []string{key, termKey(key)}, []string{l.token, strconv.FormatUint(l.fence, 10)})
-	m.collect(ctx, r, m.quorum, false, classifyTerm)
-}
-
-func classifyTerm(v any, err error) (vote, error) {
-	if err != nil {
-		return voteFailed, err
-	}
-	switch n, _ := toInt(v); n {
-	case 1:
-		return voteYes, nil
-	case 0:
-		return voteRefused, ErrNotHeld
-	}
-	return voteFailed, errBadReply
+	m.collect(ctx, r, m.quorum, false, classifyExtend) // the same replies: 1 held and written, 0 not held
 }
 
 // Leader returns the current leader's value and term, as a quorum of the
