@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 
 	"github.com/redlock-go/redlock"
 )
@@ -115,7 +113,7 @@ func statusPermits(ctx context.Context, m *redlock.Manager, cfg redlock.Config, 
 				return exitSoftware
 			}
 			s := summarize(states, quorum)
-			rs := slotStatus(slot, cfg.KeyPrefix+slot, states, s)
+			rs := newResourceStatus(slot, cfg.KeyPrefix+slot, states, s)
 			p.addSlot(rs, s, i == permits)
 			if i < permits && s.Verdict != verdictFree {
 				texts = append(texts, func() { printStatus(stdout, rs, s) })
@@ -146,28 +144,4 @@ func statusPermits(ctx context.Context, m *redlock.Manager, cfg redlock.Config, 
 		}
 	}
 	return code
-}
-
-// slotStatus is the status of one slot, as cmdStatus builds it for a
-// resource.
-func slotStatus(res, key string, states []redlock.InstanceState, s summary) resourceStatus {
-	rs := resourceStatus{Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked, Holder: s.Holder,
-		Instances: make([]instanceStatus, len(states))}
-	if s.Holder != "" {
-		rs.HolderBase64 = base64.StdEncoding.EncodeToString([]byte(s.Holder))
-		rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
-		rs.Metadata, rs.Fence, rs.HolderInfo = s.Metadata, s.Fence, holderOf(s.Metadata, time.Now())
-	}
-	for i, st := range states {
-		is := instanceStatus{Endpoint: st.Endpoint, State: "free", Metadata: st.Metadata, Fence: st.Fence, RTTMicros: st.RTT.Microseconds()}
-		switch {
-		case st.Err != nil:
-			is.State, is.Error = "error", st.Err.Error()
-		case st.Token != "":
-			is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
-			is.TokenBase64 = base64.StdEncoding.EncodeToString([]byte(st.Token))
-		}
-		rs.Instances[i] = is
-	}
-	return rs
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+
+	"github.com/redlock-go/redlock"
 )
 
 // statusJSON is the documented shape of "status --json". Fields are only
@@ -144,32 +146,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintf(stderr, "redlock status: %s\n", rejected(res, stateFailures(states)))
 			code = max(code, exitConfig)
 		}
-		rs := resourceStatus{
-			Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked,
-			Holder: s.Holder, Instances: make([]instanceStatus, len(states)),
-		}
-		if s.Holder != "" {
-			rs.HolderBase64 = base64.StdEncoding.EncodeToString([]byte(s.Holder))
-			rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
-			if s.TTL < 0 {
-				rs.TTLMillis = -1
-			}
-			rs.Metadata, rs.Fence, rs.HolderInfo = s.Metadata, s.Fence, holderOf(s.Metadata, time.Now())
-		}
-		for i, st := range states {
-			is := instanceStatus{Endpoint: st.Endpoint, State: "free", Metadata: st.Metadata, Fence: st.Fence, RTTMicros: st.RTT.Microseconds()}
-			switch {
-			case st.Err != nil:
-				is.State, is.Error = "error", st.Err.Error()
-			case st.Token != "":
-				is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
-				is.TokenBase64 = base64.StdEncoding.EncodeToString([]byte(st.Token))
-				if st.TTL < 0 {
-					is.TTLMillis = -1
-				}
-			}
-			rs.Instances[i] = is
-		}
+		rs := newResourceStatus(res, key, states, s)
 		addReaders(ctx, m, key, &rs, quorum)
 		out.Resources = append(out.Resources, rs)
 		if !*asJSON {
@@ -221,4 +198,36 @@ func printStatus(w io.Writer, rs resourceStatus, s summary) {
 		}
 	}
 	_ = tw.Flush()
+}
+
+// newResourceStatus is the status of the lock on key (resource res) that
+// states show and s sums up: the holder, and each instance's state.
+func newResourceStatus(res, key string, states []redlock.InstanceState, s summary) resourceStatus {
+	rs := resourceStatus{
+		Resource: res, Key: key, Verdict: s.Verdict, Locked: s.Locked,
+		Holder: s.Holder, Instances: make([]instanceStatus, len(states)),
+	}
+	if s.Holder != "" {
+		rs.HolderBase64 = base64.StdEncoding.EncodeToString([]byte(s.Holder))
+		rs.Votes, rs.TTLMillis = s.Votes, s.TTL.Milliseconds()
+		if s.TTL < 0 {
+			rs.TTLMillis = -1
+		}
+		rs.Metadata, rs.Fence, rs.HolderInfo = s.Metadata, s.Fence, holderOf(s.Metadata, time.Now())
+	}
+	for i, st := range states {
+		is := instanceStatus{Endpoint: st.Endpoint, State: "free", Metadata: st.Metadata, Fence: st.Fence, RTTMicros: st.RTT.Microseconds()}
+		switch {
+		case st.Err != nil:
+			is.State, is.Error = "error", st.Err.Error()
+		case st.Token != "":
+			is.State, is.Token, is.TTLMillis = "held", st.Token, st.TTL.Milliseconds()
+			is.TokenBase64 = base64.StdEncoding.EncodeToString([]byte(st.Token))
+			if st.TTL < 0 {
+				is.TTLMillis = -1
+			}
+		}
+		rs.Instances[i] = is
+	}
+	return rs
 }
