@@ -55,7 +55,7 @@ import (
 // Fixed: after its fence round, Campaign writes a term record beside the
 // lock key ("token\nterm", election_term.lua), and Leader and Observe read
 // the term only where that record names the holder and the counter
-// (election_read.lua): in the gap there is no leader. Seen failing before
+// (inspect.lua with the record as KEYS[4]): in the gap there is no leader. Seen failing before
 // the fix (Leader ("two", 1); Observe [{two 1} {two 2}]).
 func TestAttack3ElectionLeaderBeforeFence(t *testing.T) {
 	t.Parallel()

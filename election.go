@@ -18,10 +18,7 @@ const electionSuffix = ":redlock-election"
 // key (as metaKey places the metadata key).
 const termSuffix = ":redlock-term"
 
-var (
-	scriptElectionTerm = loadScript("election_term")
-	scriptElectionRead = loadScript("election_read")
-)
+var scriptElectionTerm = loadScript("election_term")
 
 // termKey names the term record of the election lock key key.
 func termKey(key string) string {
@@ -146,7 +143,7 @@ func (e *Election) Leader(ctx context.Context) (value string, term uint64, err e
 
 // states inspects the election's lock as Manager.Inspect does, with the
 // term (Fence) of an instance only where its term record names the holder
-// and the counter (election_read.lua).
+// and the counter (inspect.lua with the record as KEYS[4]).
 func (e *Election) states(ctx context.Context) ([]InstanceState, error) {
 	m := e.m
 	if err := m.begin(ctx, e.resource); err != nil {
@@ -154,7 +151,7 @@ func (e *Election) states(ctx context.Context) ([]InstanceState, error) {
 	}
 	defer m.leave()
 	key := m.cfg.KeyPrefix + e.resource
-	states, o := m.inspectKeyWith(ctx, key, scriptElectionRead, termKey(key))
+	states, o := m.inspectKey(ctx, key, termKey(key))
 	if o.ctxErr != nil {
 		return states, o.ctxErr
 	}
@@ -245,7 +242,7 @@ func (e *Election) Observe(ctx context.Context) <-chan Leadership {
 		var last uint64
 		unavailable := 0
 		for {
-			states, _ := m.inspectKeyWith(ctx, key, scriptElectionRead, termKey(key))
+			states, _ := m.inspectKey(ctx, key, termKey(key))
 			if ctx.Err() != nil {
 				return
 			}

@@ -187,21 +187,16 @@ func (m *Manager) ForceRelease(ctx context.Context, resource string) ([]Instance
 // inspectKey runs scripts/inspect.lua for key (with its metadata key and
 // fencing counter, when they share its slot) on every instance and waits
 // for every answer (or the round's deadline, or ctx).
-func (m *Manager) inspectKey(ctx context.Context, key string) ([]InstanceState, *outcome) {
-	return m.inspectKeyWith(ctx, key, scriptInspect)
-}
-
-// inspectKeyWith is inspectKey with s as the script (inspect.lua or a
-// script with its keys and reply, plus extra keys after them).
-func (m *Manager) inspectKeyWith(ctx context.Context, key string, s *script, extra ...string) ([]InstanceState, *outcome) {
+// An election passes its term record as term (see inspect.lua).
+func (m *Manager) inspectKey(ctx context.Context, key string, term ...string) ([]InstanceState, *outcome) {
 	keys := []string{key}
 	if metaSameSlot(key) {
 		// counterKey(key) shares metaKey(key)'s hash tag.
 		keys = append(keys, metaKey(key), counterKey(key))
-		keys = append(keys, extra...)
+		keys = append(keys, term...)
 	}
 	rtt := make([]time.Duration, len(m.inst))
-	r := m.fanoutTimed(ctx, m.cfg.NodeTimeout, s, keys, rtt)
+	r := m.fanoutTimed(ctx, m.cfg.NodeTimeout, scriptInspect, keys, rtt)
 	o := m.collect(ctx, r, 0, true, classifyState)
 	states := make([]InstanceState, len(m.inst))
 	for i, in := range m.inst {

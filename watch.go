@@ -194,14 +194,7 @@ func (m *Manager) dropSession(in *instance, s KeyWatch) {
 	w.session = nil
 	w.watched = nil
 	w.mu.Unlock()
-	m.mu.Lock()
-	for i, c := range m.subs {
-		if c == s {
-			m.subs = append(m.subs[:i], m.subs[i+1:]...)
-			break
-		}
-	}
-	m.mu.Unlock()
+	m.forgetSub(s)
 	_ = s.Close()
 }
 
@@ -231,14 +224,7 @@ func (m *Manager) keyChanged(in *instance, key string) {
 			// The session is over: close it in the background (Close
 			// waits for this call to return); if Close already started,
 			// it closes it.
-			m.mu.Lock()
-			for i, c := range m.subs {
-				if c == s {
-					m.subs = append(m.subs[:i], m.subs[i+1:]...)
-					break
-				}
-			}
-			m.mu.Unlock()
+			m.forgetSub(s)
 			go func() {
 				defer m.leave()
 				_ = s.Close()
@@ -279,4 +265,17 @@ func refusedKey(v any, keys []string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// forgetSub takes s off the list of subscriptions and sessions that Close
+// closes: its owner closes it.
+func (m *Manager) forgetSub(s KeyWatch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, c := range m.subs {
+		if c == s {
+			m.subs = append(m.subs[:i], m.subs[i+1:]...)
+			return
+		}
+	}
 }

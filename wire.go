@@ -115,7 +115,7 @@ var allScripts = []*script{
 	scriptAcquireMany, scriptExtendMany, scriptReleaseMany, scriptPTTLMany, scriptFence,
 	scriptExtendBatch, scriptTopUp,
 	scriptRWWriteAcquire, scriptRWReadAcquire, scriptRWReadExtend, scriptRWReadRelease, scriptRWReadPTTL, scriptRWInspect,
-	scriptElectionTerm, scriptElectionRead,
+	scriptElectionTerm,
 }
 
 // allScriptSources are the sources of allScripts, as LoadScripts takes them.

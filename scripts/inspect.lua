@@ -2,6 +2,11 @@
 -- KEYS[1] = the lock key
 -- KEYS[2] = its metadata key, KEYS[3] = its fencing counter (both optional,
 --           together: Manager.Inspect passes them, IsLocked does not)
+-- KEYS[4] = an election's term record (optional, with KEYS[2] and KEYS[3]:
+--           Election.Leader and Observe pass it; see election_term.lua): the
+--           counter is then '' unless the record is "token\ncounter", so a
+--           new leader whose fencing round has not ended is paired with no
+--           term
 -- ARGV: none
 -- Returns {token, pttl_ms}; token is '' and pttl -2 when the key is missing.
 -- With KEYS[2] and KEYS[3], returns {token, pttl_ms, metadata, counter}:
@@ -26,6 +31,9 @@ if KEYS[2] then
     local pre = #v .. ':' .. v .. '\n'
     if type(m) == 'string' and string.sub(m, 1, #pre) == pre then
       md = string.sub(m, #pre + 1)
+    end
+    if KEYS[4] and redis.pcall('GET', KEYS[4]) ~= v .. '\n' .. c then
+      c = ''
     end
   end
   return {v, p, md, c}
