@@ -114,6 +114,37 @@ func (m *Manager) acquireReq(ctx context.Context, method string, req request, at
 }
 
 func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*Lock, error) {
+	return m.retryLoop(ctx, "lock", req.resource, req.ks.keys, attempts, func(ctx context.Context, queued bool, n int) (*Lock, *QuorumError, time.Duration, error) {
+		if n > 1 && req.own {
+			// A fresh token per attempt: a release of the last attempt
+			// still on its way to a slow instance cannot delete the key
+			// this one sets there.
+			req.token = newToken()
+		}
+		l, o, ok := m.attempt(ctx, req, queued)
+		if ok {
+			return l, nil, 0, nil
+		}
+		e := m.quorumError("lock", req.resource, o, n, false)
+		if o.ctxErr == nil && e.Err != ErrRejected {
+			// Also after a last attempt: a caller looping over TryLock
+			// may wait with AwaitRelease.
+			m.watchRefused(req.ks.keys, o, req.ks.rw)
+		}
+		return nil, e, m.expiryWait(o), nil
+	})
+}
+
+// retryLoop makes up to attempts attempts (forever when attempts < 0) with
+// try, the n-th of which tries once (queued: the caller heads its key's
+// local queue) and returns the lock, or why not (e), when the holder's
+// keys will have expired (expiry, 0 when unknown) and an error no retry
+// fixes (fatal). Between attempts the caller waits in the local queue of
+// keys (keys[0], and the releases of the others wake it) for a release,
+// the expiry or its retry delay, which grows while instances are
+// unavailable. Manager.Lock and its kind, and Semaphore, share it.
+func (m *Manager) retryLoop(ctx context.Context, op, resource string, keys []string, attempts int,
+	try func(ctx context.Context, queued bool, n int) (l *Lock, e *QuorumError, expiry time.Duration, fatal error)) (*Lock, error) {
 	var last *QuorumError
 	var w *waiter // our place in the local queue, once we had to wait
 	acquired := false
@@ -133,7 +164,7 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 		if i > 0 {
 			if w == nil {
 				m.subscribe()
-				w = m.waits.join(req.ks.keys, since)
+				w = m.waits.join(keys, since)
 				if m.obs != nil {
 					m.obs.Waiting(1)
 				}
@@ -150,51 +181,46 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 				}
 				break
 			}
-			if req.own {
-				// A fresh token per attempt: a release of the last attempt
-				// still on its way to a slow instance cannot delete the key
-				// this one sets there.
-				req.token = newToken()
-			}
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		l, o, ok := m.attempt(ctx, req, w != nil)
-		if ok {
+		l, e, exp, fatal := try(ctx, w != nil, i+1)
+		if l != nil {
 			acquired = true
 			if i > 0 {
 				m.acquiredAfter[why].Add(1)
 			}
 			return l, nil
 		}
-		if o.ctxErr != nil && last != nil {
+		if fatal != nil {
+			return nil, fatal
+		}
+		if e.Ctx != nil && last != nil {
 			// Cut short by ctx: the previous, complete attempt says more
 			// about why the lock was not acquired.
-			last.Attempts, last.Ctx = i+1, o.ctxErr
+			last.Attempts, last.Ctx = i+1, e.Ctx
 			break
 		}
-		last = m.quorumError("lock", req.resource, o, i+1, false)
-		if o.ctxErr != nil || last.Err == ErrRejected {
+		last = e
+		if e.Ctx != nil || e.Err == ErrRejected {
 			break
 		}
 		// For want of instances: the attempt says so, or too many
 		// instances are known to be down (an attempt decided early by a
 		// refusal and one quick connection error says "not acquired",
 		// which must not reset the backoff while a majority is down).
-		if last.Err == ErrUnavailable || m.down() > len(m.inst)-m.quorum {
+		if e.Err == ErrUnavailable || m.down() > len(m.inst)-m.quorum {
 			unavailable++
 		} else {
 			unavailable = 0
 		}
-		expiry = m.expiryWait(o)
-		// Also after a last attempt: a caller looping over TryLock may
-		// wait with AwaitRelease, which counts the releases since this.
-		m.watchRefused(req.ks.keys, o, req.ks.rw)
+		expiry = exp
+		// AwaitRelease counts the releases since this call began.
 		m.refusedSince.Store(since)
 	}
 	if last == nil {
-		last = &QuorumError{Op: "lock", Resource: req.resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
+		last = &QuorumError{Op: op, Resource: resource, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
 	}
 	if err := ctx.Err(); err != nil && last.Ctx == nil {
 		last.Ctx = err

@@ -213,74 +213,9 @@ func (s *Semaphore) acquire(ctx context.Context, method string, opts []LockOptio
 // the local queue of the semaphore's slots (a release of any slot wakes
 // the head of the queue).
 func (s *Semaphore) loop(ctx context.Context, reqs *slotRequests, attempts int) (*Lock, error) {
-	m := s.m
-	var last *QuorumError
-	var w *waiter
-	acquired := false
-	defer func() {
-		if w != nil {
-			m.waits.leave(w, acquired)
-			if m.obs != nil {
-				m.obs.Waiting(-1)
-			}
-		}
-	}()
-	since := m.waits.releases.Load()
-	unavailable := 0
-	var expiry time.Duration
-	for i := 0; attempts < 0 || i < attempts; i++ {
-		if i > 0 {
-			if w == nil {
-				m.subscribe()
-				w = m.waits.join(s.keys, since)
-				if m.obs != nil {
-					m.obs.Waiting(1)
-				}
-			}
-			delay := m.backoff(unavailable)
-			if expiry > 0 && expiry < delay {
-				delay = expiry
-			}
-			if err := m.waitTurn(ctx, w, delay); err != nil {
-				if err == ErrClosed {
-					return nil, ErrClosed
-				}
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		l, e, wait, fatal := s.attempt(ctx, reqs, w != nil, i+1)
-		if l != nil {
-			acquired = true
-			return l, nil
-		}
-		if fatal != nil {
-			return nil, fatal
-		}
-		if e.Ctx != nil && last != nil {
-			last.Attempts, last.Ctx = i+1, e.Ctx
-			break
-		}
-		last = e
-		if e.Ctx != nil || e.Err == ErrRejected {
-			break
-		}
-		if e.Err == ErrUnavailable || m.down() > len(m.inst)-m.quorum {
-			unavailable++
-		} else {
-			unavailable = 0
-		}
-		expiry = wait
-	}
-	if last == nil {
-		last = &QuorumError{Op: "acquire", Resource: s.name, Quorum: m.quorum, N: len(m.inst), Err: ErrNotAcquired}
-	}
-	if err := ctx.Err(); err != nil && last.Ctx == nil {
-		last.Ctx = err
-	}
-	return nil, last
+	return s.m.retryLoop(ctx, "acquire", s.name, s.keys, attempts, func(ctx context.Context, queued bool, n int) (*Lock, *QuorumError, time.Duration, error) {
+		return s.attempt(ctx, reqs, queued, n)
+	})
 }
 
 // attempt tries each slot once, from a random one, and returns the first
