@@ -134,28 +134,11 @@ func (e *Election) Leader(ctx context.Context) (value string, term uint64, err e
 	if e.err != nil {
 		return "", 0, e.err
 	}
-	states, err := e.states(ctx)
+	states, err := e.m.inspect(ctx, e.resource, true)
 	if err != nil && states == nil {
 		return "", 0, err
 	}
 	return leaderOf(e.m, e.resource, states, ctx.Err())
-}
-
-// states inspects the election's lock as Manager.Inspect does, with the
-// term (Fence) of an instance only where its term record names the holder
-// and the counter (inspect.lua with the record as KEYS[4]).
-func (e *Election) states(ctx context.Context) ([]InstanceState, error) {
-	m := e.m
-	if err := m.begin(ctx, e.resource); err != nil {
-		return nil, err
-	}
-	defer m.leave()
-	key := m.cfg.KeyPrefix + e.resource
-	states, o := m.inspectKey(ctx, key, termKey(key))
-	if o.ctxErr != nil {
-		return states, o.ctxErr
-	}
-	return states, nil
 }
 
 // leaderOf finds the leader in one inspection of the election's lock.

@@ -76,11 +76,24 @@ type InstanceState struct {
 // except for a key with a '}' but no hash tag (see Metadata), whose
 // Metadata and Fence stay zero.
 func (m *Manager) Inspect(ctx context.Context, resource string) ([]InstanceState, error) {
+	return m.inspect(ctx, resource, false)
+}
+
+// inspect is Inspect; election says that resource is an election's lock,
+// whose term counts only where its term record names it (see inspect.lua).
+func (m *Manager) inspect(ctx context.Context, resource string, election bool) ([]InstanceState, error) {
 	if err := m.begin(ctx, resource); err != nil {
 		return nil, err
 	}
 	defer m.leave()
-	states, o := m.inspectKey(ctx, m.cfg.KeyPrefix+resource)
+	key := m.cfg.KeyPrefix + resource
+	var states []InstanceState
+	var o *outcome
+	if election {
+		states, o = m.inspectKey(ctx, key, termKey(key))
+	} else {
+		states, o = m.inspectKey(ctx, key)
+	}
 	if o.ctxErr != nil {
 		return states, o.ctxErr
 	}
