@@ -88,6 +88,20 @@ func (s *Semaphore) Name() string { return s.name }
 // Permits returns the number of permits given to Manager.Semaphore.
 func (s *Semaphore) Permits() int { return s.permits }
 
+// Slot returns the resource name of slot i, 0 ≤ i ≤ Permits(): the lock a
+// holder of permit i holds (Manager.Inspect tells who), and for i ==
+// Permits() the slot that only a client using more permits takes (the
+// mismatch check). It returns "" for an invalid semaphore or another i.
+func (s *Semaphore) Slot(i int) string {
+	switch {
+	case s.err != nil || i < 0 || i > s.permits:
+		return ""
+	case i == s.permits:
+		return s.extra
+	}
+	return s.slots[i]
+}
+
 // Acquire takes one permit, making up to Config.RetryCount attempts with a
 // random delay in [RetryDelayMin, RetryDelayMax] between them, like
 // Manager.Lock. Each attempt tries the slots one after another, starting at

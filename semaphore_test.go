@@ -257,3 +257,44 @@ func TestSemaphoreDo(t *testing.T) {
 		t.Errorf("Do: %v, want fn's error", err)
 	}
 }
+
+// Slot names the slots as the semaphore takes them, and the one beyond
+// them that only a client with more permits takes.
+func TestSemaphoreSlotNames(t *testing.T) {
+	m, err := redlock.NewFromClients([]redlock.Client{nopClient{}}, redlock.Config{KeyPrefix: "p:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeQuietly(t, m)
+	for _, tc := range []struct {
+		name    string
+		permits int
+		i       int
+		want    string
+	}{
+		{"jobs", 2, 0, "{jobs}:redlock-slot:0"},
+		{"jobs", 2, 1, "{jobs}:redlock-slot:1"},
+		{"jobs", 2, 2, "{jobs}:redlock-slot:2"},
+		{"jobs", 2, 3, ""},
+		{"jobs", 2, -1, ""},
+		{"{t}jobs", 1, 0, "{t}jobs:redlock-slot:0"},
+		{"", 1, 0, ""},
+		{"jobs", 0, 0, ""},
+	} {
+		if got := m.Semaphore(tc.name, tc.permits).Slot(tc.i); got != tc.want {
+			t.Errorf("Semaphore(%q, %d).Slot(%d) = %q, want %q", tc.name, tc.permits, tc.i, got, tc.want)
+		}
+	}
+}
+
+// nopClient is a Client that is never called (TestSemaphoreSlotNames
+// contacts no instance).
+type nopClient struct{}
+
+func (nopClient) EvalSha(context.Context, string, []string, []string) (any, error) {
+	return nil, errors.New("nopClient: not called")
+}
+
+func (nopClient) Eval(context.Context, string, []string, []string) (any, error) {
+	return nil, errors.New("nopClient: not called")
+}

@@ -5,36 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/redlock-go/redlock"
 )
-
-// semaphoreSlot returns the resource of slot i of the semaphore name, as
-// redlock.Manager.Semaphore names it.
-func semaphoreSlot(keyPrefix, name string, i int) string {
-	base := "{" + name + "}:redlock-slot:"
-	if hasHashTag(keyPrefix + name) {
-		base = name + ":redlock-slot:"
-	}
-	return base + strconv.Itoa(i)
-}
-
-// hasHashTag reports whether key has a Redis Cluster hash tag: a '{'
-// followed, not at once, by a '}'.
-func hasHashTag(key string) bool {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '{' {
-			for j := i + 1; j < len(key); j++ {
-				if key[j] == '}' {
-					return j > i+1
-				}
-			}
-			return false
-		}
-	}
-	return false
-}
 
 // permitsStatus is the semaphore part of "status --permits N": how many
 // of the N slots a quorum holds, and whether a slot beyond them is held
@@ -100,10 +73,14 @@ func statusPermits(ctx context.Context, m *redlock.Manager, cfg redlock.Config, 
 	out := semaphoresJSON{Quorum: quorum, N: len(m.Endpoints())}
 	code := exitOK
 	for _, name := range names {
+		sem := m.Semaphore(name, permits)
+		if sem.Slot(0) == "" {
+			return reportUsage("status", usagef("%s cannot name a semaphore (see redlock help status)", quote(name)), stdout, stderr)
+		}
 		p := permitsStatus{Permits: permits}
 		var texts []func()
 		for i := 0; i <= permits; i++ {
-			slot := semaphoreSlot(cfg.KeyPrefix, name, i)
+			slot := sem.Slot(i)
 			states, err := m.Inspect(ctx, slot)
 			if states == nil {
 				fmt.Fprintf(stderr, "redlock status: %s\n", msg(err))
