@@ -127,31 +127,33 @@ func BenchmarkLockUnlockMetadata(b *testing.B) {
 }
 
 // BenchmarkLockUnlockParallel is C callers, each cycling on its own
-// resource (uncontended), N=3. C=GOMAXPROCS and C=64 (the peer
+// resource (uncontended), N=1 and N=3. C=GOMAXPROCS and C=64 (the peer
 // benchmarks' highest concurrency).
 func BenchmarkLockUnlockParallel(b *testing.B) {
 	servers := redistest.Start(b, 3)
 	procs := runtime.GOMAXPROCS(0)
 	for _, w := range benchWires {
-		for _, c := range []int{procs, 64} {
-			b.Run(w.name+"/N=3/C="+strconv.Itoa(c), func(b *testing.B) {
-				m := benchManager(b, servers, 3, w.dial)
-				warm(b, m)
-				var ids atomic.Int64
-				b.ReportAllocs()
-				b.SetParallelism((c + procs - 1) / procs)
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					ctx := context.Background()
-					resource := "bench:par:" + strconv.FormatInt(ids.Add(1), 10)
-					for pb.Next() {
-						if err := cycle(ctx, m, resource); err != nil {
-							b.Error(err) // not Fatal: this is not the benchmark's goroutine
-							return
+		for _, n := range []int{1, 3} {
+			for _, c := range []int{procs, 64} {
+				b.Run(w.name+"/N="+strconv.Itoa(n)+"/C="+strconv.Itoa(c), func(b *testing.B) {
+					m := benchManager(b, servers, n, w.dial)
+					warm(b, m)
+					var ids atomic.Int64
+					b.ReportAllocs()
+					b.SetParallelism((c + procs - 1) / procs)
+					b.ResetTimer()
+					b.RunParallel(func(pb *testing.PB) {
+						ctx := context.Background()
+						resource := "bench:par:" + strconv.FormatInt(ids.Add(1), 10)
+						for pb.Next() {
+							if err := cycle(ctx, m, resource); err != nil {
+								b.Error(err) // not Fatal: this is not the benchmark's goroutine
+								return
+							}
 						}
-					}
+					})
 				})
-			})
+			}
 		}
 	}
 }

@@ -54,3 +54,16 @@ func Watched(m *Manager, i int) int {
 	defer w.mu.Unlock()
 	return len(w.watched)
 }
+
+// DirectCallsOn reports, for each instance of m dialed by New, whether its
+// direct calls may still run synchronously (see directClient); false for
+// instances of other clients.
+func DirectCallsOn(m *Manager) []bool {
+	on := make([]bool, len(m.inst))
+	for i, in := range m.inst {
+		if c, ok := in.client.(*directClient); ok {
+			on[i] = !c.off.Load()
+		}
+	}
+	return on
+}

@@ -532,9 +532,9 @@ func (l *Lock) unlock(ctx context.Context) error {
 	// reaches the key.
 	var r *round
 	if l.ks.hasMeta() && len(l.ks.keys) > 1 && release == scriptReleaseMany {
-		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg})
+		r = m.fanoutToDirect(ctx, m.cfg.NodeTimeout, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg})
 	} else {
-		r = m.fanoutTo(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel})
+		r = m.fanoutToDirect(ctx, m.cfg.NodeTimeout, after, release, l.ks.km(), []string{l.token, ReleaseChannel})
 	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {

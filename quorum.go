@@ -142,8 +142,18 @@ func (o *outcome) init(n int) *outcome {
 // bounded by one deadline, timeout from now. It returns at once; collect
 // reads the replies. The calls are counted in m.ops, so Close waits for
 // stragglers.
+//
+// A round of one call (N=1, or only one instance chosen) may run that call
+// on the caller's goroutine instead of a worker: see direct.
 func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool, s *script, keys, args []string) *round {
-	return m.fanoutTo(ctx, timeout, only, nil, s, keys, args)
+	return m.fanoutArgs(ctx, timeout, only, nil, s, keys, args, nil, nil, true)
+}
+
+// fanoutToDirect is fanoutTo for a caller that waits for the round at
+// once, holding no lock: its single call may run on the caller's goroutine
+// (see direct).
+func (m *Manager) fanoutToDirect(ctx context.Context, timeout time.Duration, after predecessor, s *script, keys, args []string) *round {
+	return m.fanoutArgs(ctx, timeout, nil, after, s, keys, args, nil, nil, true)
 }
 
 // fanoutTimed is fanout to every instance that records in rtt[i] how long
@@ -163,7 +173,7 @@ func (m *Manager) fanoutTo(ctx context.Context, timeout time.Duration, only []bo
 // fanoutWith is fanoutTo that records the calls' durations in rtt when it
 // is not nil (see fanoutTimed).
 func (m *Manager) fanoutWith(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, rtt []time.Duration) *round {
-	return m.fanoutArgs(ctx, timeout, only, after, s, keys, args, nil, rtt)
+	return m.fanoutArgs(ctx, timeout, only, after, s, keys, args, nil, rtt, false)
 }
 
 // fanoutEach is fanout with each instance's own arguments: instance i gets
@@ -173,11 +183,13 @@ func (m *Manager) fanoutEach(ctx context.Context, timeout time.Duration, s *scri
 	for i, a := range each {
 		only[i] = a != nil
 	}
-	return m.fanoutArgs(ctx, timeout, only, nil, s, keys, nil, each, nil)
+	return m.fanoutArgs(ctx, timeout, only, nil, s, keys, nil, each, nil, false)
 }
 
-// fanoutArgs is the fan-out behind fanoutWith and fanoutEach.
-func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, each [][]string, rtt []time.Duration) *round {
+// fanoutArgs is the fan-out behind fanout, fanoutWith and fanoutEach.
+// direct says that the caller collects the round at once and holds no
+// lock: a single call may then run on its goroutine (see direct).
+func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []bool, after predecessor, s *script, keys, args []string, each [][]string, rtt []time.Duration, direct bool) *round {
 	n := len(m.inst)
 	r := &round{ch: make(chan reply, n), after: after, rtt: rtt, each: each}
 	if n <= smallN {
@@ -214,13 +226,33 @@ func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []
 	r.pending.Store(int32(calls))
 	m.ops.Add(calls)
 	for i, in := range m.inst {
-		if r.sent[i] {
-			j := &r.jobs[i]
-			j.r, j.i, j.s, j.keys = r, i, s, keys
-			m.dispatch(in, j)
+		if !r.sent[i] {
+			continue
 		}
+		if direct && calls == 1 && in.direct(after, i) {
+			r.rctx.direct = true
+			r.run(m, i, s, keys)
+			continue
+		}
+		j := &r.jobs[i]
+		j.r, j.i, j.s, j.keys = r, i, s, keys
+		m.dispatch(in, j)
 	}
 	return r
+}
+
+// direct reports whether the single call of a round to the instance may
+// run on the caller's goroutine: the instance answered its last call and
+// no earlier call about the lock is still pending there. A worker costs
+// one caller two goroutine hand-offs per call; on the default wire a
+// direct call alone on its connection also writes and reads the socket
+// itself (see directClient in wire_rueidis.go). The price: the call is
+// bounded by the round's deadline (at most Config.NodeTimeout), not by the
+// caller's ctx, so a caller whose ctx is cancelled during it returns when
+// the instance answers. A known-down instance is called from a worker, so
+// that a cancelled caller does not wait for a timeout.
+func (in *instance) direct(after predecessor, i int) bool {
+	return !in.down.Load() && (after == nil || after.pendingCh(i) == nil)
 }
 
 // run is one call of a round, on a worker (see dispatch). With a
@@ -400,6 +432,7 @@ func (m *Manager) quorumError(op, resource string, o *outcome, attempts int, not
 // context.DeadlineExceeded), whichever comes first.
 type roundCtx struct {
 	parent   context.Context // for Value only
+	direct   bool            // the round's call runs on its caller's goroutine (see instance.direct)
 	deadline time.Time
 	done     chan struct{}
 	state    atomic.Int32 // endLive, endReturned or endExpired

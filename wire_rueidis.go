@@ -74,13 +74,16 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		ConnWriteTimeout:    max(ep.ReadTimeout, ep.WriteTimeout), // 0: rueidis's default (10s)
 		// Without it, a connection used by one caller at a time runs each
 		// command synchronously under the context's deadline and closes
-		// the connection when the deadline passes: every call that
-		// outlived NodeTimeout cost a reconnect. Under faults (a paused or
-		// slow instance) that became a reconnect storm, loopback ran out
-		// of usable ports (tens of thousands of TIME_WAIT sockets) and
-		// connects waited for SYN retransmits. Pipelined, a timed-out call
-		// only stops waiting and the connection stays. rueidis still
-		// closes a connection that has not answered for ConnWriteTimeout.
+		// the connection when the deadline passes: the call is dropped (a
+		// release would not reach a paused instance when it resumes), and
+		// under faults every call that outlived NodeTimeout cost a
+		// reconnect: a reconnect storm, loopback ran out of usable ports
+		// (tens of thousands of TIME_WAIT sockets) and connects waited for
+		// SYN retransmits. Pipelined, a timed-out call only stops waiting,
+		// the connection stays and the call still reaches the instance.
+		// rueidis still closes a connection that has not answered for
+		// ConnWriteTimeout. (A single server's direct calls are the
+		// exception: see directClient.)
 		AlwaysPipelining: true,
 		// One connection per instance (rueidis would otherwise spread keyed
 		// commands at random over 2^n of them): commands reach an instance
@@ -141,8 +144,80 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 	if rc == nil {
 		return nil, nil, fmt.Errorf("%w: endpoint %s: %w", ErrInvalid, ep, err)
 	}
+	sopt := opt
+	sopt.AlwaysPipelining = false
+	src, err := rd.NewClient(sopt)
+	if src == nil {
+		rc.Close()
+		return nil, nil, fmt.Errorf("%w: endpoint %s: %w", ErrInvalid, ep, err)
+	}
 	ready.Store(true) // err was errNotDialedYet
-	return rueidisadapter.New(rc), closerFunc(rc.Close), nil
+	dc := &directClient{Client: rueidisadapter.New(rc), sync: rueidisadapter.New(src)}
+	return dc, closerFunc(func() { rc.Close(); src.Close() }), nil
+}
+
+// directClient is the dialed client of a single server: two rueidis
+// clients, each with one connection (dialed on first use). The first
+// pipelines every call (AlwaysPipelining, see dialRueidis). The second
+// carries the calls that run on their caller's goroutine (see
+// instance.direct in quorum.go), and without AlwaysPipelining rueidis runs
+// such a call synchronously when nothing else is in flight on its
+// connection: the caller writes the command and reads the reply itself,
+// two goroutine hand-offs fewer per call. For one caller on one instance
+// that is the difference between 0.51-0.73× and 0.84-0.97× bsm/redislock's
+// lock+unlock rate (bench/results/issue16-one-caller.md). With concurrent
+// callers the second connection pipelines too.
+//
+// The price of the synchronous path is what AlwaysPipelining avoids: a
+// call whose deadline passes closes the connection and may be dropped. So
+// the first call on the second client that fails without a reply (a
+// timeout, a network error) sends every later call of the client's life to
+// the first: at most one dropped call per instance and Manager (a dropped
+// acquisition is a failed attempt, one that runs late leaves its key to its
+// TTL, and so does a dropped release), and no reconnect storm. Calls about one lock may go over both
+// connections; their order on an instance is kept by waiting for each
+// other's replies (see predecessor in quorum.go), never by the connection.
+type directClient struct {
+	*rueidisadapter.Client // pipelined: every call that is not direct
+
+	sync *rueidisadapter.Client // direct calls, synchronous when alone
+	off  atomic.Bool            // a direct call failed without a reply: none since
+}
+
+// EvalSha implements Client.
+func (c *directClient) EvalSha(ctx context.Context, sha1 string, keys, args []string) (any, error) {
+	if !c.direct(ctx) {
+		return c.Client.EvalSha(ctx, sha1, keys, args)
+	}
+	v, err := c.sync.EvalSha(ctx, sha1, keys, args)
+	c.after(err)
+	return v, err
+}
+
+// Eval implements Client.
+func (c *directClient) Eval(ctx context.Context, script string, keys, args []string) (any, error) {
+	if !c.direct(ctx) {
+		return c.Client.Eval(ctx, script, keys, args)
+	}
+	v, err := c.sync.Eval(ctx, script, keys, args)
+	c.after(err)
+	return v, err
+}
+
+// direct reports whether a call under ctx goes to the synchronous client:
+// a round's call that runs on its caller's goroutine, while no such call
+// has failed without a reply.
+func (c *directClient) direct(ctx context.Context) bool {
+	rc, ok := ctx.(*roundCtx)
+	return ok && rc.direct && !c.off.Load()
+}
+
+// after records a direct call's error: one that is not a reply (a
+// timeout, a network error, a closed connection) ends the direct calls.
+func (c *directClient) after(err error) {
+	if err != nil && !errors.Is(err, context.Canceled) && !isErrorReply(err.Error()) && !c.off.Load() {
+		c.off.Store(true)
+	}
 }
 
 // closerFunc adapts a Close method without a result to io.Closer.

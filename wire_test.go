@@ -126,6 +126,51 @@ func TestQueuedReleaseFindsItsScript(t *testing.T) {
 	}
 }
 
+// TestDirectCallTimeoutEndsDirectCalls: at N=1 a lock's calls run on the
+// caller's goroutine, synchronously on their own connection (directClient).
+// A synchronous call that times out closes its connection and is dropped;
+// after the first one, every call is pipelined, so a release that times out
+// against a paused instance still reaches it when it resumes (the key does
+// not stay for its 30 s TTL).
+func TestDirectCallTimeoutEndsDirectCalls(t *testing.T) {
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 1)
+	s := servers[0]
+	m := newManager(t, servers, redlock.Config{NodeTimeout: 200 * time.Millisecond, RetryCount: 1})
+	l, err := m.Lock(ctx, "a", redlock.TTL(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on := redlock.DirectCallsOn(m); !on[0] {
+		t.Fatalf("direct calls on = %v after a lock, want [true]", on)
+	}
+	s.Pause(t)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = m.Lock(short, "b", redlock.TTL(time.Second))
+	cancel()
+	if err == nil {
+		t.Fatal("Lock with the only instance paused succeeded")
+	}
+	if on := redlock.DirectCallsOn(m); on[0] {
+		t.Fatalf("direct calls on = %v after a timed-out direct call, want [false]", on)
+	}
+	s.Resume(t)
+	// One answered call, so that the instance is no longer known down and
+	// the next call runs on the caller's goroutine again.
+	if ok, err := m.IsLocked(ctx, "a"); err != nil || !ok {
+		t.Fatalf("IsLocked(a) = (%v, %v), want (true, nil)", ok, err)
+	}
+	before := commandCalls(t, s, "evalsha")
+	s.Pause(t)
+	short, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	err = l.Unlock(short)
+	cancel()
+	if err == nil {
+		t.Fatal("Unlock with the only instance paused succeeded")
+	}
+	resumeAndWantDrained(t, servers, servers, []int{before}, 1, "a")
+}
+
 // TestQueuedUnlockAfterNoScript: a held lock, then the script caches are
 // flushed and a call meets NOSCRIPT (the Manager must load again); with a
 // majority paused, Unlock gives up while its releases queue. The load on
