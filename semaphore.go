@@ -303,6 +303,23 @@ func rank(err error) int {
 	return 0
 }
 
+// AwaitRelease waits until a permit may have become free, for at most max:
+// until this Manager releases one of the semaphore's slots, a release
+// message names one (ReleaseChannel), or a key watch (KeyWatcher) sees a
+// slot's key deleted or expire on an instance that refused this Manager's
+// last attempt on it (semaphores of up to 64 permits). It reports whether
+// such a wake-up came (false: max passed). It is Manager.AwaitRelease for
+// callers that make their own attempts with TryAcquire (the redlock
+// command's run --permits does); Acquire and AcquireWait wait this way by
+// themselves. It returns ctx's error when ctx ends first, ErrClosed once
+// Close started, and ErrInvalid for an invalid semaphore or a negative max.
+func (s *Semaphore) AwaitRelease(ctx context.Context, max time.Duration) (bool, error) {
+	if s.err != nil {
+		return false, s.err
+	}
+	return s.m.awaitRelease(ctx, s.name, s.keys, max)
+}
+
 // Held returns how many of the semaphore's permits are held: the slots
 // that a quorum of instances report held, under any token (each slot as
 // Manager.IsLocked tells). It changes nothing. It returns ErrUnavailable

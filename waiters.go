@@ -301,6 +301,12 @@ func (m *Manager) expiryWait(o *outcome) time.Duration {
 // themselves. It returns ctx's error when ctx ends first, ErrClosed once
 // Close started, and ErrInvalid for a bad resource or a negative max.
 func (m *Manager) AwaitRelease(ctx context.Context, resource string, max time.Duration) (bool, error) {
+	return m.awaitRelease(ctx, resource, []string{m.cfg.KeyPrefix + resource}, max)
+}
+
+// awaitRelease is AwaitRelease for the lock named resource whose keys are
+// keys: woken by a change of any of them.
+func (m *Manager) awaitRelease(ctx context.Context, resource string, keys []string, max time.Duration) (bool, error) {
 	if max < 0 {
 		return false, invalidf("negative wait %v", max)
 	}
@@ -311,7 +317,7 @@ func (m *Manager) AwaitRelease(ctx context.Context, resource string, max time.Du
 	m.subscribe()
 	// A release (of any key) since this Manager's last failed acquisition
 	// began wakes at once: it may be this one's, come before the wait.
-	w := m.waits.join([]string{m.cfg.KeyPrefix + resource}, m.refusedSince.Load())
+	w := m.waits.join(keys, m.refusedSince.Load())
 	defer m.waits.leave(w, false)
 	why, err := m.waitTurnWhy(ctx, w, max, false)
 	if err != nil {

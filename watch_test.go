@@ -285,3 +285,50 @@ func TestWakeSemaphoreSlotDeleted(t *testing.T) {
 		}
 	})
 }
+
+// Semaphore.AwaitRelease, for callers that make their own attempts
+// (TryAcquire), is woken when a held slot's key is deleted by someone who
+// sends no release message; max (60s) is longer than the test's ctx, so
+// only a wake-up returns true in time.
+func TestWakeSemaphoreAwaitRelease(t *testing.T) {
+	wakeWires(t, func(t *testing.T, servers []*redistest.Server, m *redlock.Manager) {
+		ctx := testCtx(t)
+		holder := newManager(t, servers, redlock.Config{})
+		h, err := holder.Semaphore("await-sem", 1).Acquire(ctx, redlock.TTL(60*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sem := m.Semaphore("await-sem", 1)
+		if _, err := sem.TryAcquire(ctx, redlock.TTL(10*time.Second)); !errors.Is(err, redlock.ErrNotAcquired) {
+			t.Fatalf("TryAcquire of a held permit: %v, want ErrNotAcquired", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			woken, err := sem.AwaitRelease(wctx, time.Minute)
+			if err == nil && !woken {
+				err = errors.New("AwaitRelease returned without a wake-up")
+			}
+			done <- err
+		}()
+		waitFor(t, 10*time.Second, "watches on a quorum", func() bool {
+			n := 0
+			for i := range 3 {
+				if redlock.Watched(m, i) > 0 {
+					n++
+				}
+			}
+			return n >= 2
+		})
+		for _, s := range servers {
+			s.Do(t, "DEL", h.Resource())
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("AwaitRelease after the slot's key was deleted: %v", err)
+		}
+		if _, err := (&redlock.Semaphore{}).AwaitRelease(ctx, time.Second); !errors.Is(err, redlock.ErrInvalid) {
+			t.Fatalf("AwaitRelease of a zero Semaphore: %v, want ErrInvalid", err)
+		}
+	})
+}

@@ -291,14 +291,11 @@ func (r *runner) inspect(ctx context.Context) []redlock.InstanceState {
 }
 
 // awaitRelease waits up to d before the next attempt, and less when the
-// lock may have been released (Manager.AwaitRelease). A semaphore's slots
-// are other keys: it waits d.
+// lock, or one of the semaphore's permits, may have been released
+// (Manager.AwaitRelease, Semaphore.AwaitRelease).
 func (r *runner) awaitRelease(ctx context.Context, d time.Duration) (bool, error) {
 	if r.sem != nil {
-		if !sleepCtx(ctx, d) {
-			return false, ctx.Err()
-		}
-		return false, nil
+		return r.sem.AwaitRelease(ctx, d)
 	}
 	return r.m.AwaitRelease(ctx, r.res, d)
 }
