@@ -72,15 +72,7 @@ func waitBehind(t *testing.T, m *redlock.Manager, key string) <-chan error {
 		}
 		done <- err
 	}()
-	waitFor(t, 30*time.Second, "watches on a quorum", func() bool {
-		n := 0
-		for i := range 3 {
-			if redlock.Watched(m, i) > 0 {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	waitWatchesOnQuorum(t, m, 30*time.Second)
 	return done
 }
 
@@ -268,15 +260,7 @@ func TestWakeSemaphoreSlotDeleted(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, 10*time.Second, "watches on a quorum", func() bool {
-			n := 0
-			for i := range 3 {
-				if redlock.Watched(m, i) > 0 {
-					n++
-				}
-			}
-			return n >= 2
-		})
+		waitWatchesOnQuorum(t, m, 10*time.Second)
 		for _, s := range servers {
 			s.Do(t, "DEL", h.Resource())
 		}
@@ -312,15 +296,7 @@ func TestWakeSemaphoreAwaitRelease(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, 10*time.Second, "watches on a quorum", func() bool {
-			n := 0
-			for i := range 3 {
-				if redlock.Watched(m, i) > 0 {
-					n++
-				}
-			}
-			return n >= 2
-		})
+		waitWatchesOnQuorum(t, m, 10*time.Second)
 		for _, s := range servers {
 			s.Do(t, "DEL", h.Resource())
 		}
@@ -330,5 +306,20 @@ func TestWakeSemaphoreAwaitRelease(t *testing.T) {
 		if _, err := (&redlock.Semaphore{}).AwaitRelease(ctx, time.Second); !errors.Is(err, redlock.ErrInvalid) {
 			t.Fatalf("AwaitRelease of a zero Semaphore: %v, want ErrInvalid", err)
 		}
+	})
+}
+
+// waitWatchesOnQuorum waits until m has key watches on a quorum of its 3
+// instances.
+func waitWatchesOnQuorum(t *testing.T, m *redlock.Manager, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, "watches on a quorum", func() bool {
+		n := 0
+		for i := range 3 {
+			if redlock.Watched(m, i) > 0 {
+				n++
+			}
+		}
+		return n >= 2
 	})
 }
