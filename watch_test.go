@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	rd "github.com/redis/rueidis"
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/goredis"
@@ -322,4 +324,65 @@ func waitWatchesOnQuorum(t *testing.T, m *redlock.Manager, timeout time.Duration
 		}
 		return n >= 2
 	})
+}
+
+// The go-redis adapter's watch session resubscribes by itself after its
+// pub/sub connection dropped, and a deletion published meanwhile reaches
+// nobody: the resubscription itself must wake the waiters. The holder's
+// keys are deleted right after the server killed the session's connection
+// (one pipeline: no event can reach it), so only that wake-up acquires
+// before the 30 s retry delay.
+func TestWakeGoRedisAfterPubSubReconnect(t *testing.T) {
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	clients := make([]redlock.Client, len(servers))
+	for i, s := range servers {
+		s.Do(t, "CONFIG", "SET", "notify-keyspace-events", "Kgx")
+		clients[i] = goredis.New(newGoRedis(t, s.Addr()))
+	}
+	m, err := redlock.NewFromClients(clients, redlock.Config{RetryDelayMin: 30 * time.Second, RetryDelayMax: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(t, m) })
+	const key, token = "wake-reconnect", "redsync-token"
+	for _, s := range servers {
+		s.Do(t, "SET", key, token, "PX", "60000")
+	}
+	done := waitBehind(t, m, key)
+	for _, s := range servers {
+		// The subscribed connections (sub=N, N > 0): CLIENT KILL TYPE
+		// pubsub misses RESP3 ones.
+		rc := newGoRedis(t, s.Addr())
+		list, err := rc.ClientList(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, line := range strings.Split(list, "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && !slices.Contains(f, "sub=0") && slices.ContainsFunc(f, func(x string) bool { return strings.HasPrefix(x, "sub=") }) {
+				ids = append(ids, strings.TrimPrefix(f[0], "id="))
+			}
+		}
+		if len(ids) == 0 {
+			t.Fatalf("no subscribed connection on %v:\n%s", s, list)
+		}
+		cmds, err := rc.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range ids {
+				p.Do(ctx, "CLIENT", "KILL", "ID", id)
+			}
+			p.Del(ctx, key)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("kill and delete on %v: %v %v", s, cmds, err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("LockWait: %v", err)
+	}
+	if got := redlock.AcquiredAfter(m); fmt.Sprint(got) != "map[changed:1]" {
+		t.Fatalf("acquired after %v, want one acquisition after a key change (the resubscription)", got)
+	}
 }

@@ -50,17 +50,33 @@ func (c *Client) WatchKeys(ctx context.Context, onChange func(key string)) (keyW
 	prefix := "__keyspace@" + strconv.Itoa(rc.Options().DB) + "__:"
 	ps := rc.Subscribe(ctx)
 	w := &watch{rc: rc, ps: ps, prefix: prefix, onChange: onChange, subs: make(map[string]struct{}), done: make(chan struct{})}
-	msgs := ps.Channel()
+	msgs := ps.ChannelWithSubscriptions()
 	go func() {
 		defer close(w.done)
-		for m := range msgs {
-			key, ok := strings.CutPrefix(m.Channel, prefix)
-			if !ok {
-				continue
-			}
-			switch m.Payload {
-			case "del", "expired", "evicted":
-				onChange(key)
+		// go-redis resubscribes by itself after its connection dropped,
+		// and an event published meanwhile is lost; the confirmation of a
+		// channel confirmed before is how such a resubscription shows.
+		confirmed := make(map[string]bool)
+		for v := range msgs {
+			switch m := v.(type) {
+			case *redis.Subscription:
+				key, ok := strings.CutPrefix(m.Channel, prefix)
+				if !ok || m.Kind != "subscribe" {
+					continue
+				}
+				if confirmed[key] {
+					onChange(key) // a deletion may have been missed
+				}
+				confirmed[key] = true
+			case *redis.Message:
+				key, ok := strings.CutPrefix(m.Channel, prefix)
+				if !ok {
+					continue
+				}
+				switch m.Payload {
+				case "del", "expired", "evicted":
+					onChange(key)
+				}
 			}
 		}
 	}()
