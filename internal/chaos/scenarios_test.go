@@ -453,3 +453,25 @@ func TestScenarios(t *testing.T) {
 		}
 	}
 }
+
+// TestScenariosSingleInstance runs the scenarios whose faults apply to any
+// instance at N=1, where every call of a lock's acquisition and release
+// runs on its caller's goroutine and, alone on its connection, writes and
+// reads the socket itself (the direct path: redlock's directClient): one
+// worker per Manager (the test process and two subprocesses), so that the
+// connections stay synchronous until a fault switches them to pipelining.
+func TestScenariosSingleInstance(t *testing.T) {
+	for si, s := range scenarios {
+		switch s.name {
+		case "latency 0-100ms", "connection resets", "pause after replies (1.5×TTL)", "holder pause past TTL":
+		default:
+			continue
+		}
+		t.Run(s.name+"/N=1", func(t *testing.T) {
+			sc := baseScenario(s.name, 1, uint64(1000*si+1))
+			sc.GoWorkers, sc.SubWorkers = 1, 1
+			s.build(&sc)
+			runScenario(t, sc)
+		})
+	}
+}
