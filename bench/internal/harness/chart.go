@@ -13,6 +13,7 @@ var chartColors = map[string]string{
 	"redlock-goredis": "#ff7f0e",
 	"redsync":         "#1f77b4",
 	"redislock":       "#9467bd",
+	"rueidislock":     "#e377c2",
 	"node-redlock":    "#8c564b",
 	"goredis-floor":   "#7f7f7f",
 	"rueidis-floor":   "#2ca02c",
