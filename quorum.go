@@ -229,7 +229,7 @@ func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []
 		if !r.sent[i] {
 			continue
 		}
-		if direct && calls == 1 && in.direct(after, i) {
+		if direct && calls == 1 && in.direct(after, i) && !endsFirst(ctx, r.rctx.deadline) {
 			r.rctx.direct = true
 			r.run(m, i, s, keys)
 			continue
@@ -241,6 +241,12 @@ func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []
 	return r
 }
 
+// endsFirst reports whether ctx has a deadline before deadline.
+func endsFirst(ctx context.Context, deadline time.Time) bool {
+	dl, ok := ctx.Deadline()
+	return ok && dl.Before(deadline)
+}
+
 // direct reports whether the single call of a round to the instance may
 // run on the caller's goroutine: the instance answered its last call and
 // no earlier call about the lock is still pending there. A worker costs
@@ -248,9 +254,9 @@ func (m *Manager) fanoutArgs(ctx context.Context, timeout time.Duration, only []
 // direct call alone on its connection also writes and reads the socket
 // itself (see directClient in wire_rueidis.go). The price: the call is
 // bounded by the round's deadline (at most Config.NodeTimeout), not by the
-// caller's ctx, so a caller whose ctx is cancelled during it returns when
-// the instance answers. A known-down instance is called from a worker, so
-// that a cancelled caller does not wait for a timeout.
+// caller's ctx. So a caller whose ctx has an earlier deadline goes through
+// a worker (fanoutArgs), and so does a call to a known-down instance; a
+// ctx cancelled during a direct call returns when the instance answers.
 func (in *instance) direct(after predecessor, i int) bool {
 	return !in.down.Load() && (after == nil || after.pendingCh(i) == nil)
 }

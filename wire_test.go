@@ -171,6 +171,31 @@ func TestDirectCallTimeoutEndsDirectCalls(t *testing.T) {
 	resumeAndWantDrained(t, servers, servers, []int{before}, 1, "a")
 }
 
+// TestDirectCallNotPastCallersDeadline: a direct call is bounded by its
+// round's deadline, not by the caller's ctx, so a caller whose ctx ends
+// earlier is served by a worker (its collect returns at the ctx's
+// deadline): against a paused instance the synchronous connection is not
+// the one that times out, and direct calls stay on.
+func TestDirectCallNotPastCallersDeadline(t *testing.T) {
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 1)
+	m := newManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second, RetryCount: 1})
+	if ok, err := m.IsLocked(ctx, "a"); err != nil || ok {
+		t.Fatalf("IsLocked(a) = (%v, %v), want (false, nil)", ok, err)
+	}
+	servers[0].Pause(t)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err := m.Lock(short, "a", redlock.TTL(10*time.Second))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock with the only instance paused: %v, want context.DeadlineExceeded", err)
+	}
+	if on := redlock.DirectCallsOn(m); !on[0] {
+		t.Fatalf("direct calls on = %v after a caller's deadline, want [true] (the call went direct)", on)
+	}
+	servers[0].Resume(t)
+}
+
 // TestQueuedUnlockAfterNoScript: a held lock, then the script caches are
 // flushed and a call meets NOSCRIPT (the Manager must load again); with a
 // majority paused, Unlock gives up while its releases queue. The load on
