@@ -27,13 +27,311 @@ package redlock_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redlock-go/redlock"
 	"github.com/redlock-go/redlock/internal/redistest"
 )
+
+// scriptSHA is the SHA1 of the embedded script name, as EVALSHA sends it.
+func scriptSHA(t *testing.T, name string) string {
+	t.Helper()
+	scripts, err := embeddedScripts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, ok := scripts[name]
+	if !ok {
+		t.Fatalf("no script %q", name)
+	}
+	return sha1Hex(src)
+}
+
+// newProxiedManager starts one redis-server behind a stallProxy and dials
+// it with redlock.New (the directClient of a single server).
+func newProxiedManager(t *testing.T, cfg redlock.Config) (*redistest.Server, *stallProxy, *redlock.Manager) {
+	t.Helper()
+	servers := redistest.Start(t, 1)
+	p := startStallProxy(t, servers[0].Addr())
+	m := newManagerAt(t, []string{p.Addr()}, cfg)
+	return servers[0], p, m
+}
+
+// ---------------------------------------------------------------------------
+// Finding 1: a Token lock's release stalled on one connection, its re-lock
+// over the other.
+
+// TestAttack4TokenLateReleaseAfterRelock: N=1, a lock with a token the
+// caller chose (Token). Its Unlock runs direct, on the synchronous
+// connection, and that connection stalls (the proxy holds its bytes): the
+// call times out, rueidis closes the connection, the release is still on
+// its way (the kernel delivers a closed socket's data). The caller locks
+// again with its token, which the Token option allows at once ("you can
+// take it again with the same token"); the direct calls are off now, so the
+// re-lock goes over the pipelined connection, finds the key (the release
+// has not arrived) and refreshes it: a valid lock. Then the stalled release
+// arrives and deletes the key: the new lock is Valid with no key behind
+// it, and another Manager takes the resource. Before the direct path every
+// call went over one connection, and the re-lock queued behind the stalled
+// release (it failed, or found the key gone and set it again).
+func TestAttack4TokenLateReleaseAfterRelock(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, p, m := newProxiedManager(t, redlock.Config{NodeTimeout: 300 * time.Millisecond, RetryCount: 1})
+	const token = "attack4-token-late-release"
+	l, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.arm([]byte(scriptSHA(t, "release")), []byte(token))
+	if err := l.Unlock(ctx); err == nil {
+		t.Fatal("Unlock over a stalled connection succeeded")
+	}
+	if p.stalled.Load() != 1 {
+		t.Fatalf("the proxy stalled %d connections, want 1 (the release's)", p.stalled.Load())
+	}
+	before := commandCalls(t, s, "evalsha")
+	l2, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
+	if err != nil {
+		// The re-lock waited behind the release (one connection): the
+		// order held.
+		t.Logf("re-lock with the token while its release is stalled: %v", err)
+		p.release()
+		return
+	}
+	p.release()
+	waitFor(t, 5*time.Second, "the stalled release to reach the server", func() bool {
+		return commandCalls(t, s, "evalsha") > before+1 // the re-lock, then the release
+	})
+	checkSafety(t, "a Token lock re-taken while its release was stalled, after that release arrived", []*redistest.Server{s}, l2, "res")
+	wantNotAcquiredByOther(t, ctx, []*redistest.Server{s}, "res", l2)
+	_ = l2.Unlock(ctx)
+}
+
+// TestAttack4TokenRelockOvertakesStalledRelease: the other way round, and
+// why a Token lock's acquisitions must not run direct either. N=1, a Token
+// lock; its Unlock goes over the pipelined connection (not direct: the fix
+// of the test above), which stalls: the release times out and is still on
+// its way, and the instance is known down. A read of another resource,
+// sent direct just before that timeout, answers over the synchronous
+// connection just after it: the instance is up again. The caller locks
+// again with its token; sent direct, over the synchronous connection, the
+// acquisition would overtake the stalled release, refresh the key, and the
+// release would then delete it: two holders. Not direct, it queues behind
+// the release (and fails: the connection is stalled).
+//
+// Where the read is sent is timed (half a NodeTimeout after the release
+// stalled): on a machine so slow that it goes out after the timeout, the
+// read is not direct, the instance stays down, and the re-lock is not
+// direct whatever the fix; the test then checks nothing more than the
+// other orders do (it never fails for timing).
+func TestAttack4TokenRelockOvertakesStalledRelease(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	const nodeTimeout = time.Second
+	servers := redistest.Start(t, 1)
+	s := servers[0]
+	p := startHoldProxy(t, s.Addr())
+	m := newManagerAt(t, []string{p.Addr()}, redlock.Config{NodeTimeout: nodeTimeout, RetryCount: 1})
+	const token = "attack4-token-overtaken-release"
+	// A direct call first, so that both connections are up.
+	if _, err := m.IsLocked(ctx, "attack4-warm"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := p.hold([]byte(scriptSHA(t, "release")), []byte(token))
+	read := p.hold([]byte("attack4-straddle"))
+	unlocked := goErr(func() error { return l.Unlock(ctx) })
+	waitFor(t, 5*time.Second, "the release to stall", func() bool { return rel.stalled.Load() == 1 })
+	stalledAt := time.Now()
+	time.Sleep(nodeTimeout/2 - time.Since(stalledAt))
+	readDone := goErr(func() error { _, err := m.IsLocked(ctx, "attack4-straddle"); return err })
+	readHeld := eventually(nodeTimeout, func() bool { return read.stalled.Load() == 1 })
+	if err := recv(t, unlocked, 5*time.Second, "Unlock"); err == nil {
+		t.Fatal("Unlock over a stalled connection succeeded")
+	}
+	read.release()
+	readErr := recv(t, readDone, 5*time.Second, "IsLocked")
+	t.Logf("the read: held on its own connection %v, then %v; direct calls on: %v", readHeld, readErr, redlock.DirectCallsOn(m))
+	before := commandCalls(t, s, "evalsha")
+	l2, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
+	if err != nil {
+		t.Logf("re-lock with the token while its release is stalled: %v", err)
+		rel.release()
+		return
+	}
+	rel.release()
+	waitFor(t, 5*time.Second, "the stalled release to reach the server", func() bool {
+		return commandCalls(t, s, "evalsha") > before+1 // the re-lock, then the release
+	})
+	checkSafety(t, "a Token lock re-taken while its release was stalled, after that release arrived", servers, l2, "res")
+	wantNotAcquiredByOther(t, ctx, servers, "res", l2)
+	_ = l2.Unlock(ctx)
+}
+
+// holdProxy forwards TCP connections to a redis-server, like stallProxy,
+// but with holds of their own: each hold stalls the next connection (not
+// stalled already) whose client-to-server bytes contain its markers, and
+// delivers what it held when released, even after the client closed the
+// connection (a network stall on one TCP connection).
+type holdProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	holds []*connHold // armed, not matched yet
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// connHold is one hold of a holdProxy.
+type connHold struct {
+	markers [][]byte
+	open    chan struct{}
+	once    sync.Once
+	stalled atomic.Int32 // connections stalled (0 or 1)
+}
+
+func (h *connHold) release() { h.once.Do(func() { close(h.open) }) }
+
+func startHoldProxy(t *testing.T, target string) *holdProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *holdProxy) Addr() string { return p.ln.Addr().String() }
+
+// hold arms a hold; the proxy's close releases it.
+func (p *holdProxy) hold(markers ...[]byte) *connHold {
+	h := &connHold{markers: markers, open: make(chan struct{})}
+	p.mu.Lock()
+	p.holds = append(p.holds, h)
+	p.mu.Unlock()
+	return h
+}
+
+func (p *holdProxy) close() {
+	p.mu.Lock()
+	for _, h := range p.holds {
+		h.release()
+	}
+	p.mu.Unlock()
+	_ = p.ln.Close()
+	p.wg.Wait()
+}
+
+// match returns the armed hold whose markers chunk contains, disarmed.
+func (p *holdProxy) match(chunk []byte) *connHold {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.holds {
+		if h.stalled.Load() == 0 && containsAll(chunk, h.markers) {
+			h.stalled.Store(1)
+			return h
+		}
+	}
+	return nil
+}
+
+func (p *holdProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			p.mu.Lock()
+			for _, c := range p.conns {
+				_ = c.Close()
+			}
+			p.mu.Unlock()
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go func() { // server → client
+			defer p.wg.Done()
+			defer s.Close()
+			defer c.Close()
+			_, _ = io.Copy(c, s)
+		}()
+		go p.forward(c, s)
+	}
+}
+
+// forward copies client c's bytes to server s, holding them from the
+// chunk that matches a hold until that hold is released.
+func (p *holdProxy) forward(c, s net.Conn) {
+	defer p.wg.Done()
+	var mu sync.Mutex // guards held and h, and orders the writes to s
+	var held []byte
+	var h *connHold
+	var flushed chan struct{} // closed once h's bytes are written
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			mu.Lock()
+			if h == nil {
+				if h = p.match(buf[:n]); h != nil {
+					flushed = make(chan struct{})
+					p.wg.Add(1)
+					go func(this *connHold, done chan struct{}) {
+						defer p.wg.Done()
+						defer close(done)
+						<-this.open
+						mu.Lock()
+						_, _ = s.Write(held)
+						held, h = nil, nil // passes through from now on
+						mu.Unlock()
+					}(h, flushed)
+				}
+			}
+			var werr error
+			if h != nil {
+				held = append(held, buf[:n]...)
+			} else {
+				_, werr = s.Write(buf[:n])
+			}
+			mu.Unlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			// The client closed the connection: what it sent is still on
+			// its way (the kernel delivers a closed socket's data, then
+			// the FIN). Half-close: the server runs what it read, then
+			// closes, which ends the other direction.
+			if flushed != nil {
+				<-flushed
+			}
+			_ = s.(*net.TCPConn).CloseWrite()
+			return
+		}
+	}
+}
 
 // ---------------------------------------------------------------------------
 // Finding 2: calls queued behind a synchronous call that times out.

@@ -19,6 +19,7 @@ type Lock struct {
 	token    string
 	fence    uint64
 	auto     bool      // extended automatically
+	own      bool      // the token was drawn here (see request.own): its calls may run direct
 	since    time.Time // when it was taken (for the Observer)
 
 	mu       sync.Mutex
@@ -35,7 +36,7 @@ type Lock struct {
 
 func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock {
 	l := &Lock{
-		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto,
+		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto, own: req.own,
 		tail: tail, ttl: req.ttl, until: until,
 	}
 	if l.auto {
@@ -530,11 +531,20 @@ func (l *Lock) unlock(ctx context.Context) error {
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it
 	// reaches the key.
+	//
+	// Only a token drawn here may be released by a direct call (see
+	// instance.direct): at N=1 that call goes over a connection of its
+	// own, and one that times out there may still arrive after a later
+	// call over the other connection. A late release of a token the
+	// caller chose would delete the key of a lock taken again meanwhile
+	// under that token (Token, Attach): two holders
+	// (TestAttack4TokenLateReleaseAfterRelock, seen failing with it
+	// direct).
 	var r *round
 	if l.ks.hasMeta() && len(l.ks.keys) > 1 && release == scriptReleaseMany {
-		r = m.fanoutToDirect(ctx, m.cfg.NodeTimeout, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg})
+		r = m.fanoutArgs(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg}, nil, nil, l.own)
 	} else {
-		r = m.fanoutToDirect(ctx, m.cfg.NodeTimeout, after, release, l.ks.km(), []string{l.token, ReleaseChannel})
+		r = m.fanoutArgs(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel}, nil, nil, l.own)
 	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
