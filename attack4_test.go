@@ -7,24 +7,27 @@ package redlock_test
 // kept in order only by waiting for each other's replies, and a call that
 // timed out on either may still reach the server later. Interleavings on
 // real redis-servers, over the real dialed client (redlock.New) behind a
-// TCP proxy that stalls one connection (stallProxy, attack_test.go) or with
-// the server paused, never by timing luck.
+// TCP proxy that stalls chosen connections (stallProxy, attack_test.go;
+// holdProxy here) or with the server paused.
 //
-// Findings (failed on ad2eb1e, fixed):
-//   TestAttack4TokenLateReleaseAfterRelock     two holders: a Token lock's release stalled on the
-//                                              synchronous connection deletes a re-lock made meanwhile
-//                                              over the pipelined one
-//   TestAttack4TokenRelockOvertakesStalledRelease two holders: the same with the release stalled on the
-//                                              pipelined connection and the re-lock sent direct
-//   TestAttack4ConcurrentDirectReleasesDropped liveness: releases queued behind a timed-out synchronous
-//                                              call are dropped, each key stays for its TTL (more than
-//                                              the one call per instance and Manager the design allows)
+// Findings (each failed on ad2eb1e and passes on a12fc4f, before the
+// direct path; fixed):
+//   TestAttack4TokenLateReleaseAfterRelock        two holders: the release of a lock whose token the
+//                                                 caller knows (Token, Lock.Token), stalled on the
+//                                                 synchronous connection, deletes the key of a re-lock
+//                                                 or Attach made meanwhile over the pipelined one
+//   TestAttack4TokenRelockOvertakesStalledRelease two holders: the release stalled on the pipelined
+//                                                 connection, the re-lock or Attach sent direct
+//   TestAttack4ConcurrentDirectReleasesDropped    liveness: releases queued behind a timed-out
+//                                                 synchronous call are dropped, each key stays for its
+//                                                 TTL (the design allows one per instance and Manager)
 //
 // Interleavings that held are kept as TestAttack4Held...
 //
 // Run them with go test -race -count=1 -run TestAttack4 .
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -66,115 +69,163 @@ func newProxiedManager(t *testing.T, cfg redlock.Config) (*redistest.Server, *st
 // Finding 1: a Token lock's release stalled on one connection, its re-lock
 // over the other.
 
-// TestAttack4TokenLateReleaseAfterRelock: N=1, a lock with a token the
-// caller chose (Token). Its Unlock runs direct, on the synchronous
-// connection, and that connection stalls (the proxy holds its bytes): the
-// call times out, rueidis closes the connection, the release is still on
-// its way (the kernel delivers a closed socket's data). The caller locks
-// again with its token, which the Token option allows at once ("you can
-// take it again with the same token"); the direct calls are off now, so the
-// re-lock goes over the pipelined connection, finds the key (the release
-// has not arrived) and refreshes it: a valid lock. Then the stalled release
-// arrives and deletes the key: the new lock is Valid with no key behind
-// it, and another Manager takes the resource. Before the direct path every
-// call went over one connection, and the re-lock queued behind the stalled
-// release (it failed, or found the key gone and set it again).
-func TestAttack4TokenLateReleaseAfterRelock(t *testing.T) {
-	t.Parallel()
-	ctx := testCtx(t)
-	s, p, m := newProxiedManager(t, redlock.Config{NodeTimeout: 300 * time.Millisecond, RetryCount: 1})
-	const token = "attack4-token-late-release"
-	l, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
+// retake is a way to hold a lock again by its token: Lock with Token, or
+// Attach.
+type retake struct {
+	name string
+	do   func(ctx context.Context, m *redlock.Manager, token string) (*redlock.Lock, error)
+}
+
+var retakes = []retake{
+	{"Lock", func(ctx context.Context, m *redlock.Manager, token string) (*redlock.Lock, error) {
+		return m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
+	}},
+	{"Attach", func(ctx context.Context, m *redlock.Manager, token string) (*redlock.Lock, error) {
+		return m.Attach(ctx, "res", token)
+	}},
+}
+
+// firstLock takes "res" for 30s, with the Token option (chosen) or with a
+// token drawn by the library that the caller then reads (Lock.Token), and
+// returns the lock and its token.
+func firstLock(t *testing.T, ctx context.Context, m *redlock.Manager, chosen bool) (*redlock.Lock, string) {
+	t.Helper()
+	var opts []redlock.LockOption
+	if chosen {
+		opts = append(opts, redlock.Token("attack4-chosen-token"))
+	}
+	l, err := m.Lock(ctx, "res", append(opts, redlock.TTL(30*time.Second))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.arm([]byte(scriptSHA(t, "release")), []byte(token))
-	if err := l.Unlock(ctx); err == nil {
-		t.Fatal("Unlock over a stalled connection succeeded")
+	return l, l.Token()
+}
+
+// forEachRetake runs fn for a chosen and a drawn token, each held again
+// with each retake.
+func forEachRetake(t *testing.T, fn func(t *testing.T, chosen bool, again retake)) {
+	for _, chosen := range []bool{true, false} {
+		for _, again := range retakes {
+			name := "drawn/" + again.name
+			if chosen {
+				name = "Token/" + again.name
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				fn(t, chosen, again)
+			})
+		}
 	}
-	if p.stalled.Load() != 1 {
-		t.Fatalf("the proxy stalled %d connections, want 1 (the release's)", p.stalled.Load())
-	}
+}
+
+// wantLateReleaseHarmless: l2 holds "res" again by the token of a release
+// that is stalled (hold); once that release has arrived, l2 must still hold
+// the key while it is Valid, and no other Manager may take it.
+func wantLateReleaseHarmless(t *testing.T, ctx context.Context, s *redistest.Server, release func(), l2 *redlock.Lock) {
+	t.Helper()
 	before := commandCalls(t, s, "evalsha")
-	l2, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
-	if err != nil {
-		// The re-lock waited behind the release (one connection): the
-		// order held.
-		t.Logf("re-lock with the token while its release is stalled: %v", err)
-		p.release()
-		return
-	}
-	p.release()
+	release()
 	waitFor(t, 5*time.Second, "the stalled release to reach the server", func() bool {
-		return commandCalls(t, s, "evalsha") > before+1 // the re-lock, then the release
+		return commandCalls(t, s, "evalsha") > before
 	})
-	checkSafety(t, "a Token lock re-taken while its release was stalled, after that release arrived", []*redistest.Server{s}, l2, "res")
-	wantNotAcquiredByOther(t, ctx, []*redistest.Server{s}, "res", l2)
+	servers := []*redistest.Server{s}
+	checkSafety(t, "the lock held again by its token while its release was stalled, after that release arrived", servers, l2, "res")
+	wantNotAcquiredByOther(t, ctx, servers, "res", l2)
 	_ = l2.Unlock(ctx)
 }
 
+// TestAttack4TokenLateReleaseAfterRelock: N=1, a lock whose token the
+// caller knows: chosen (Token), or drawn and read with Lock.Token. Its
+// Unlock ran direct, on the synchronous connection, and that connection
+// stalls (the proxy holds its bytes): the call times out, rueidis closes
+// the connection, the release is still on its way (the kernel delivers a
+// closed socket's data). The caller takes the lock again by its token
+// (Lock with Token, which the option allows at once, or Attach); the
+// direct calls are off now, so that goes over the pipelined connection,
+// finds the key (the release has not arrived) and holds it: a valid lock.
+// Then the stalled release arrives and deletes the key: the lock is Valid
+// with no key behind it, and another Manager takes the resource. Before
+// the direct path every call went over one connection, and the re-take
+// queued behind the stalled release (it failed, or found the key gone).
+//
+// Fixed: a lock whose token the caller chose or read makes no direct
+// release (Lock.own, Lock.shared).
+func TestAttack4TokenLateReleaseAfterRelock(t *testing.T) {
+	forEachRetake(t, func(t *testing.T, chosen bool, again retake) {
+		ctx := testCtx(t)
+		s, p, m := newProxiedManager(t, redlock.Config{NodeTimeout: 300 * time.Millisecond, RetryCount: 1})
+		l, token := firstLock(t, ctx, m, chosen)
+		p.arm([]byte(scriptSHA(t, "release")), []byte(token))
+		if err := l.Unlock(ctx); err == nil {
+			t.Fatal("Unlock over a stalled connection succeeded")
+		}
+		if p.stalled.Load() != 1 {
+			t.Fatalf("the proxy stalled %d connections, want 1 (the release's)", p.stalled.Load())
+		}
+		l2, err := again.do(ctx, m, token)
+		if err != nil {
+			// It waited behind the release (one connection): the order held.
+			t.Logf("%s with the token while its release is stalled: %v", again.name, err)
+			p.release()
+			return
+		}
+		wantLateReleaseHarmless(t, ctx, s, p.release, l2)
+	})
+}
+
 // TestAttack4TokenRelockOvertakesStalledRelease: the other way round, and
-// why a Token lock's acquisitions must not run direct either. N=1, a Token
-// lock; its Unlock goes over the pipelined connection (not direct: the fix
-// of the test above), which stalls: the release times out and is still on
-// its way, and the instance is known down. A read of another resource,
-// sent direct just before that timeout, answers over the synchronous
-// connection just after it: the instance is up again. The caller locks
-// again with its token; sent direct, over the synchronous connection, the
-// acquisition would overtake the stalled release, refresh the key, and the
-// release would then delete it: two holders. Not direct, it queues behind
-// the release (and fails: the connection is stalled).
+// why a lock's acquisitions and Attach's read must not run direct either
+// when the caller knows the token. N=1, a lock whose token the caller
+// knows; its Unlock goes over the pipelined connection (not direct: the
+// fix of the test above), which stalls: the release times out and is
+// still on its way, and the instance is known down. A read of another
+// resource, sent direct just before that timeout, answers over the
+// synchronous connection just after it: the instance is up again. The
+// caller takes the lock again by its token: sent direct, over the
+// synchronous connection, that would overtake the stalled release and
+// hold the key, which the release then deletes: two holders. Not direct,
+// it queues behind the release (and fails: the connection is stalled).
 //
 // Where the read is sent is timed (half a NodeTimeout after the release
 // stalled): on a machine so slow that it goes out after the timeout, the
-// read is not direct, the instance stays down, and the re-lock is not
+// read is not direct, the instance stays down, and the re-take is not
 // direct whatever the fix; the test then checks nothing more than the
 // other orders do (it never fails for timing).
 func TestAttack4TokenRelockOvertakesStalledRelease(t *testing.T) {
-	t.Parallel()
-	ctx := testCtx(t)
-	const nodeTimeout = time.Second
-	servers := redistest.Start(t, 1)
-	s := servers[0]
-	p := startHoldProxy(t, s.Addr())
-	m := newManagerAt(t, []string{p.Addr()}, redlock.Config{NodeTimeout: nodeTimeout, RetryCount: 1})
-	const token = "attack4-token-overtaken-release"
-	// A direct call first, so that both connections are up.
-	if _, err := m.IsLocked(ctx, "attack4-warm"); err != nil {
-		t.Fatal(err)
-	}
-	l, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel := p.hold([]byte(scriptSHA(t, "release")), []byte(token))
-	read := p.hold([]byte("attack4-straddle"))
-	unlocked := goErr(func() error { return l.Unlock(ctx) })
-	waitFor(t, 5*time.Second, "the release to stall", func() bool { return rel.stalled.Load() == 1 })
-	stalledAt := time.Now()
-	time.Sleep(nodeTimeout/2 - time.Since(stalledAt))
-	readDone := goErr(func() error { _, err := m.IsLocked(ctx, "attack4-straddle"); return err })
-	readHeld := eventually(nodeTimeout, func() bool { return read.stalled.Load() == 1 })
-	if err := recv(t, unlocked, 5*time.Second, "Unlock"); err == nil {
-		t.Fatal("Unlock over a stalled connection succeeded")
-	}
-	read.release()
-	readErr := recv(t, readDone, 5*time.Second, "IsLocked")
-	t.Logf("the read: held on its own connection %v, then %v; direct calls on: %v", readHeld, readErr, redlock.DirectCallsOn(m))
-	before := commandCalls(t, s, "evalsha")
-	l2, err := m.Lock(ctx, "res", redlock.TTL(30*time.Second), redlock.Token(token))
-	if err != nil {
-		t.Logf("re-lock with the token while its release is stalled: %v", err)
-		rel.release()
-		return
-	}
-	rel.release()
-	waitFor(t, 5*time.Second, "the stalled release to reach the server", func() bool {
-		return commandCalls(t, s, "evalsha") > before+1 // the re-lock, then the release
+	forEachRetake(t, func(t *testing.T, chosen bool, again retake) {
+		ctx := testCtx(t)
+		const nodeTimeout = time.Second
+		servers := redistest.Start(t, 1)
+		s := servers[0]
+		p := startHoldProxy(t, s.Addr())
+		m := newManagerAt(t, []string{p.Addr()}, redlock.Config{NodeTimeout: nodeTimeout, RetryCount: 1})
+		// A direct call first, so that both connections are up.
+		if _, err := m.IsLocked(ctx, "attack4-warm"); err != nil {
+			t.Fatal(err)
+		}
+		l, token := firstLock(t, ctx, m, chosen)
+		rel := p.hold([]byte(scriptSHA(t, "release")), []byte(token))
+		read := p.hold([]byte("attack4-straddle"))
+		unlocked := goErr(func() error { return l.Unlock(ctx) })
+		waitFor(t, 5*time.Second, "the release to stall", func() bool { return rel.stalled.Load() == 1 })
+		stalledAt := time.Now()
+		time.Sleep(nodeTimeout/2 - time.Since(stalledAt))
+		readDone := goErr(func() error { _, err := m.IsLocked(ctx, "attack4-straddle"); return err })
+		readHeld := eventually(nodeTimeout, func() bool { return read.stalled.Load() == 1 })
+		if err := recv(t, unlocked, 5*time.Second, "Unlock"); err == nil {
+			t.Fatal("Unlock over a stalled connection succeeded")
+		}
+		read.release()
+		readErr := recv(t, readDone, 5*time.Second, "IsLocked")
+		t.Logf("the read: held on its own connection %v, then %v; direct calls on: %v", readHeld, readErr, redlock.DirectCallsOn(m))
+		l2, err := again.do(ctx, m, token)
+		if err != nil {
+			t.Logf("%s with the token while its release is stalled: %v", again.name, err)
+			rel.release()
+			return
+		}
+		wantLateReleaseHarmless(t, ctx, s, rel.release, l2)
 	})
-	checkSafety(t, "a Token lock re-taken while its release was stalled, after that release arrived", servers, l2, "res")
-	wantNotAcquiredByOther(t, ctx, servers, "res", l2)
-	_ = l2.Unlock(ctx)
 }
 
 // holdProxy forwards TCP connections to a redis-server, like stallProxy,
