@@ -458,3 +458,126 @@ func TestAttack4ConcurrentDirectReleasesDropped(t *testing.T) {
 	}
 	t.Logf("keys left: %v", left)
 }
+
+// ---------------------------------------------------------------------------
+// Interleavings that held.
+
+// TestAttack4HeldLateDirectAcquisitionOnce: N=1. A Lock's acquisition,
+// direct, stalls on the synchronous connection and times out; the attempt
+// fails and its clean-up goes over the pipelined connection, reaching the
+// server first (nothing to delete). Then the stalled acquisition arrives
+// and sets the key under a token no one holds: the resource stays taken
+// for its TTL. That is the one call per instance and Manager the design
+// allows: the direct calls are off now, so a second stalled acquisition
+// (on the pipelined connection) is followed there by its clean-up, and
+// leaves nothing. Neither Lock returned a lock.
+func TestAttack4HeldLateDirectAcquisitionOnce(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 1)
+	s := servers[0]
+	p := startHoldProxy(t, s.Addr())
+	m := newManagerAt(t, []string{p.Addr()}, redlock.Config{NodeTimeout: 300 * time.Millisecond, RetryCount: 1})
+	acquire := []byte(scriptSHA(t, "acquire"))
+	for _, key := range []string{"first", "second"} {
+		h := p.hold(acquire, []byte(key))
+		before := commandCalls(t, s, "evalsha")
+		l, err := m.Lock(ctx, key, redlock.TTL(5*time.Second))
+		if err == nil {
+			t.Fatalf("Lock(%s) over a stalled connection returned a lock (Until now+%v)", key, time.Until(l.Until()))
+		}
+		t.Logf("Lock(%s): %v; direct calls on: %v", key, err, redlock.DirectCallsOn(m))
+		if h.stalled.Load() != 1 {
+			t.Fatalf("Lock(%s): the acquisition did not stall", key)
+		}
+		h.release()
+		waitFor(t, 5*time.Second, "the stalled acquisition and its clean-up to reach the server", func() bool {
+			return commandCalls(t, s, "evalsha") >= before+2
+		})
+		v := get(t, s, key)
+		switch key {
+		case "first":
+			// Direct: its clean-up went over the other connection and
+			// came first. The key stays for its TTL (the one call).
+			if v == "(nil)" {
+				t.Logf("the late direct acquisition left no key (its clean-up came after it)")
+			} else if ms := pttl(t, s, key); ms <= 0 || ms > 5000 {
+				t.Errorf("the late acquisition's key has PTTL %d, want within its 5s TTL", ms)
+			}
+		case "second":
+			if v != "(nil)" {
+				t.Errorf("a second stalled acquisition left its key (%s, PTTL %d): more than one late call per instance and Manager", v, pttl(t, s, key))
+			}
+		}
+	}
+	if on := redlock.DirectCallsOn(m); on[0] {
+		t.Errorf("direct calls on = %v after a direct call timed out, want [false]", on)
+	}
+}
+
+// TestAttack4HeldMutualExclusionAcrossPause: N=1, dialed (directClient),
+// six goroutines take and release one auto-extended resource in a loop,
+// while the server is paused once for longer than NodeTimeout (direct
+// calls time out, the direct path turns off, in.down flips, the watchdog's
+// extensions fail) and resumed. No lock may be granted while another one
+// the process holds is still Valid (it clears itself before its Unlock),
+// under the race detector.
+func TestAttack4HeldMutualExclusionAcrossPause(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 1)
+	s := servers[0]
+	m := newManager(t, servers, redlock.Config{
+		NodeTimeout: 200 * time.Millisecond, DefaultTTL: 2 * time.Second,
+		RetryCount: 3, RetryDelayMin: time.Millisecond, RetryDelayMax: 5 * time.Millisecond,
+	})
+	var mu sync.Mutex
+	var cur *redlock.Lock
+	var granted atomic.Int32
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l, err := m.Lock(ctx, "res")
+				if err != nil {
+					continue
+				}
+				granted.Add(1)
+				mu.Lock()
+				if cur != nil && cur.Valid() {
+					t.Errorf("two holders: a lock granted (Until now+%v) while another is Valid (Until now+%v)",
+						time.Until(l.Until()).Round(time.Millisecond), time.Until(cur.Until()).Round(time.Millisecond))
+				}
+				cur = l
+				mu.Unlock()
+				time.Sleep(time.Duration(granted.Load()%10) * time.Millisecond) // the work under the lock
+				mu.Lock()
+				if cur == l {
+					cur = nil
+				}
+				mu.Unlock()
+				_ = l.Unlock(ctx)
+			}
+		}()
+	}
+	waitFor(t, 10*time.Second, "some locks granted", func() bool { return granted.Load() >= 20 })
+	s.Pause(t)
+	paused := time.Now()
+	for time.Since(paused) < 3*200*time.Millisecond {
+		time.Sleep(10 * time.Millisecond) // the pause's length; nothing is asserted on time
+	}
+	s.Resume(t)
+	after := granted.Load()
+	waitFor(t, 10*time.Second, "locks granted again after the pause", func() bool { return granted.Load() >= after+20 })
+	close(stop)
+	wg.Wait()
+	t.Logf("granted %d locks; direct calls on: %v", granted.Load(), redlock.DirectCallsOn(m))
+}
