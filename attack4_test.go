@@ -149,7 +149,7 @@ func wantLateReleaseHarmless(t *testing.T, ctx context.Context, s *redistest.Ser
 // queued behind the stalled release (it failed, or found the key gone).
 //
 // Fixed: a lock whose token the caller chose or read makes no direct
-// release (Lock.own, Lock.shared).
+// release (Lock.private).
 func TestAttack4TokenLateReleaseAfterRelock(t *testing.T) {
 	forEachRetake(t, func(t *testing.T, chosen bool, again retake) {
 		ctx := testCtx(t)

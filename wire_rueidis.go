@@ -184,9 +184,9 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 // connections; their order on an instance is kept by waiting for each
 // other's replies (see predecessor in quorum.go), never by the connection,
 // so a call that timed out on one may still arrive after a later one on
-// the other: harmless with the tokens the library draws (see
-// Lock.own), which is why a lock whose token the caller chose makes no
-// direct calls.
+// the other: harmless under a token no one else knows, which is why only a
+// private token's release is direct and an acquisition under a chosen
+// token, or Attach's read, never is (see Lock.private).
 type directClient struct {
 	*rueidisadapter.Client // pipelined: every call that is not direct
 
