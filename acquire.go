@@ -285,21 +285,28 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	ttlArg := fmtMillis(req.ttl)
 	var r *round
 	var last predecessor // the last round sent: later calls about the lock follow it
+	// Only with a token drawn here may the round's call run direct (see
+	// instance.direct and Lock.unlock): an acquisition under a token the
+	// caller chose, sent direct over its own connection at N=1, could
+	// overtake that token's release still on its way over the other one,
+	// which would then delete the key just refreshed
+	// (TestAttack4TokenRelockOvertakesStalledRelease).
+	direct := req.own
 	switch {
 	case req.ks.rw != nil: // a read-write lock's writer or reader (rwmutex.go)
-		r = m.fanout(ctx, timeout, nil, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg))
+		r = m.fanoutArgs(ctx, timeout, nil, nil, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg), nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single() && !req.ks.hasMeta():
-		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
+		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single():
-		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()})
+		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case !req.ks.hasMeta():
-		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
+		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	default:
-		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()})
+		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
 	last = r

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,8 +19,10 @@ type Lock struct {
 	ks       keyset
 	token    string
 	fence    uint64
-	auto     bool      // extended automatically
-	since    time.Time // when it was taken (for the Observer)
+	auto     bool        // extended automatically
+	own      bool        // the token was drawn here (see request.own)
+	shared   atomic.Bool // Token was called: the caller knows the token
+	since    time.Time   // when it was taken (for the Observer)
 
 	mu       sync.Mutex
 	tail     predecessor // the last call about the lock: the next one follows it per instance
@@ -35,7 +38,7 @@ type Lock struct {
 
 func (m *Manager) newLock(req request, until time.Time, tail predecessor) *Lock {
 	l := &Lock{
-		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto,
+		m: m, resource: req.resource, ks: req.ks, token: req.token, auto: req.auto, own: req.own,
 		tail: tail, ttl: req.ttl, until: until,
 	}
 	if l.auto {
@@ -101,7 +104,22 @@ func (l *Lock) Metadata() string { return l.ks.metadata() }
 
 // Token returns the random value that proves ownership of the lock. Another
 // process can use it with Manager.Attach.
-func (l *Lock) Token() string { return l.token }
+func (l *Lock) Token() string {
+	if !l.shared.Load() {
+		l.shared.Store(true) // see private
+	}
+	return l.token
+}
+
+// private reports whether no one but this handle knows its token: drawn
+// here, never read with Token. Only then may its release be a direct call
+// (see instance.direct): at N=1 that goes over a connection of its own, and
+// one that times out there may still arrive after a later call over the
+// other connection. A late release of a token someone knows would delete
+// the key of a lock taken again meanwhile under it (Lock with Token,
+// Attach): two holders (TestAttack4TokenLateReleaseAfterRelock, seen
+// failing with it direct).
+func (l *Lock) private() bool { return l.own && !l.shared.Load() }
 
 // Valid reports whether the lock is still held as far as this process can
 // tell: not unlocked, not lost, and its validity deadline (Until) has not
@@ -530,11 +548,13 @@ func (l *Lock) unlock(ctx context.Context) error {
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it
 	// reaches the key.
+	// Only a private token's release may be a direct call (see private).
+	direct := l.private()
 	var r *round
 	if l.ks.hasMeta() && len(l.ks.keys) > 1 && release == scriptReleaseMany {
-		r = m.fanoutToDirect(ctx, m.cfg.NodeTimeout, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg})
+		r = m.fanoutArgs(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg}, nil, nil, direct)
 	} else {
-		r = m.fanoutToDirect(ctx, m.cfg.NodeTimeout, after, release, l.ks.km(), []string{l.token, ReleaseChannel})
+		r = m.fanoutArgs(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel}, nil, nil, direct)
 	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {

@@ -264,7 +264,11 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 	if k := keys[0]; metaSameSlot(k) {
 		keys = []string{k, metaKey(k)} // pttl.lua reads the metadata too
 	}
-	ttl, o, err := m.remainingKeys(ctx, "attach", req.resource, &req.ks, keys, req.token)
+	// Not a direct call: at N=1 it could overtake a release of the token
+	// still on its way over the other connection, and hand out a lock
+	// whose key that release then deletes (see Lock.private;
+	// TestAttack4TokenRelockOvertakesStalledRelease).
+	ttl, o, err := m.remainingKeys(ctx, "attach", req.resource, &req.ks, keys, req.token, false)
 	if err != nil {
 		return nil, err
 	}
@@ -280,14 +284,15 @@ func (m *Manager) Attach(ctx context.Context, resource, token string) (*Lock, er
 // remaining asks every instance for the PTTL of key under token and returns
 // the smallest among the quorum that holds it.
 func (m *Manager) remaining(ctx context.Context, op, resource string, ks *keyset, token string) (time.Duration, *outcome, error) {
-	return m.remainingKeys(ctx, op, resource, ks, ks.lockKeys(), token)
+	return m.remainingKeys(ctx, op, resource, ks, ks.lockKeys(), token, true)
 }
 
 // remainingKeys is remaining with the script's keys given: ks.keys, or a
 // single lock key and its metadata key (pttl.lua then replies {code,
-// metadata}, which the outcome's vals keep).
-func (m *Manager) remainingKeys(ctx context.Context, op, resource string, ks *keyset, keys []string, token string) (time.Duration, *outcome, error) {
-	r := m.fanout(ctx, m.cfg.NodeTimeout, nil, ks.pttlScript(), keys, []string{token})
+// metadata}, which the outcome's vals keep). direct: its call may run on
+// the caller's goroutine (see instance.direct).
+func (m *Manager) remainingKeys(ctx context.Context, op, resource string, ks *keyset, keys []string, token string, direct bool) (time.Duration, *outcome, error) {
+	r := m.fanoutArgs(ctx, m.cfg.NodeTimeout, nil, nil, ks.pttlScript(), keys, []string{token}, nil, nil, direct)
 	o := m.collect(ctx, r, m.quorum, false, classifyPTTL)
 	if o.yes < m.quorum {
 		return 0, o, m.quorumError(op, resource, o, 1, true)

@@ -149,13 +149,6 @@ func (m *Manager) fanout(ctx context.Context, timeout time.Duration, only []bool
 	return m.fanoutArgs(ctx, timeout, only, nil, s, keys, args, nil, nil, true)
 }
 
-// fanoutToDirect is fanoutTo for a caller that waits for the round at
-// once, holding no lock: its single call may run on the caller's goroutine
-// (see direct).
-func (m *Manager) fanoutToDirect(ctx context.Context, timeout time.Duration, after predecessor, s *script, keys, args []string) *round {
-	return m.fanoutArgs(ctx, timeout, nil, after, s, keys, args, nil, nil, true)
-}
-
 // fanoutTimed is fanout to every instance that records in rtt[i] how long
 // the call to instance i took, before its reply is sent on the round's
 // channel: read rtt[i] only after receiving that reply (collect's

@@ -165,8 +165,9 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 // connection: the caller writes the command and reads the reply itself,
 // two goroutine hand-offs fewer per call. For one caller on one instance
 // that is the difference between 0.51-0.73× and 0.84-0.97× bsm/redislock's
-// lock+unlock rate (bench/results/issue16-one-caller.md). With concurrent
-// callers the second connection pipelines too.
+// lock+unlock rate (bench/results/issue16-one-caller.md). It carries one
+// call at a time: a direct call that finds another one on it goes to the
+// first client.
 //
 // The price of the synchronous path is what AlwaysPipelining avoids: a
 // call whose deadline passes closes the connection and may be dropped. So
@@ -174,50 +175,70 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 // timeout, a network error) sends every later call of the client's life to
 // the first: at most one dropped call per instance and Manager (a dropped
 // acquisition is a failed attempt, one that runs late leaves its key to its
-// TTL, and so does a dropped release), and no reconnect storm. Calls about one lock may go over both
+// TTL, and so does a dropped release), and no reconnect storm. That bound
+// needs the second client to carry one call at a time: calls queued behind
+// a synchronous one that times out are failed when rueidis closes the
+// connection, never written (eight releases at once to a paused server
+// left seven keys to their TTL: TestAttack4ConcurrentDirectReleasesDropped,
+// seen failing without busy). Calls about one lock may go over both
 // connections; their order on an instance is kept by waiting for each
-// other's replies (see predecessor in quorum.go), never by the connection.
+// other's replies (see predecessor in quorum.go), never by the connection,
+// so a call that timed out on one may still arrive after a later one on
+// the other: harmless under a token no one else knows, which is why only a
+// private token's release is direct and an acquisition under a chosen
+// token, or Attach's read, never is (see Lock.private).
 type directClient struct {
 	*rueidisadapter.Client // pipelined: every call that is not direct
 
 	sync *rueidisadapter.Client // direct calls, synchronous when alone
 	off  atomic.Bool            // a direct call failed without a reply: none since
+	busy atomic.Bool            // a direct call is on sync
 }
 
 // EvalSha implements Client.
 func (c *directClient) EvalSha(ctx context.Context, sha1 string, keys, args []string) (any, error) {
-	if !c.direct(ctx) {
+	if !c.enter(ctx) {
 		return c.Client.EvalSha(ctx, sha1, keys, args)
 	}
 	v, err := c.sync.EvalSha(ctx, sha1, keys, args)
-	c.after(err)
+	c.leave(err)
 	return v, err
 }
 
 // Eval implements Client.
 func (c *directClient) Eval(ctx context.Context, script string, keys, args []string) (any, error) {
-	if !c.direct(ctx) {
+	if !c.enter(ctx) {
 		return c.Client.Eval(ctx, script, keys, args)
 	}
 	v, err := c.sync.Eval(ctx, script, keys, args)
-	c.after(err)
+	c.leave(err)
 	return v, err
 }
 
-// direct reports whether a call under ctx goes to the synchronous client:
+// enter reports whether a call under ctx goes to the synchronous client:
 // a round's call that runs on its caller's goroutine, while no such call
-// has failed without a reply.
-func (c *directClient) direct(ctx context.Context) bool {
+// has failed without a reply and no other is on it. If so, the caller
+// calls leave when the call returns.
+func (c *directClient) enter(ctx context.Context) bool {
 	rc, ok := ctx.(*roundCtx)
-	return ok && rc.direct && !c.off.Load()
+	if !ok || !rc.direct || c.off.Load() || !c.busy.CompareAndSwap(false, true) {
+		return false
+	}
+	if c.off.Load() { // the call before this one, which just left, set it
+		c.busy.Store(false)
+		return false
+	}
+	return true
 }
 
-// after records a direct call's error: one that is not a reply (a
-// timeout, a network error, a closed connection) ends the direct calls.
-func (c *directClient) after(err error) {
+// leave records a direct call's error and frees the synchronous client:
+// an error that is not a reply (a timeout, a network error, a closed
+// connection) ends the direct calls.
+func (c *directClient) leave(err error) {
 	if err != nil && !errors.Is(err, context.Canceled) && !isErrorReply(err.Error()) && !c.off.Load() {
 		c.off.Store(true)
 	}
+	c.busy.Store(false)
 }
 
 // closerFunc adapts a Close method without a result to io.Closer.
