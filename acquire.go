@@ -114,14 +114,14 @@ func (m *Manager) acquireReq(ctx context.Context, method string, req request, at
 }
 
 func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*Lock, error) {
-	return m.retryLoop(ctx, "lock", req.resource, req.ks.keys, attempts, func(ctx context.Context, queued bool, n int) (*Lock, *QuorumError, time.Duration, error) {
+	return m.retryLoop(ctx, "lock", req.resource, req.ks.keys, attempts, func(ctx context.Context, t turn, n int) (*Lock, *QuorumError, time.Duration, error) {
 		if n > 1 && req.own {
 			// A fresh token per attempt: a release of the last attempt
 			// still on its way to a slow instance cannot delete the key
 			// this one sets there.
 			req.token = newToken()
 		}
-		l, o, ok := m.attempt(ctx, req, queued)
+		l, o, ok := m.attempt(ctx, req, t)
 		if ok {
 			return l, nil, 0, nil
 		}
@@ -135,16 +135,22 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 	})
 }
 
+// turn is what a caller brings to an attempt: whether it heads its key's
+// local queue, and the release it follows (see handoff).
+type turn struct {
+	queued bool        // the caller heads its key's local queue
+	after  predecessor // a release of this Manager handed to the caller (*handoff), or nil
+}
+
 // retryLoop makes up to attempts attempts (forever when attempts < 0) with
-// try, the n-th of which tries once (queued: the caller heads its key's
-// local queue) and returns the lock, or why not (e), when the holder's
-// keys will have expired (expiry, 0 when unknown) and an error no retry
-// fixes (fatal). Between attempts the caller waits in the local queue of
+// try, the n-th of which tries once (t: see turn) and returns the lock, or
+// why not (e), when the holder's keys will have expired (expiry, 0 when
+// unknown) and an error no retry fixes (fatal). Between attempts the caller waits in the local queue of
 // keys (keys[0], and the releases of the others wake it) for a release,
 // the expiry or its retry delay, which grows while instances are
 // unavailable. Manager.Lock and its kind, and Semaphore, share it.
 func (m *Manager) retryLoop(ctx context.Context, op, resource string, keys []string, attempts int,
-	try func(ctx context.Context, queued bool, n int) (l *Lock, e *QuorumError, expiry time.Duration, fatal error)) (*Lock, error) {
+	try func(ctx context.Context, t turn, n int) (l *Lock, e *QuorumError, expiry time.Duration, fatal error)) (*Lock, error) {
 	var last *QuorumError
 	var w *waiter // our place in the local queue, once we had to wait
 	acquired := false
@@ -185,7 +191,16 @@ func (m *Manager) retryLoop(ctx context.Context, op, resource string, keys []str
 		if ctx.Err() != nil {
 			break
 		}
-		l, e, exp, fatal := try(ctx, w != nil, i+1)
+		t := turn{queued: w != nil}
+		if w != nil {
+			// A release handed over by this Manager's Unlock (handOff):
+			// this attempt follows it on each instance.
+			if w.used = w.gate.Swap(nil); w.used != nil {
+				t.after, why = w.used, wakeHandoff
+				m.handoffTries.Add(1)
+			}
+		}
+		l, e, exp, fatal := try(ctx, t, i+1)
 		if l != nil {
 			acquired = true
 			if i > 0 {
@@ -275,8 +290,9 @@ func (m *Manager) backoffCap() time.Duration {
 func (m *Manager) retryDelay() time.Duration { return m.backoff(0) }
 
 // attempt is one round of the Redlock algorithm (two for a fenced lock).
-// queued says that the caller is the head of its key's local queue.
-func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Lock, o *outcome, ok bool) {
+// t.queued says that the caller is the head of its key's local queue; each
+// call follows t.after's call to the same instance (see handoff).
+func (m *Manager) attempt(ctx context.Context, req request, t turn) (l *Lock, o *outcome, ok bool) {
 	start := m.now()
 	if m.obs != nil {
 		defer func() { m.recordAttempt(ctx, start, o) }()
@@ -287,19 +303,19 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	var last predecessor // the last round sent: later calls about the lock follow it
 	switch {
 	case req.ks.rw != nil: // a read-write lock's writer or reader (rwmutex.go)
-		r = m.fanout(ctx, timeout, nil, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg))
+		r = m.fanoutTo(ctx, timeout, nil, t.after, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg))
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single() && !req.ks.hasMeta():
-		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
+		r = m.fanoutTo(ctx, timeout, nil, t.after, scriptAcquire, req.ks.keys, []string{req.token, ttlArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single():
-		r = m.fanout(ctx, timeout, nil, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()})
+		r = m.fanoutTo(ctx, timeout, nil, t.after, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case !req.ks.hasMeta():
-		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
+		r = m.fanoutTo(ctx, timeout, nil, t.after, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	default:
-		r = m.fanout(ctx, timeout, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()})
+		r = m.fanoutTo(ctx, timeout, nil, t.after, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()})
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
 	last = r
@@ -335,7 +351,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 		}
 		o.yes, o.failed = 0, o.failed+o.yes
 	}
-	m.cleanup(ctx, r, last, o, &req.ks, req.token, req.own, queued)
+	m.cleanup(ctx, r, last, o, &req.ks, req.token, req.own, t.queued)
 	return nil, o, false
 }
 

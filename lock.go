@@ -526,6 +526,13 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if !l.ks.rwRead() {
 		release = m.hooks.releaseScript(release)
 	}
+	// The head of a local queue gets the release now (handOff): its next
+	// attempt follows the release on each instance, instead of starting
+	// once the release has returned.
+	h := m.waits.handOff(l.ks.keys, len(m.inst), after)
+	if h != nil {
+		after = (*handoffRelease)(h)
+	}
 	// An instance that answered the acquisition (or the last extension)
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it
@@ -538,7 +545,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
-		m.waits.wake(k) // local waiters need no message
+		m.waits.released(k, h) // local waiters need no message; see released
 	}
 	var err error
 	if o.yes >= m.quorum {

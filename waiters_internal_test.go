@@ -263,3 +263,181 @@ func evalshaCalls(t *testing.T, s *redistest.Server) int {
 	}
 	return n
 }
+
+// TestWaitSetHandOff pins the handoff of a release: the head alone gets it
+// (with the release to follow) before the release is sent; once the release
+// returned, a head that acquired with it leaves the next waiter unwoken (it
+// would only find the lock taken), a head still queued (its attempt was
+// refused) is signalled again, and without a handoff the head is woken as
+// before.
+func TestWaitSetHandOff(t *testing.T) {
+	var s waitSet
+	if h := s.handOff([]string{"k"}, 3, nil); h != nil {
+		t.Fatal("a handoff without a waiter")
+	}
+	since := s.releases.Load()
+	a := s.join([]string{"k"}, since)
+	b := s.join([]string{"k"}, since)
+	h := s.handOff([]string{"k"}, 3, nil)
+	if h == nil || !signalled(a) || a.gate.Load() != h || wakeReason(a.why.Load()) != wakeHandoff {
+		t.Fatal("the head was not handed the release")
+	}
+	if signalled(b) || b.gate.Load() != nil {
+		t.Fatal("a waiter behind the head was handed the release")
+	}
+	// a's attempt followed h and was refused: it is still the head.
+	a.used = a.gate.Swap(nil)
+	s.released("k", h)
+	if !signalled(a) {
+		t.Fatal("the head whose handed attempt failed was not woken when the release returned")
+	}
+	// The next release: a acquires with it, then the release returns.
+	h = s.handOff([]string{"k"}, 3, nil)
+	if !signalled(a) {
+		t.Fatal("the head was not handed the second release")
+	}
+	a.used = a.gate.Swap(nil)
+	s.leave(a, true)
+	if !h.taken {
+		t.Fatal("the release is not marked taken after the head acquired with it")
+	}
+	s.released("k", h)
+	if signalled(b) {
+		t.Error("the next waiter was woken although the head acquired with the release")
+	}
+	if s.releases.Load() != since+2 {
+		t.Errorf("%d releases counted, want 2", s.releases.Load()-since)
+	}
+	s.released("k", nil)
+	if !signalled(b) {
+		t.Error("the head was not woken by a release without a handoff")
+	}
+	s.leave(b, false)
+}
+
+// TestHandoffOrder pins the predecessors of a handoff: the head's call to
+// instance i waits until the release's worker for i is about to call (not
+// until it returned), and the release still follows its own predecessor.
+func TestHandoffOrder(t *testing.T) {
+	prev := &stubPredecessor{ch: make(chan struct{})}
+	h := newHandoff(2, prev)
+	w0, w1 := h.pendingCh(0), h.pendingCh(1)
+	if w0 == nil || w1 == nil {
+		t.Fatal("the head's calls do not wait for the release")
+	}
+	if got := (*handoffRelease)(h).pendingCh(0); got != prev.ch {
+		t.Fatal("the release does not follow its own predecessor")
+	}
+	select {
+	case <-w0:
+	default:
+		t.Fatal("the head's call to instance 0 still waits after the release's worker for 0 asked")
+	}
+	select {
+	case <-w1:
+		t.Fatal("the head's call to instance 1 was let go before the release's call to 1")
+	default:
+	}
+	if h.pendingCh(0) != nil {
+		t.Fatal("a later call to instance 0 waits for a release already issued")
+	}
+}
+
+type stubPredecessor struct{ ch chan struct{} }
+
+func (p *stubPredecessor) pendingCh(int) <-chan struct{} { return p.ch }
+
+// An Unlock hands its release to the head of the key's local queue: the
+// waiter's next attempt follows the release on each instance instead of
+// starting once it returned (HandoffTries counts those attempts, one per
+// handoff here: the retry delay is far longer than the test), and such an
+// attempt acquires (each instance has one pipelined connection: the
+// waiter's call reaches it behind the release; one refused all the same
+// retries when the release returns). Before the handoff the waiter's
+// attempt started once the release had returned: no such attempt.
+func TestUnlockHandsOffToHead(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := m.cfg.KeyPrefix + "handoff"
+	const handoffs = 20
+	for i := 0; i < handoffs; i++ {
+		h, err := m.Lock(ctx, "handoff", TTL(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			l, err := m.LockWait(ctx, "handoff", TTL(time.Minute))
+			if err == nil {
+				err = l.Unlock(ctx)
+			}
+			got <- err
+		}()
+		waitQueued(t, m, key, 1)
+		if err := h.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("handoff %d: %v", i, err)
+		}
+	}
+	tries, won, later := m.handoffTries.Load(), m.acquiredAfter[wakeHandoff].Load(), m.acquiredAfter[wakeReleased].Load()
+	t.Logf("%d handoffs: %d attempts behind the release, %d acquired, %d acquired when the release returned", handoffs, tries, won, later)
+	if tries != handoffs {
+		t.Errorf("%d attempts followed a handed release, want %d (one per handoff)", tries, handoffs)
+	}
+	if won == 0 {
+		t.Error("no attempt behind a handed release acquired")
+	}
+}
+
+// An attempt handed a release that is not sent yet (here: never) reaches
+// the instances while the key is still held: it is an ordinary attempt,
+// refused everywhere; the holder keeps the lock and releases it.
+func TestHandoffEarlyAttemptRefused(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	held, err := m.Lock(ctx, "early", TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandoff(len(m.inst), nil)
+	for i := range m.inst {
+		(*handoffRelease)(h).pendingCh(i) // "issued": the attempt goes at once
+	}
+	req, err := m.newRequest("early", []LockOption{TTL(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, o, ok := m.attempt(ctx, req, turn{queued: true, after: h}); ok || l != nil {
+		t.Fatal("an attempt ahead of the release acquired a held lock")
+	} else if o.refused < m.quorum {
+		t.Errorf("%d refusals, want at least %d", o.refused, m.quorum)
+	}
+	if ok, err := held.IsLocked(ctx); err != nil || !ok {
+		t.Fatalf("the holder lost the lock after an early attempt: %v, %v", ok, err)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatalf("the holder's Unlock: %v", err)
+	}
+}
