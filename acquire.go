@@ -126,9 +126,10 @@ func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*
 			return l, nil, 0, nil
 		}
 		e := m.quorumError("lock", req.resource, o, n, false)
-		if o.ctxErr == nil && e.Err != ErrRejected {
+		if o.ctxErr == nil && e.Err != ErrRejected && !(req.ks.rw == nil && req.ks.single() && m.waits.heldHere(req.ks.keys[0])) {
 			// Also after a last attempt: a caller looping over TryLock
-			// may wait with AwaitRelease.
+			// may wait with AwaitRelease. Not when a lock of this Manager
+			// holds the key (see heldHere): its Unlock wakes the waiters.
 			m.watchRefused(req.ks.keys, o, req.ks.rw)
 		}
 		return nil, e, m.expiryWait(o), nil
@@ -203,6 +204,9 @@ func (m *Manager) retryLoop(ctx context.Context, op, resource string, keys []str
 		l, e, exp, fatal := try(ctx, t, i+1)
 		if l != nil {
 			acquired = true
+			if w != nil {
+				w.got = l
+			}
 			if i > 0 {
 				m.acquiredAfter[why].Add(1)
 			}

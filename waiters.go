@@ -57,6 +57,8 @@ type waiter struct {
 	// used is the release the waiter's last attempt followed (nil: none);
 	// only the waiting call reads and writes it.
 	used *handoff
+	// got is the lock the waiting call acquired, set before it leaves.
+	got *Lock
 }
 
 func (w *waiter) signal(why wakeReason) {
@@ -92,6 +94,9 @@ type waitSet struct {
 	mu     sync.Mutex
 	q      map[string][]*waiter
 	others map[string][]*waiter // by key: the multi-key waiters that have it but not first
+	// mine is, by key, the lock on it that a queued caller took last while
+	// others still wait (see heldHere); an entry goes with its queue.
+	mine map[string]*Lock
 }
 
 // join queues a new waiter on keys[0]. since is the release count read
@@ -138,9 +143,16 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 	q := remove(s.q[key], w)
 	if len(q) == 0 {
 		delete(s.q, key)
+		delete(s.mine, key)
 		return
 	}
 	s.q[key] = q
+	if l := w.got; acquired && l != nil && l.ks.rw == nil && l.ks.keys[0] == key {
+		if s.mine == nil {
+			s.mine = make(map[string]*Lock)
+		}
+		s.mine[key] = l
+	}
 	if !acquired {
 		q[0].signal(wakeQueue)
 	}
@@ -307,11 +319,28 @@ func (r *handoffRelease) pendingCh(i int) <-chan struct{} {
 	return wait
 }
 
+// heldHere reports whether key is held by a valid lock of this Manager
+// that a queued caller took (mine): while it is, nobody else can take the
+// key, so a refusal on it needs no key watch, and a release message or a
+// key watch's change about it is stale (the release before this lock, or
+// this lock's own acquisition) and wakes nobody: the waiters would only be
+// refused. This lock's Unlock wakes them (handOff, released), its loss
+// leaves them to the expiry-timed retry or their retry delay.
+func (s *waitSet) heldHere(key string) bool {
+	s.mu.Lock()
+	l := s.mine[key]
+	s.mu.Unlock()
+	return l != nil && l.Valid()
+}
+
 // changed is wake for a key that a key watch saw deleted or expire on an
 // instance (or written: an extension of the holder's lease is reported
 // too, and costs the head one attempt).
 func (s *waitSet) changed(key string) {
 	s.releases.Add(1)
+	if s.heldHere(key) {
+		return
+	}
 	s.signal(key, wakeChanged)
 }
 
@@ -402,7 +431,14 @@ func (m *Manager) subscribe() {
 }
 
 // onRelease handles a message on ReleaseChannel: the payload is a key.
-func (m *Manager) onRelease(key string) { m.waits.wake(key) }
+// A message about a key held here is stale (see heldHere).
+func (m *Manager) onRelease(key string) {
+	if m.waits.heldHere(key) {
+		m.waits.releases.Add(1)
+		return
+	}
+	m.waits.wake(key)
+}
 
 // expiryWait returns how long after attempt o a quorum of instances will be
 // free if the holder does not extend: the instances that voted yes, plus

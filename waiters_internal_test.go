@@ -441,3 +441,124 @@ func TestHandoffEarlyAttemptRefused(t *testing.T) {
 		t.Fatalf("the holder's Unlock: %v", err)
 	}
 }
+
+// TestWaitSetHeldHere pins heldHere: while a lock that a queued caller
+// took on its queue's key is valid and others still wait, a key watch's
+// change (or a release message) about the key wakes nobody (the waiters
+// would only be refused); once it is unlocked they are woken again. A lock
+// on another key (a semaphore's slot) is not recorded, and the record goes
+// with the queue.
+func TestWaitSetHeldHere(t *testing.T) {
+	m := &Manager{now: time.Now}
+	lockOn := func(key string) *Lock {
+		return &Lock{m: m, ks: keyset{keys: []string{key}}, until: time.Now().Add(time.Hour)}
+	}
+	s := &m.waits
+	a := s.join([]string{"k"}, s.releases.Load())
+	b := s.join([]string{"k"}, s.releases.Load())
+	a.got = lockOn("k")
+	s.leave(a, true)
+	if !s.heldHere("k") {
+		t.Fatal("the lock a queued caller took is not recorded")
+	}
+	before := s.releases.Load()
+	s.changed("k")
+	m.onRelease("k")
+	if signalled(b) {
+		t.Error("a change of a key held here woke the next waiter")
+	}
+	if s.releases.Load() != before+2 {
+		t.Error("stale wake-ups are not counted as releases")
+	}
+	a.got.released = true // unlocked
+	if s.heldHere("k") {
+		t.Fatal("an unlocked lock still counts as held here")
+	}
+	s.changed("k")
+	if !signalled(b) {
+		t.Error("a change after the unlock did not wake the head")
+	}
+	c := s.join([]string{"k", "k2"}, s.releases.Load())
+	b.got = lockOn("k2") // took another of its keys (a semaphore's slot)
+	s.leave(b, true)
+	if s.heldHere("k") || s.heldHere("k2") {
+		t.Error("a lock on another key than the queue's was recorded")
+	}
+	s.leave(c, false)
+	if len(s.mine) != 0 || len(s.q) != 0 {
+		t.Errorf("left behind: mine %v, queues %v", s.mine, s.q)
+	}
+}
+
+// A refusal by a lock of this Manager that a queued caller took sets up no
+// key watch: that lock's Unlock wakes the waiters, and the watch would only
+// report this lock's own release (and the next acquisition) to them.
+func TestRefusalByLockHeldHereNotWatched(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := m.cfg.KeyPrefix + "mine"
+	first, err := m.Lock(ctx, "mine", TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Lock, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			l, err := m.LockWait(ctx, "mine", TTL(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l
+		}()
+		waitQueued(t, m, key, i+1)
+	}
+	if err := first.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := <-got // the head took it; the other one still waits
+	if second == nil || !m.waits.heldHere(key) {
+		t.Fatal("the lock the head took is not recorded as held here")
+	}
+	// Forget the watches of the waiters' refusals (some end with the
+	// release, one set up late may last): a new refusal would add its own.
+	for _, in := range m.inst {
+		in.watch.mu.Lock()
+		clear(in.watch.watched)
+		in.watch.mu.Unlock()
+	}
+	if _, err := m.TryLock(ctx, "mine"); err == nil {
+		t.Fatal("acquired a held lock")
+	}
+	if n := watched(m); n != 0 {
+		t.Errorf("a refusal by a lock held here set up %d key watches", n)
+	}
+	if err := second.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := <-got; l == nil {
+		t.Fatal("the last waiter did not get the lock")
+	} else if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// watched returns how many keys m watches over all its instances.
+func watched(m *Manager) int {
+	n := 0
+	for _, in := range m.inst {
+		in.watch.mu.Lock()
+		n += len(in.watch.watched)
+		in.watch.mu.Unlock()
+	}
+	return n
+}
