@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -349,35 +350,48 @@ func (p *stubPredecessor) pendingCh(int) <-chan struct{} { return p.ch }
 
 // An Unlock hands its release to the head of the key's local queue: the
 // waiter's next attempt follows the release on each instance instead of
-// starting once it returned (HandoffTries counts those attempts, one per
-// handoff here: the retry delay is far longer than the test), and such an
+// starting once it returned (handoffTries counts those attempts, one per
+// handoff here: the retry delay is far longer than the test, and the
+// clients have no release messages or key watches, so nothing else wakes
+// the waiter, not even one to retry at once when it joins), and such an
 // attempt acquires (each instance has one pipelined connection: the
 // waiter's call reaches it behind the release; one refused all the same
 // retries when the release returns). Before the handoff the waiter's
 // attempt started once the release had returned: no such attempt.
 func TestUnlockHandsOffToHead(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
-	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	cfg, err := Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
+	inst := make([]*instance, len(servers))
+	var closers []io.Closer
+	for i, s := range servers {
+		ep := Endpoint{Addr: s.Addr()}
+		c, closer, err := dialRueidis(ep, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closers = append(closers, closer)
+		inst[i] = &instance{client: plainClient{c}, name: ep.String()}
+	}
+	m := newManager(inst, closers, cfg)
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	key := m.cfg.KeyPrefix + "handoff"
 	const handoffs = 20
 	for i := 0; i < handoffs; i++ {
-		h, err := m.Lock(ctx, "handoff", TTL(time.Minute))
+		// A fresh resource each time: no late release message or key
+		// change of the last one wakes the waiter before the handoff.
+		res := "handoff-" + strconv.Itoa(i)
+		key := m.cfg.KeyPrefix + res
+		h, err := m.Lock(ctx, res, TTL(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := make(chan error, 1)
 		go func() {
-			l, err := m.LockWait(ctx, "handoff", TTL(time.Minute))
+			l, err := m.LockWait(ctx, res, TTL(time.Minute))
 			if err == nil {
 				err = l.Unlock(ctx)
 			}
