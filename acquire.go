@@ -114,37 +114,44 @@ func (m *Manager) acquireReq(ctx context.Context, method string, req request, at
 }
 
 func (m *Manager) acquireLoop(ctx context.Context, req request, attempts int) (*Lock, error) {
-	return m.retryLoop(ctx, "lock", req.resource, req.ks.keys, attempts, func(ctx context.Context, queued bool, n int) (*Lock, *QuorumError, time.Duration, error) {
+	return m.retryLoop(ctx, "lock", req.resource, req.ks.keys, attempts, func(ctx context.Context, t turn, n int) (*Lock, *QuorumError, time.Duration, error) {
 		if n > 1 && req.own {
 			// A fresh token per attempt: a release of the last attempt
 			// still on its way to a slow instance cannot delete the key
 			// this one sets there.
 			req.token = newToken()
 		}
-		l, o, ok := m.attempt(ctx, req, queued)
+		l, o, ok := m.attempt(ctx, req, t)
 		if ok {
 			return l, nil, 0, nil
 		}
 		e := m.quorumError("lock", req.resource, o, n, false)
-		if o.ctxErr == nil && e.Err != ErrRejected {
+		if o.ctxErr == nil && e.Err != ErrRejected && !(req.ks.rw == nil && req.ks.single() && m.waits.heldHere(req.ks.keys[0])) {
 			// Also after a last attempt: a caller looping over TryLock
-			// may wait with AwaitRelease.
+			// may wait with AwaitRelease. Not when a lock of this Manager
+			// holds the key (see heldHere): its Unlock wakes the waiters.
 			m.watchRefused(req.ks.keys, o, req.ks.rw)
 		}
 		return nil, e, m.expiryWait(o), nil
 	})
 }
 
+// turn is what a caller brings to an attempt: whether it heads its key's
+// local queue, and the release it follows (see handoff).
+type turn struct {
+	queued bool        // the caller heads its key's local queue
+	after  predecessor // a release of this Manager handed to the caller (*handoff), or nil
+}
+
 // retryLoop makes up to attempts attempts (forever when attempts < 0) with
-// try, the n-th of which tries once (queued: the caller heads its key's
-// local queue) and returns the lock, or why not (e), when the holder's
-// keys will have expired (expiry, 0 when unknown) and an error no retry
-// fixes (fatal). Between attempts the caller waits in the local queue of
+// try, the n-th of which tries once (t: see turn) and returns the lock, or
+// why not (e), when the holder's keys will have expired (expiry, 0 when
+// unknown) and an error no retry fixes (fatal). Between attempts the caller waits in the local queue of
 // keys (keys[0], and the releases of the others wake it) for a release,
 // the expiry or its retry delay, which grows while instances are
 // unavailable. Manager.Lock and its kind, and Semaphore, share it.
 func (m *Manager) retryLoop(ctx context.Context, op, resource string, keys []string, attempts int,
-	try func(ctx context.Context, queued bool, n int) (l *Lock, e *QuorumError, expiry time.Duration, fatal error)) (*Lock, error) {
+	try func(ctx context.Context, t turn, n int) (l *Lock, e *QuorumError, expiry time.Duration, fatal error)) (*Lock, error) {
 	var last *QuorumError
 	var w *waiter // our place in the local queue, once we had to wait
 	acquired := false
@@ -185,9 +192,21 @@ func (m *Manager) retryLoop(ctx context.Context, op, resource string, keys []str
 		if ctx.Err() != nil {
 			break
 		}
-		l, e, exp, fatal := try(ctx, w != nil, i+1)
+		t := turn{queued: w != nil}
+		if w != nil {
+			// A release handed over by this Manager's Unlock (handOff):
+			// this attempt follows it on each instance.
+			if w.used = w.gate.Swap(nil); w.used != nil {
+				t.after, why = w.used, wakeHandoff
+				m.handoffTries.Add(1)
+			}
+		}
+		l, e, exp, fatal := try(ctx, t, i+1)
 		if l != nil {
 			acquired = true
+			if w != nil {
+				w.got = l
+			}
 			if i > 0 {
 				m.acquiredAfter[why].Add(1)
 			}
@@ -275,8 +294,9 @@ func (m *Manager) backoffCap() time.Duration {
 func (m *Manager) retryDelay() time.Duration { return m.backoff(0) }
 
 // attempt is one round of the Redlock algorithm (two for a fenced lock).
-// queued says that the caller is the head of its key's local queue.
-func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Lock, o *outcome, ok bool) {
+// t.queued says that the caller is the head of its key's local queue; each
+// call follows t.after's call to the same instance (see handoff).
+func (m *Manager) attempt(ctx context.Context, req request, t turn) (l *Lock, o *outcome, ok bool) {
 	start := m.now()
 	if m.obs != nil {
 		defer func() { m.recordAttempt(ctx, start, o) }()
@@ -290,23 +310,25 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 	// caller chose, sent direct over its own connection at N=1, could
 	// overtake that token's release still on its way over the other one,
 	// which would then delete the key just refreshed
-	// (TestAttack4TokenRelockOvertakesStalledRelease).
-	direct := req.own
+	// (TestAttack4TokenRelockOvertakesStalledRelease). Nor does an attempt
+	// handed a release (t.after): it must follow the release on the one
+	// pipelined connection, where the release went (see Lock.unlock).
+	direct := req.own && t.after == nil
 	switch {
 	case req.ks.rw != nil: // a read-write lock's writer or reader (rwmutex.go)
-		r = m.fanoutArgs(ctx, timeout, nil, nil, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg), nil, nil, direct)
+		r = m.fanoutArgs(ctx, timeout, nil, t.after, req.ks.rw.acquire, req.ks.rw.keys, req.ks.rw.acquireArgs(&req.ks, req.token, ttlArg), nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single() && !req.ks.hasMeta():
-		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquire, req.ks.keys, []string{req.token, ttlArg}, nil, nil, direct)
+		r = m.fanoutArgs(ctx, timeout, nil, t.after, scriptAcquire, req.ks.keys, []string{req.token, ttlArg}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case req.ks.single():
-		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()}, nil, nil, direct)
+		r = m.fanoutArgs(ctx, timeout, nil, t.after, scriptAcquire, req.ks.km(), []string{req.token, ttlArg, req.ks.metadata()}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquire)
 	case !req.ks.hasMeta():
-		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg}, nil, nil, direct)
+		r = m.fanoutArgs(ctx, timeout, nil, t.after, scriptAcquireMany, req.ks.withCounters(), []string{req.token, ttlArg, req.ks.nArg}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	default:
-		r = m.fanoutArgs(ctx, timeout, nil, nil, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()}, nil, nil, direct)
+		r = m.fanoutArgs(ctx, timeout, nil, t.after, scriptAcquireMany, req.ks.acquireKeys(), []string{req.token, ttlArg, req.ks.nArg, req.ks.metadata()}, nil, nil, direct)
 		o = m.collect(ctx, r, m.quorum, false, classifyAcquireMany)
 	}
 	last = r
@@ -342,7 +364,7 @@ func (m *Manager) attempt(ctx context.Context, req request, queued bool) (l *Loc
 		}
 		o.yes, o.failed = 0, o.failed+o.yes
 	}
-	m.cleanup(ctx, r, last, o, &req.ks, req.token, req.own, queued)
+	m.cleanup(ctx, r, last, o, &req.ks, req.token, req.own, t.queued)
 	return nil, o, false
 }
 

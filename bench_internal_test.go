@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,4 +289,117 @@ func BenchmarkHandoffAfterExpiry(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms-after-expiry")
 	b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max-ms-after-expiry")
+}
+
+// BenchmarkHandoffContended is the bench's "16 waiters" cell in the
+// package: 16 goroutines of one Manager (N=3) take turns on one resource
+// with LockWait and a fixed TTL; a holder holds 1 ms (nanosleep, as the
+// bench does), unlocks, and waits until another one acquired. ops =
+// handoffs. Reported: the handoff (from the start of Unlock to the next
+// LockWait returning) and Unlock's own duration (one release round), p50;
+// the attempts that followed a release handed over by the Unlock
+// (handOff) per handoff, and the share of them that acquired (the rest
+// were refused: they overtook the release on too many instances, or found
+// the lock taken by a waiter that polled). wake=local hides the clients'
+// Subscriber and KeyWatcher: local wake-ups only, no release messages and
+// key watches to handle (what they cost in the handoff):
+//
+//	go test -run XXX -bench 'HandoffContended' -benchtime 3000x .
+func BenchmarkHandoffContended(b *testing.B) {
+	servers := redistest.Start(b, 3)
+	for _, w := range benchWires {
+		for _, local := range []bool{false, true} {
+			name := w.name + "/wake=all"
+			dial := w.dial
+			if local {
+				name = w.name + "/wake=local"
+				dial = func(ep Endpoint, cfg Config) (Client, io.Closer, error) {
+					c, closer, err := w.dial(ep, cfg)
+					return plainClient{c}, closer, err
+				}
+			}
+			b.Run(name, func(b *testing.B) {
+				m := benchManager(b, servers, 3, dial)
+				warm(b, m)
+				benchHandoffs(b, m, "bench:handoff:"+name)
+			})
+		}
+	}
+}
+
+// plainClient is a Client without its optional interfaces.
+type plainClient struct{ Client }
+
+// benchHandoffs runs b.N handoffs of resource among 16 waiters of m.
+func benchHandoffs(b *testing.B, m *Manager, resource string) {
+	const waiters, hold = 16, time.Millisecond
+	var (
+		done     atomic.Int64
+		released atomic.Int64 // time since base at the last Unlock's start, ns
+		mu       sync.Mutex
+		next     = make(chan struct{})           // closed at the next acquisition; guarded by mu
+		lat      = make([]time.Duration, 0, b.N) // handoffs; guarded by mu
+		unl      = make([]time.Duration, 0, b.N) // Unlock's durations; guarded by mu
+	)
+	tries0, won0 := m.handoffTries.Load(), m.acquiredAfter[wakeHandoff].Load()
+	base := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for g := 0; g < waiters; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for done.Load() < int64(b.N) && ctx.Err() == nil {
+				l, err := m.LockWait(ctx, resource, TTL(10*time.Second))
+				if err != nil {
+					return
+				}
+				now := time.Since(base)
+				mu.Lock()
+				if rel := released.Load(); rel > 0 {
+					lat = append(lat, now-time.Duration(rel))
+				}
+				close(next)
+				next = make(chan struct{})
+				mine := next
+				mu.Unlock()
+				done.Add(1)
+				ts := syscall.NsecToTimespec(int64(hold))
+				_ = syscall.Nanosleep(&ts, nil)
+				released.Store(int64(time.Since(base)))
+				u0 := time.Now()
+				if err := l.Unlock(context.Background()); err != nil {
+					b.Error(err)
+					return
+				}
+				u := time.Since(u0)
+				mu.Lock()
+				unl = append(unl, u)
+				mu.Unlock()
+				if done.Load() >= int64(b.N) {
+					return
+				}
+				select {
+				case <-mine:
+				case <-ctx.Done():
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	if len(lat) == 0 || len(unl) == 0 {
+		b.Fatal("no handoff")
+	}
+	slices.Sort(lat)
+	slices.Sort(unl)
+	tries, won := m.handoffTries.Load()-tries0, m.acquiredAfter[wakeHandoff].Load()-won0
+	b.ReportMetric(float64(lat[len(lat)/2])/1e3, "handoff-p50-µs")
+	b.ReportMetric(float64(unl[len(unl)/2])/1e3, "unlock-p50-µs")
+	b.ReportMetric(float64(tries)/float64(len(lat)), "handed-tries/handoff")
+	if tries > 0 {
+		b.ReportMetric(float64(won)/float64(tries), "handed-won/tries")
+	}
 }

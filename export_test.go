@@ -35,9 +35,10 @@ func ScriptSHA(name string) string {
 // AcquiredAfter returns how many acquisitions m made after waiting, by
 // what ended the wait: "poll" (the retry delay), "expiry" (the holder's
 // lease ran out), "released" (a release by m or a release message),
-// "changed" (a key watch), "nudged", "queue".
+// "changed" (a key watch), "nudged", "queue", "handoff" (an attempt that
+// followed a release handed over by m's Unlock).
 func AcquiredAfter(m *Manager) map[string]int64 {
-	names := [numWakeReasons]string{wakePoll: "poll", wakeExpiry: "expiry", wakeReleased: "released", wakeChanged: "changed", wakeNudged: "nudged", wakeQueue: "queue"}
+	names := [numWakeReasons]string{wakePoll: "poll", wakeExpiry: "expiry", wakeReleased: "released", wakeChanged: "changed", wakeNudged: "nudged", wakeQueue: "queue", wakeHandoff: "handoff"}
 	out := make(map[string]int64)
 	for i, n := range names {
 		if c := m.acquiredAfter[i].Load(); c > 0 {

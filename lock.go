@@ -244,6 +244,11 @@ func (l *Lock) lose(reason string) {
 	for _, f := range fs {
 		f()
 	}
+	// Waiters behind a lock held here heard no watch or message about its
+	// keys while it was valid (see heldHere): the lock may be free now.
+	for _, k := range l.ks.keys {
+		l.m.waits.nudge(k)
+	}
 }
 
 // expire runs at the validity deadline.
@@ -544,12 +549,21 @@ func (l *Lock) unlock(ctx context.Context) error {
 	if !l.ks.rwRead() {
 		release = m.hooks.releaseScript(release)
 	}
+	// The head of a local queue gets the release now (handOff): its next
+	// attempt follows the release on each instance, instead of starting
+	// once the release has returned.
+	h := m.waits.handOff(l.ks.keys, len(m.inst), after)
+	if h != nil {
+		after = (*handoffRelease)(h)
+	}
 	// An instance that answered the acquisition (or the last extension)
 	// after the quorum was reached may still be setting the key: its
 	// release follows that call (the others go at once), so that it
 	// reaches the key.
-	// Only a private token's release may be a direct call (see private).
-	direct := l.private()
+	// Only a private token's release may be a direct call (see private),
+	// and only when no waiter is handed it: the head's attempt follows it
+	// on the pipelined connection (see handoff).
+	direct := l.private() && h == nil
 	var r *round
 	if l.ks.hasMeta() && len(l.ks.keys) > 1 && release == scriptReleaseMany {
 		r = m.fanoutArgs(ctx, m.cfg.NodeTimeout, nil, after, release, l.ks.km(), []string{l.token, ReleaseChannel, l.ks.nArg}, nil, nil, direct)
@@ -558,7 +572,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	}
 	o := m.collect(ctx, r, m.quorum, false, classify)
 	for _, k := range l.ks.keys {
-		m.waits.wake(k) // local waiters need no message
+		m.waits.released(k, h) // local waiters need no message; see released
 	}
 	var err error
 	if o.yes >= m.quorum {

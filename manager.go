@@ -44,6 +44,10 @@ type Manager struct {
 	// wait (tests read it: a waiter behind a foreign holder must be woken
 	// by a key watch or the expiry-timed retry, not by polling).
 	acquiredAfter [numWakeReasons]atomic.Int64
+	// handoffTries counts the attempts that followed a release handed over
+	// by an Unlock (handOff); acquiredAfter[wakeHandoff] those that
+	// acquired (tests read both).
+	handoffTries atomic.Int64
 	// refusedSince is the release count (waitSet.releases) read before
 	// the last failed acquisition call started: AwaitRelease returns at
 	// once when a release came since.

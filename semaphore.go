@@ -227,8 +227,8 @@ func (s *Semaphore) acquire(ctx context.Context, method string, opts []LockOptio
 // the local queue of the semaphore's slots (a release of any slot wakes
 // the head of the queue).
 func (s *Semaphore) loop(ctx context.Context, reqs *slotRequests, attempts int) (*Lock, error) {
-	return s.m.retryLoop(ctx, "acquire", s.name, s.keys, attempts, func(ctx context.Context, queued bool, n int) (*Lock, *QuorumError, time.Duration, error) {
-		return s.attempt(ctx, reqs, queued, n)
+	return s.m.retryLoop(ctx, "acquire", s.name, s.keys, attempts, func(ctx context.Context, t turn, n int) (*Lock, *QuorumError, time.Duration, error) {
+		return s.attempt(ctx, reqs, t, n)
 	})
 }
 
@@ -237,7 +237,7 @@ func (s *Semaphore) loop(ctx context.Context, reqs *slotRequests, attempts int) 
 // outcome says most: rejected, then unavailable, then held), the shortest
 // wait until a slot's holder's lease ends (0: unknown), and fatal, an
 // error no retry fixes (a permits mismatch).
-func (s *Semaphore) attempt(ctx context.Context, reqs *slotRequests, queued bool, n int) (l *Lock, e *QuorumError, wait time.Duration, fatal error) {
+func (s *Semaphore) attempt(ctx context.Context, reqs *slotRequests, t turn, n int) (l *Lock, e *QuorumError, wait time.Duration, fatal error) {
 	m := s.m
 	off := 0
 	if s.permits > 1 {
@@ -251,7 +251,7 @@ func (s *Semaphore) attempt(ctx context.Context, reqs *slotRequests, queued bool
 			return nil, nil, 0, err
 		}
 		req.token = newToken() // fresh per attempt and slot (see acquireLoop)
-		l, o, ok := m.attempt(ctx, req, queued)
+		l, o, ok := m.attempt(ctx, req, t)
 		if ok {
 			return l, nil, 0, nil
 		}

@@ -38,6 +38,7 @@ const (
 	wakeChanged                    // a key watch saw the lock key deleted or expire (KeyWatcher)
 	wakeNudged                     // a failed attempt's clean-up deleted the key
 	wakeQueue                      // the caller before it in the local queue left without the lock
+	wakeHandoff                    // an Unlock by this Manager is sending its release (see handoff)
 	numWakeReasons
 )
 
@@ -47,6 +48,17 @@ type waiter struct {
 	keys []string
 	ch   chan struct{} // try now; buffered 1: a wake-up is never lost, never blocks
 	why  atomic.Int32  // the wakeReason of the last signal
+	// gate is the release handed to the waiter (handOff), for its next
+	// attempt to follow; the attempt takes it (Swap(nil)).
+	gate atomic.Pointer[handoff]
+	// handed is the last release handed to the waiter; guarded by
+	// waitSet.mu.
+	handed *handoff
+	// used is the release the waiter's last attempt followed (nil: none);
+	// only the waiting call reads and writes it.
+	used *handoff
+	// got is the lock the waiting call acquired, set before it leaves.
+	got *Lock
 }
 
 func (w *waiter) signal(why wakeReason) {
@@ -82,6 +94,9 @@ type waitSet struct {
 	mu     sync.Mutex
 	q      map[string][]*waiter
 	others map[string][]*waiter // by key: the multi-key waiters that have it but not first
+	// mine is, by key, the lock on it that a queued caller took last while
+	// others still wait (see heldHere); an entry goes with its queue.
+	mine map[string]*Lock
 }
 
 // join queues a new waiter on keys[0]. since is the release count read
@@ -122,12 +137,22 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 			delete(s.others, k)
 		}
 	}
+	if acquired && w.used != nil {
+		w.used.taken = true
+	}
 	q := remove(s.q[key], w)
 	if len(q) == 0 {
 		delete(s.q, key)
+		delete(s.mine, key)
 		return
 	}
 	s.q[key] = q
+	if l := w.got; acquired && l != nil && l.ks.rw == nil && l.ks.keys[0] == key {
+		if s.mine == nil {
+			s.mine = make(map[string]*Lock)
+		}
+		s.mine[key] = l
+	}
 	if !acquired {
 		q[0].signal(wakeQueue)
 	}
@@ -163,11 +188,159 @@ func (s *waitSet) wake(key string) {
 	s.signal(key, wakeReleased)
 }
 
+// handOff hands the release that this Manager's Unlock is about to send
+// to the heads of the queues of keys, and wakes them: their next attempt
+// goes out at once, each call right behind the release's call to the same
+// instance (see handoff), instead of a round later once the release has
+// returned. It is an ordinary attempt: on an instance where it would come
+// before the release the key is still held and the instance refuses. It
+// returns the handoff, nil when no local caller waits; the release to n
+// instances, which follows prev (may be nil), must then be sent to every
+// instance with the predecessor (*handoffRelease)(h).
+func (s *waitSet) handOff(keys []string, n int, prev predecessor) *handoff {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var h *handoff
+	for _, k := range keys {
+		q := s.q[k]
+		if len(q) == 0 {
+			continue
+		}
+		if h == nil {
+			h = newHandoff(n, prev)
+		}
+		w := q[0]
+		w.handed = h
+		w.gate.Store(h)
+		w.signal(wakeHandoff)
+	}
+	return h
+}
+
+// released is wake once the release h (nil: none was handed) has returned
+// at quorum: the waiters handed h that are still queued (their attempt
+// failed, or has not returned) are signalled again, and the others as by
+// wake, unless one of the waiters handed h acquired the lock with it: they
+// would only find it taken.
+func (s *waitSet) released(key string, h *handoff) {
+	s.releases.Add(1)
+	if h == nil {
+		s.signal(key, wakeReleased)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q := s.q[key]; len(q) > 0 && (!h.taken || q[0].handed == h) {
+		q[0].signal(wakeReleased)
+	}
+	if h.taken {
+		return
+	}
+	for _, w := range s.others[key] {
+		if s.headLocked(w) {
+			w.signal(wakeReleased)
+		}
+	}
+}
+
+// handoff is a release round of this Manager's Unlock, handed to the head
+// of the lock's local queue (handOff) so that the head's attempt is on the
+// wire right behind the release instead of a round later: a handoff then
+// costs about one round, not two. Each instance receives a connection's
+// commands in the order they were issued (the rueidis wire: one pipelined
+// connection per instance), so the head's call to instance i waits only
+// until the release's call to i is about to be issued (marked by the
+// release's worker, as predecessor handoffRelease, right before it calls),
+// not until it has returned. An attempt that overtakes the release all the
+// same (a pooled wire, two workers racing into the client, a release that
+// waits for an earlier call about its lock) is refused on that instance
+// like any attempt on a held key, and the head tries again when the
+// release returns (released). The release must be sent to every instance.
+type handoff struct {
+	prev   predecessor   // the release's own predecessor (the lock's last round); may be nil
+	marked []atomic.Bool // marked[i]: the release's call to instance i is issued
+	mu     sync.Mutex    // guards waitCh
+	waitCh []chan struct{}
+	taken  bool // a waiter handed this release acquired with it; guarded by waitSet.mu
+
+	markedArr [smallN]atomic.Bool
+	chArr     [smallN]chan struct{}
+}
+
+// newHandoff returns the handoff of a release to n instances that follows
+// prev (may be nil).
+func newHandoff(n int, prev predecessor) *handoff {
+	h := &handoff{prev: prev}
+	if n <= smallN {
+		h.marked, h.waitCh = h.markedArr[:n], h.chArr[:n]
+	} else {
+		h.marked, h.waitCh = make([]atomic.Bool, n), make([]chan struct{}, n)
+	}
+	return h
+}
+
+// pendingCh implements predecessor for the head's attempt: nil once the
+// release's call to instance i is issued, else a channel closed then.
+func (h *handoff) pendingCh(i int) <-chan struct{} {
+	if h.marked[i].Load() {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.marked[i].Load() {
+		return nil
+	}
+	if h.waitCh[i] == nil {
+		h.waitCh[i] = make(chan struct{})
+	}
+	return h.waitCh[i]
+}
+
+// handoffRelease is the predecessor of the release round itself: its
+// worker for instance i asks for it right before issuing the call, which
+// marks the call as issued. The release still follows its own predecessor;
+// when that has not returned on i, the mark comes before the release is
+// issued there, and an attempt may overtake it (refused: see handoff).
+type handoffRelease handoff
+
+// pendingCh implements predecessor.
+func (r *handoffRelease) pendingCh(i int) <-chan struct{} {
+	h := (*handoff)(r)
+	var wait <-chan struct{}
+	if h.prev != nil {
+		wait = h.prev.pendingCh(i)
+	}
+	h.mu.Lock()
+	h.marked[i].Store(true)
+	if ch := h.waitCh[i]; ch != nil {
+		close(ch)
+	}
+	h.mu.Unlock()
+	return wait
+}
+
+// heldHere reports whether key is held by a valid lock of this Manager
+// that a queued caller took (mine): while it is, nobody else can take the
+// key, so a refusal on it needs no key watch, and a release message or a
+// key watch's change about it is stale (the release before this lock, or
+// this lock's own acquisition) and wakes nobody: the waiters would only be
+// refused. This lock's Unlock wakes them (handOff, released), and so does
+// its loss (Lock.lose nudges its keys).
+func (s *waitSet) heldHere(key string) bool {
+	s.mu.Lock()
+	l := s.mine[key]
+	s.mu.Unlock()
+	return l != nil && l.Valid()
+}
+
 // changed is wake for a key that a key watch saw deleted or expire on an
 // instance (or written: an extension of the holder's lease is reported
 // too, and costs the head one attempt).
 func (s *waitSet) changed(key string) {
 	s.releases.Add(1)
+	if s.heldHere(key) {
+		return
+	}
 	s.signal(key, wakeChanged)
 }
 
@@ -258,7 +431,14 @@ func (m *Manager) subscribe() {
 }
 
 // onRelease handles a message on ReleaseChannel: the payload is a key.
-func (m *Manager) onRelease(key string) { m.waits.wake(key) }
+// A message about a key held here is stale (see heldHere).
+func (m *Manager) onRelease(key string) {
+	if m.waits.heldHere(key) {
+		m.waits.releases.Add(1)
+		return
+	}
+	m.waits.wake(key)
+}
 
 // expiryWait returns how long after attempt o a quorum of instances will be
 // free if the holder does not extend: the instances that voted yes, plus

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,4 +263,377 @@ func evalshaCalls(t *testing.T, s *redistest.Server) int {
 		n += c
 	}
 	return n
+}
+
+// TestWaitSetHandOff pins the handoff of a release: the head alone gets it
+// (with the release to follow) before the release is sent; once the release
+// returned, a head that acquired with it leaves the next waiter unwoken (it
+// would only find the lock taken), a head still queued (its attempt was
+// refused) is signalled again, and without a handoff the head is woken as
+// before.
+func TestWaitSetHandOff(t *testing.T) {
+	var s waitSet
+	if h := s.handOff([]string{"k"}, 3, nil); h != nil {
+		t.Fatal("a handoff without a waiter")
+	}
+	since := s.releases.Load()
+	a := s.join([]string{"k"}, since)
+	b := s.join([]string{"k"}, since)
+	h := s.handOff([]string{"k"}, 3, nil)
+	if h == nil || !signalled(a) || a.gate.Load() != h || wakeReason(a.why.Load()) != wakeHandoff {
+		t.Fatal("the head was not handed the release")
+	}
+	if signalled(b) || b.gate.Load() != nil {
+		t.Fatal("a waiter behind the head was handed the release")
+	}
+	// a's attempt followed h and was refused: it is still the head.
+	a.used = a.gate.Swap(nil)
+	s.released("k", h)
+	if !signalled(a) {
+		t.Fatal("the head whose handed attempt failed was not woken when the release returned")
+	}
+	// The next release: a acquires with it, then the release returns.
+	h = s.handOff([]string{"k"}, 3, nil)
+	if !signalled(a) {
+		t.Fatal("the head was not handed the second release")
+	}
+	a.used = a.gate.Swap(nil)
+	s.leave(a, true)
+	if !h.taken {
+		t.Fatal("the release is not marked taken after the head acquired with it")
+	}
+	s.released("k", h)
+	if signalled(b) {
+		t.Error("the next waiter was woken although the head acquired with the release")
+	}
+	if s.releases.Load() != since+2 {
+		t.Errorf("%d releases counted, want 2", s.releases.Load()-since)
+	}
+	s.released("k", nil)
+	if !signalled(b) {
+		t.Error("the head was not woken by a release without a handoff")
+	}
+	s.leave(b, false)
+}
+
+// TestHandoffOrder pins the predecessors of a handoff: the head's call to
+// instance i waits until the release's worker for i is about to call (not
+// until it returned), and the release still follows its own predecessor.
+func TestHandoffOrder(t *testing.T) {
+	prev := &stubPredecessor{ch: make(chan struct{})}
+	h := newHandoff(2, prev)
+	w0, w1 := h.pendingCh(0), h.pendingCh(1)
+	if w0 == nil || w1 == nil {
+		t.Fatal("the head's calls do not wait for the release")
+	}
+	if got := (*handoffRelease)(h).pendingCh(0); got != prev.ch {
+		t.Fatal("the release does not follow its own predecessor")
+	}
+	select {
+	case <-w0:
+	default:
+		t.Fatal("the head's call to instance 0 still waits after the release's worker for 0 asked")
+	}
+	select {
+	case <-w1:
+		t.Fatal("the head's call to instance 1 was let go before the release's call to 1")
+	default:
+	}
+	if h.pendingCh(0) != nil {
+		t.Fatal("a later call to instance 0 waits for a release already issued")
+	}
+}
+
+type stubPredecessor struct{ ch chan struct{} }
+
+func (p *stubPredecessor) pendingCh(int) <-chan struct{} { return p.ch }
+
+// An Unlock hands its release to the head of the key's local queue: the
+// waiter's next attempt follows the release on each instance instead of
+// starting once it returned (handoffTries counts those attempts, one per
+// handoff here: the retry delay is far longer than the test, and the
+// clients have no release messages or key watches, so nothing else wakes
+// the waiter, not even one to retry at once when it joins), and such an
+// attempt acquires (each instance has one pipelined connection: the
+// waiter's call reaches it behind the release; one refused all the same
+// retries when the release returns). Before the handoff the waiter's
+// attempt started once the release had returned: no such attempt.
+func TestUnlockHandsOffToHead(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	cfg, err := Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := make([]*instance, len(servers))
+	var closers []io.Closer
+	for i, s := range servers {
+		ep := Endpoint{Addr: s.Addr()}
+		c, closer, err := dialRueidis(ep, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closers = append(closers, closer)
+		inst[i] = &instance{client: plainClient{c}, name: ep.String()}
+	}
+	m := newManager(inst, closers, cfg)
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const handoffs = 20
+	for i := 0; i < handoffs; i++ {
+		// A fresh resource each time: no late release message or key
+		// change of the last one wakes the waiter before the handoff.
+		res := "handoff-" + strconv.Itoa(i)
+		key := m.cfg.KeyPrefix + res
+		h, err := m.Lock(ctx, res, TTL(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			l, err := m.LockWait(ctx, res, TTL(time.Minute))
+			if err == nil {
+				err = l.Unlock(ctx)
+			}
+			got <- err
+		}()
+		waitQueued(t, m, key, 1)
+		if err := h.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; err != nil {
+			t.Fatalf("handoff %d: %v", i, err)
+		}
+	}
+	tries, won, later := m.handoffTries.Load(), m.acquiredAfter[wakeHandoff].Load(), m.acquiredAfter[wakeReleased].Load()
+	t.Logf("%d handoffs: %d attempts behind the release, %d acquired, %d acquired when the release returned", handoffs, tries, won, later)
+	if tries != handoffs {
+		t.Errorf("%d attempts followed a handed release, want %d (one per handoff)", tries, handoffs)
+	}
+	if won == 0 {
+		t.Error("no attempt behind a handed release acquired")
+	}
+}
+
+// An attempt handed a release that is not sent yet (here: never) reaches
+// the instances while the key is still held: it is an ordinary attempt,
+// refused everywhere; the holder keeps the lock and releases it.
+func TestHandoffEarlyAttemptRefused(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	held, err := m.Lock(ctx, "early", TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandoff(len(m.inst), nil)
+	for i := range m.inst {
+		(*handoffRelease)(h).pendingCh(i) // "issued": the attempt goes at once
+	}
+	req, err := m.newRequest("early", []LockOption{TTL(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, o, ok := m.attempt(ctx, req, turn{queued: true, after: h}); ok || l != nil {
+		t.Fatal("an attempt ahead of the release acquired a held lock")
+	} else if o.refused < m.quorum {
+		t.Errorf("%d refusals, want at least %d", o.refused, m.quorum)
+	}
+	if ok, err := held.IsLocked(ctx); err != nil || !ok {
+		t.Fatalf("the holder lost the lock after an early attempt: %v, %v", ok, err)
+	}
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatalf("the holder's Unlock: %v", err)
+	}
+}
+
+// TestWaitSetHeldHere pins heldHere: while a lock that a queued caller
+// took on its queue's key is valid and others still wait, a key watch's
+// change (or a release message) about the key wakes nobody (the waiters
+// would only be refused); once it is unlocked they are woken again. A lock
+// on another key (a semaphore's slot) is not recorded, and the record goes
+// with the queue.
+func TestWaitSetHeldHere(t *testing.T) {
+	m := &Manager{now: time.Now}
+	lockOn := func(key string) *Lock {
+		return &Lock{m: m, ks: keyset{keys: []string{key}}, until: time.Now().Add(time.Hour)}
+	}
+	s := &m.waits
+	a := s.join([]string{"k"}, s.releases.Load())
+	b := s.join([]string{"k"}, s.releases.Load())
+	a.got = lockOn("k")
+	s.leave(a, true)
+	if !s.heldHere("k") {
+		t.Fatal("the lock a queued caller took is not recorded")
+	}
+	before := s.releases.Load()
+	s.changed("k")
+	m.onRelease("k")
+	if signalled(b) {
+		t.Error("a change of a key held here woke the next waiter")
+	}
+	if s.releases.Load() != before+2 {
+		t.Error("stale wake-ups are not counted as releases")
+	}
+	a.got.released = true // unlocked
+	if s.heldHere("k") {
+		t.Fatal("an unlocked lock still counts as held here")
+	}
+	s.changed("k")
+	if !signalled(b) {
+		t.Error("a change after the unlock did not wake the head")
+	}
+	c := s.join([]string{"k", "k2"}, s.releases.Load())
+	b.got = lockOn("k2") // took another of its keys (a semaphore's slot)
+	s.leave(b, true)
+	if s.heldHere("k") || s.heldHere("k2") {
+		t.Error("a lock on another key than the queue's was recorded")
+	}
+	s.leave(c, false)
+	if len(s.mine) != 0 || len(s.q) != 0 {
+		t.Errorf("left behind: mine %v, queues %v", s.mine, s.q)
+	}
+}
+
+// A refusal by a lock of this Manager that a queued caller took sets up no
+// key watch: that lock's Unlock wakes the waiters, and the watch would only
+// report this lock's own release (and the next acquisition) to them.
+func TestRefusalByLockHeldHereNotWatched(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := m.cfg.KeyPrefix + "mine"
+	first, err := m.Lock(ctx, "mine", TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Lock, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			l, err := m.LockWait(ctx, "mine", TTL(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l
+		}()
+		waitQueued(t, m, key, i+1)
+	}
+	if err := first.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := <-got // the head took it; the other one still waits
+	if second == nil || !m.waits.heldHere(key) {
+		t.Fatal("the lock the head took is not recorded as held here")
+	}
+	// Forget the watches of the waiters' refusals (some end with the
+	// release, one set up late may last): a new refusal would add its own.
+	for _, in := range m.inst {
+		in.watch.mu.Lock()
+		clear(in.watch.watched)
+		in.watch.mu.Unlock()
+	}
+	if _, err := m.TryLock(ctx, "mine"); err == nil {
+		t.Fatal("acquired a held lock")
+	}
+	if n := watched(m); n != 0 {
+		t.Errorf("a refusal by a lock held here set up %d key watches", n)
+	}
+	if err := second.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := <-got; l == nil {
+		t.Fatal("the last waiter did not get the lock")
+	} else if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// watched returns how many keys m watches over all its instances.
+func watched(m *Manager) int {
+	n := 0
+	for _, in := range m.inst {
+		in.watch.mu.Lock()
+		n += len(in.watch.watched)
+		in.watch.mu.Unlock()
+	}
+	return n
+}
+
+// A lock held here by a queued caller suppresses its key's watches and
+// messages (heldHere); when that lock is lost (its keys deleted elsewhere,
+// so its auto-extension is refused), the waiters behind it must be woken:
+// with a one-minute retry delay and the holder's refusal saying a whole
+// TTL is left, nothing else would wake the last waiter within its 20 s.
+func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
+	servers := redistest.Start(t, 3)
+	var eps []string
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute, DefaultTTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := m.cfg.KeyPrefix + "lost-here"
+	first, err := m.Lock(ctx, "lost-here", TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Lock, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			l, err := m.LockWait(ctx, "lost-here") // auto-extended
+			if err != nil {
+				t.Error(err)
+			}
+			got <- l
+		}()
+		waitQueued(t, m, key, i+1)
+	}
+	if err := first.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := <-got
+	if second == nil || !m.waits.heldHere(key) {
+		t.Fatal("the lock the head took is not recorded as held here")
+	}
+	// Its keys go (an operator's ForceRelease elsewhere), then its next
+	// extension is refused and the lock is lost.
+	for _, s := range servers {
+		s.Do(t, "DEL", key)
+	}
+	if err := second.Extend(ctx, 30*time.Second); err == nil {
+		t.Fatal("Extend of a lock whose keys are gone succeeded")
+	}
+	l := <-got
+	if l == nil {
+		t.Fatal("the last waiter did not get the lock")
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.acquiredAfter[wakeNudged].Load(); n != 1 {
+		t.Errorf("acquisitions after a nudge = %d, want 1 (woken by the loss); all: %v", n, AcquiredAfter(m))
+	}
 }
