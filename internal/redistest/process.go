@@ -63,9 +63,16 @@ func findBinary(t testing.TB, name string) string {
 	return ""
 }
 
-// freePort returns a loopback port that was free a moment ago. With
-// clusterBus it also requires port < 55535 and port+10000 free.
+// freePort returns a loopback port that was free a moment ago and that no
+// test process handed out within portQuarantine. With clusterBus it also
+// requires port < 55535 and port+10000 free.
 func freePort(t testing.TB, clusterBus bool) int {
+	t.Helper()
+	return pickPort(t, clusterBus, func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") })
+}
+
+// pickPort is freePort with the kernel's choice of a port (listen) passed in.
+func pickPort(t testing.TB, clusterBus bool, listen func() (net.Listener, error)) int {
 	t.Helper()
 	var held []net.Listener
 	defer func() {
@@ -74,24 +81,34 @@ func freePort(t testing.TB, clusterBus bool) int {
 		}
 	}()
 	for i := 0; i < 200; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := listen()
 		if err != nil {
 			t.Fatalf("redistest: cannot listen on 127.0.0.1:0: %v", err)
 		}
 		held = append(held, l) // keep rejected ports bound so we do not get them again
 		port := l.Addr().(*net.TCPAddr).Port
-		if !clusterBus {
+		ports := []int{port}
+		if clusterBus {
+			if port >= clusterPortLimit {
+				continue
+			}
+			bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+			if err != nil {
+				continue
+			}
+			bus.Close()
+			ports = append(ports, port+10000)
+		}
+		// Not a port another test handed out lately: it may be a stopped
+		// server's, which must stay dead (see portQuarantine).
+		claimed, err := claimPorts(portRegistry(), time.Now(), ports...)
+		if err != nil {
+			t.Logf("redistest: port registry %s: %v (using the kernel's choice alone)", portRegistry(), err)
 			return port
 		}
-		if port >= clusterPortLimit {
-			continue
+		if claimed {
+			return port
 		}
-		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
-		if err != nil {
-			continue
-		}
-		bus.Close()
-		return port
 	}
 	t.Fatalf("redistest: could not find a free loopback port (clusterBus=%v)", clusterBus)
 	return 0
