@@ -137,8 +137,8 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 			delete(s.others, k)
 		}
 	}
-	if acquired && w.used != nil {
-		w.used.taken = true
+	if acquired && w.used != nil && w.got != nil {
+		w.used.taken = append(w.used.taken, w.got)
 	}
 	q := remove(s.q[key], w)
 	if len(q) == 0 {
@@ -220,8 +220,9 @@ func (s *waitSet) handOff(keys []string, n int, prev predecessor) *handoff {
 // released is wake once the release h (nil: none was handed) has returned
 // at quorum: the waiters handed h that are still queued (their attempt
 // failed, or has not returned) are signalled again, and the others as by
-// wake, unless one of the waiters handed h acquired the lock with it: they
-// would only find it taken.
+// wake, unless a waiter handed h acquired key with it: they would only find
+// it taken. A waiter that acquired another key of the release (a LockMany
+// lock's, a semaphore's other slot) took nothing from key's waiters.
 func (s *waitSet) released(key string, h *handoff) {
 	s.releases.Add(1)
 	if h == nil {
@@ -230,10 +231,11 @@ func (s *waitSet) released(key string, h *handoff) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if q := s.q[key]; len(q) > 0 && (!h.taken || q[0].handed == h) {
+	taken := h.tookLocked(key)
+	if q := s.q[key]; len(q) > 0 && (!taken || q[0].handed == h) {
 		q[0].signal(wakeReleased)
 	}
-	if h.taken {
+	if taken {
 		return
 	}
 	for _, w := range s.others[key] {
@@ -261,16 +263,31 @@ type handoff struct {
 	marked []atomic.Bool // marked[i]: the release's call to instance i is issued
 	mu     sync.Mutex    // guards waitCh
 	waitCh []chan struct{}
-	taken  bool // a waiter handed this release acquired with it; guarded by waitSet.mu
+	// taken holds the locks that waiters handed this release acquired
+	// with it; guarded by waitSet.mu.
+	taken []*Lock
 
 	markedArr [smallN]atomic.Bool
 	chArr     [smallN]chan struct{}
+	takenArr  [1]*Lock
+}
+
+// tookLocked reports whether a waiter handed h acquired key with it.
+// Callers hold waitSet.mu.
+func (h *handoff) tookLocked(key string) bool {
+	for _, l := range h.taken {
+		if slices.Contains(l.ks.keys, key) {
+			return true
+		}
+	}
+	return false
 }
 
 // newHandoff returns the handoff of a release to n instances that follows
 // prev (may be nil).
 func newHandoff(n int, prev predecessor) *handoff {
 	h := &handoff{prev: prev}
+	h.taken = h.takenArr[:0]
 	if n <= smallN {
 		h.marked, h.waitCh = h.markedArr[:n], h.chArr[:n]
 	} else {

@@ -298,8 +298,9 @@ func TestWaitSetHandOff(t *testing.T) {
 		t.Fatal("the head was not handed the second release")
 	}
 	a.used = a.gate.Swap(nil)
+	a.got = &Lock{ks: keyset{keys: []string{"k"}}}
 	s.leave(a, true)
-	if !h.taken {
+	if !h.tookLocked("k") {
 		t.Fatal("the release is not marked taken after the head acquired with it")
 	}
 	s.released("k", h)
