@@ -20,13 +20,23 @@ package redlock_test
 //                                         other keys were not woken and waited for their retry
 //                                         delay (seen failing: 30 s retry delay, not acquired
 //                                         within 5 s)
+//   TestAttack5TokenHandoffOvertakesRelease two holders: a release handed to a head waiting under
+//                                         the releasing lock's own token (Token): its attempt,
+//                                         ahead of the release (still behind an extension on a
+//                                         quorum), refreshed the key and returned a valid lock;
+//                                         the release then deleted its keys and another Manager
+//                                         took the lock (seen failing; fixed: only a private
+//                                         token's release is handed over)
+//
+// Interleavings that held are kept as TestAttack5Held...
 //
 // Run them with go test -race -count=1 -run TestAttack5 .
 
 import (
 	"context"
-	"strings"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,53 +46,72 @@ import (
 )
 
 // phaseClient wraps a Client (and hides its optional interfaces: no release
-// messages, no key watches). Once armed, a call of the release script
-// runs on the server, then marks the instance's release as run (ran) and
-// holds its reply until replies opens; an acquisition of the key acquire
-// waits until the release has run on the instance. Either also ends when
-// its context does.
+// messages, no key watches) and orders or holds chosen phases (rules) of
+// the calls to its instance. Every call also ends when its context does.
 type phaseClient struct {
 	inner redlock.Client
 
-	mu      sync.Mutex
-	release string // the release script's name ("" : not armed)
-	acquire string // the suffix of the key whose acquisitions wait
-	ran     chan struct{}
-	once    sync.Once
-	replies chan struct{}
+	mu    sync.Mutex
+	rules []*phase
 }
 
-// arm holds the calls of script release and of acquisitions of the key
-// ending in acquire (see phaseClient).
-func (c *phaseClient) arm(release, acquire string, replies chan struct{}) {
+// phase is a rule of a phaseClient: the calls of script (an acquisition
+// script: only those whose first key is key, when key is set) wait for
+// wait (when not nil) before they reach the server, and once they ran
+// there mark ran (closed by the first) and count, then hold their reply
+// until replies (when not nil) is closed.
+type phase struct {
+	script, key string
+	wait        <-chan struct{}
+	replies     <-chan struct{}
+	ran         chan struct{}
+	once        sync.Once
+	entered     atomic.Int32 // calls that reached the rule
+	calls       atomic.Int32 // of those: ran on the server
+}
+
+// on adds a rule for script (and key, "" for any) and returns it.
+func (c *phaseClient) on(script, key string, wait, replies <-chan struct{}) *phase {
+	p := &phase{script: script, key: key, wait: wait, replies: replies, ran: make(chan struct{})}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.release, c.acquire, c.ran, c.replies = release, acquire, make(chan struct{}), replies
+	c.rules = append(c.rules, p)
+	c.mu.Unlock()
+	return p
 }
 
 func (c *phaseClient) call(ctx context.Context, sha string, keys []string, do func() (any, error)) (any, error) {
-	c.mu.Lock()
-	release, acquire, ran, replies := c.release, c.acquire, c.ran, c.replies
-	c.mu.Unlock()
 	name := scriptName(sha)
-	switch {
-	case release != "" && name == release:
-		v, err := do()
-		c.once.Do(func() { close(ran) })
-		select {
-		case <-replies:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	var p *phase
+	c.mu.Lock()
+	for _, r := range c.rules {
+		if r.script == name && (r.key == "" || len(keys) > 0 && keys[0] == r.key) {
+			p = r
+			break
 		}
-		return v, err
-	case acquire != "" && strings.HasPrefix(name, "acquire") && len(keys) > 0 && strings.HasSuffix(keys[0], acquire):
+	}
+	c.mu.Unlock()
+	if p == nil {
+		return do()
+	}
+	p.entered.Add(1)
+	if p.wait != nil {
 		select {
-		case <-ran:
+		case <-p.wait:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	return do()
+	v, err := do()
+	p.calls.Add(1)
+	p.once.Do(func() { close(p.ran) })
+	if p.replies != nil {
+		select {
+		case <-p.replies:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return v, err
 }
 
 func (c *phaseClient) EvalSha(ctx context.Context, sha string, keys, args []string) (any, error) {
@@ -155,9 +184,12 @@ func TestAttack5HandoffTakenWakesOtherKeys(t *testing.T) {
 	}()
 	waitFor(t, 5*time.Second, "W3 queued on d", func() bool { return redlock.Queued(m, "d") == 1 })
 
+	// On each instance: the release runs, and W1's acquisition of a runs
+	// after it; the release's reply is held.
 	replies := make(chan struct{})
 	for _, pc := range pcs {
-		pc.arm("release_many", ":a", replies)
+		rel := pc.on("release_many", "", nil, replies)
+		pc.on("acquire", "a", rel.ran, nil)
 	}
 	unlocked := make(chan error, 1)
 	go func() { unlocked <- l1.Unlock(ctx) }()
@@ -173,4 +205,148 @@ func TestAttack5HandoffTakenWakesOtherKeys(t *testing.T) {
 	if err := <-w3; err != nil {
 		t.Fatalf("W3 was not woken by the release of c, which nobody took: %v (acquired after: %v)", err, redlock.AcquiredAfter(m))
 	}
+}
+
+// TestAttack5HeldHandedReleaseBehindExtend: L1's Extend is on its way to
+// instances 0 and 1 (held there before the server) when L1 is unlocked,
+// and W, the head of the local queue, is handed the release. The release
+// follows the extension on 0 and 1, but the handoff marks it issued at
+// once (handoffRelease), so W's attempt reaches 0 and 1 before it: it must
+// be refused there (the key still holds L1's token), and W must not hold
+// the lock until the release has run; then W acquires (when the release
+// returns), and once every held call was delivered W's lock is held on a
+// quorum under its token, and no other Manager can take it. It would fail
+// if a handed attempt could take or refresh the key of the release it
+// follows (the releasing lock's token, or no compare).
+func TestAttack5HeldHandedReleaseBehindExtend(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m, pcs := newPhaseManager(t, servers, slowRetries)
+	l1, err := m.Lock(ctx, "r", redlock.TTL(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token1 := servers[0].Do(t, "GET", "r")
+	got := make(chan *redlock.Lock, 1)
+	go func() {
+		l, err := m.LockWait(ctx, "r", redlock.TTL(2*time.Minute))
+		if err != nil {
+			t.Errorf("W: %v", err)
+		}
+		got <- l
+	}()
+	waitFor(t, 5*time.Second, "W queued on r", func() bool { return redlock.Queued(m, "r") == 1 })
+
+	extGate := make(chan struct{})
+	ext0 := pcs[0].on("extend", "", extGate, nil)
+	ext1 := pcs[1].on("extend", "", extGate, nil)
+	acq0 := pcs[0].on("acquire", "r", nil, nil)
+	extended := make(chan error, 1)
+	go func() { extended <- l1.Extend(ctx, 2*time.Minute) }()
+	waitFor(t, 5*time.Second, "L1's extension held on instances 0 and 1", func() bool {
+		return ext0.entered.Load() == 1 && ext1.entered.Load() == 1
+	})
+	unlocked := make(chan error, 1)
+	go func() { unlocked <- l1.Unlock(ctx) }()
+	// W's handed attempt reaches instance 0 ahead of the release (held
+	// behind the extension): it runs there and must be refused.
+	waitFor(t, 5*time.Second, "W's handed attempt on instance 0", func() bool { return acq0.calls.Load() >= 1 })
+	for _, i := range []int{0, 1} {
+		if v := servers[i].Do(t, "GET", "r"); v != token1 {
+			t.Errorf("instance %d: key r holds %q before L1's release ran there, want L1's token %q", i, v, token1)
+		}
+	}
+	close(extGate)
+	if err := <-extended; err != nil && !errors.Is(err, redlock.ErrNotHeld) {
+		t.Errorf("L1.Extend: %v", err) // ErrNotHeld: unlocked while it was on its way
+	}
+	if err := <-unlocked; err != nil {
+		t.Fatalf("L1.Unlock: %v", err)
+	}
+	w := <-got
+	if w == nil {
+		t.FailNow()
+	}
+	checkSafety(t, "the head's lock, handed a release that waited behind an extension", servers, w, "r")
+	wantNotAcquiredByOther(t, ctx, servers, "r", w)
+	t.Logf("acquired after: %v", redlock.AcquiredAfter(m))
+	if err := w.Unlock(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestAttack5TokenHandoffOvertakesRelease: two callers of one Manager wait
+// for "r" under one token they chose (Token), behind another lock. The
+// first takes it (L1); the second, W, now heads the queue. L1's Extend is
+// on its way to instances 0 and 1 (held there before the server) when L1
+// is unlocked, and W is handed the release: its attempt reaches 0 and 1
+// ahead of the release (marked issued at once, it still waits for the
+// extension there), finds its own token and refreshes the key, a yes vote:
+// W returns a valid lock. Then the release arrives and deletes W's keys
+// on 0 and 1: W is Valid on one instance, and another Manager takes "r".
+// Two holders. A handed attempt is refused where it overtakes the release
+// only when the head's token differs from the release's; before the
+// handoff W's attempt started once the release had returned at quorum.
+func TestAttack5TokenHandoffOvertakesRelease(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m, pcs := newPhaseManager(t, servers, slowRetries)
+	x, err := m.Lock(ctx, "r", redlock.TTL(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "attack5-shared-token"
+	got := make(chan *redlock.Lock, 2)
+	for i := 1; i <= 2; i++ {
+		go func() {
+			l, err := m.LockWait(ctx, "r", redlock.TTL(2*time.Minute), redlock.Token(token))
+			if err != nil {
+				t.Errorf("LockWait with Token: %v", err)
+			}
+			got <- l
+		}()
+		waitFor(t, 5*time.Second, "the callers with the token queued on r", func() bool { return redlock.Queued(m, "r") == i })
+	}
+	if err := x.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l1 := <-got // the head, handed x's release; W still waits (30 s retry delay)
+	if l1 == nil {
+		t.FailNow()
+	}
+	extGate := make(chan struct{})
+	ext0 := pcs[0].on("extend", "", extGate, nil)
+	ext1 := pcs[1].on("extend", "", extGate, nil)
+	extended := make(chan error, 1)
+	go func() { extended <- l1.Extend(ctx, 2*time.Minute) }()
+	waitFor(t, 5*time.Second, "L1's extension held on instances 0 and 1", func() bool {
+		return ext0.entered.Load() == 1 && ext1.entered.Load() == 1
+	})
+	unlocked := make(chan error, 1)
+	go func() { unlocked <- l1.Unlock(ctx) }()
+	var w *redlock.Lock
+	select {
+	case w = <-got:
+	case <-time.After(time.Second):
+		// Not handed the release ahead of it: W waits until the release
+		// has returned (or its retry delay); let the extension through.
+	}
+	close(extGate)
+	if err := <-extended; err != nil && !errors.Is(err, redlock.ErrNotHeld) {
+		t.Errorf("L1.Extend: %v", err)
+	}
+	if err := <-unlocked; err != nil {
+		t.Fatalf("L1.Unlock: %v", err)
+	}
+	if w == nil {
+		w = <-got
+	}
+	if w == nil {
+		t.FailNow()
+	}
+	checkSafety(t, "the lock handed to a caller of the releasing lock's token", servers, w, "r")
+	wantNotAcquiredByOther(t, ctx, servers, "r", w)
+	_ = w.Unlock(ctx)
 }

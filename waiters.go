@@ -193,7 +193,8 @@ func (s *waitSet) wake(key string) {
 // goes out at once, each call right behind the release's call to the same
 // instance (see handoff), instead of a round later once the release has
 // returned. It is an ordinary attempt: on an instance where it would come
-// before the release the key is still held and the instance refuses. It
+// before the release the key is still held and the instance refuses (the
+// release's token is private, never the head's: see Lock.unlock). It
 // returns the handoff, nil when no local caller waits; the release to n
 // instances, which follows prev (may be nil), must then be sent to every
 // instance with the predecessor (*handoffRelease)(h).
