@@ -27,6 +27,15 @@ package redlock_test
 //                                         the release then deleted its keys and another Manager
 //                                         took the lock (seen failing; fixed: only a private
 //                                         token's release is handed over)
+//   TestAttack5ExpiryOfLockHeldHereWakesWaiters
+//                                         liveness: a fixed-TTL lock that a queued caller took
+//                                         (held here: its key's watches and messages wake nobody)
+//                                         and left to expire woke nobody at its end (a lock nobody
+//                                         watches has no expiry timer, so Lock.lose never ran):
+//                                         the next waiter, whose watches were spent on the stale
+//                                         change, waited for its retry delay (seen failing: not
+//                                         acquired within 6 s at 30 s; fixed: a lock recorded as
+//                                         held here gets its expiry timer)
 //
 // Interleavings that held are kept as TestAttack5Held...
 //
@@ -349,4 +358,130 @@ func TestAttack5TokenHandoffOvertakesRelease(t *testing.T) {
 	checkSafety(t, "the lock handed to a caller of the releasing lock's token", servers, w, "r")
 	wantNotAcquiredByOther(t, ctx, servers, "r", w)
 	_ = w.Unlock(ctx)
+}
+
+// watchingClient is a phaseClient with a KeyWatcher whose changes the test
+// reports (fire) at the moment it chooses: the invalidation of a key
+// watched on the instance, delivered late.
+type watchingClient struct {
+	*phaseClient
+
+	mu       sync.Mutex
+	onChange func(string)
+	watched  map[string]bool
+}
+
+func (c *watchingClient) WatchKeys(_ context.Context, onChange func(string)) (redlock.KeyWatch, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onChange = onChange
+	return watchSession{c}, nil
+}
+
+// watching reports whether key is watched on the instance.
+func (c *watchingClient) watching(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watched[key]
+}
+
+// fire reports a change of key to the watch session, as once per watch.
+func (c *watchingClient) fire(key string) {
+	c.mu.Lock()
+	f, ok := c.onChange, c.watched[key]
+	delete(c.watched, key)
+	c.mu.Unlock()
+	if ok && f != nil {
+		f(key)
+	}
+}
+
+type watchSession struct{ c *watchingClient }
+
+func (s watchSession) Watch(_ context.Context, key string) (bool, error) {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.c.watched == nil {
+		s.c.watched = make(map[string]bool)
+	}
+	s.c.watched[key] = true
+	return true, nil
+}
+
+func (watchSession) Close() error { return nil }
+
+// TestAttack5ExpiryOfLockHeldHereWakesWaiters: L0 holds "k" for 2 minutes; W2
+// and W3 wait for it (30 s retry delay), and W3's refusal watches "k" on
+// every instance. L0's Unlock hands the release to W2, which takes "k"
+// with a 1 s lease that it never releases (a fixed-TTL lock left to
+// expire: normal use). The watches report the change (L0's release) only
+// once W2 holds "k": held here (heldHere), it wakes nobody, and the
+// watches are spent. W2's lock then ends at its deadline, and "k" expires:
+// W3 must get it then. Nothing woke it: no Unlock, no loss (a lock nobody
+// watches has no expiry timer, so Lock.lose never ran and nudged no
+// one), no watch, and W3's last refusal (by L0) said 2 minutes: it waited
+// for its 30 s retry delay.
+func TestAttack5ExpiryOfLockHeldHereWakesWaiters(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	loadScripts(t, servers)
+	wcs := make([]*watchingClient, len(servers))
+	clients := make([]redlock.Client, len(servers))
+	for i, s := range servers {
+		wcs[i] = &watchingClient{phaseClient: &phaseClient{inner: goredis.New(newGoRedis(t, s.Addr()))}}
+		clients[i] = wcs[i]
+	}
+	m, err := redlock.NewFromClients(clients, slowRetries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(t, m) })
+	l0, err := m.Lock(ctx, "k", redlock.TTL(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := make(chan *redlock.Lock, 1)
+	go func() {
+		l, err := m.LockWait(ctx, "k", redlock.TTL(time.Second))
+		if err != nil {
+			t.Errorf("W2: %v", err)
+		}
+		w2 <- l
+	}()
+	waitFor(t, 5*time.Second, "W2 queued on k", func() bool { return redlock.Queued(m, "k") == 1 })
+	w3ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
+	defer cancel()
+	w3 := make(chan error, 1)
+	go func() {
+		l, err := m.LockWait(w3ctx, "k", redlock.TTL(time.Minute))
+		if err == nil {
+			err = l.Unlock(context.Background())
+		}
+		w3 <- err
+	}()
+	waitFor(t, 5*time.Second, "W3 queued on k", func() bool { return redlock.Queued(m, "k") == 2 })
+	waitFor(t, 5*time.Second, "k watched on a quorum (the instances that refused)", func() bool {
+		n := 0
+		for _, c := range wcs {
+			if c.watching("k") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	if err := l0.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2 := <-w2 // left to expire
+	if l2 == nil {
+		t.FailNow()
+	}
+	for _, c := range wcs {
+		c.fire("k") // L0's release, reported late
+	}
+	if err := <-w3; err != nil {
+		t.Fatalf("W3 was not woken when the lock held here ended (W2's lease, %v after it was taken): %v (acquired after: %v)",
+			time.Second, err, redlock.AcquiredAfter(m))
+	}
 }

@@ -128,8 +128,20 @@ func (s *waitSet) join(keys []string, since uint64) *waiter {
 // taken, and it polls on its own anyway.
 func (s *waitSet) leave(w *waiter, acquired bool) {
 	key := w.keys[0]
+	var held *Lock // recorded in mine: see below
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer func() {
+		s.mu.Unlock()
+		if held != nil {
+			// Its end must wake the waiters, who heard no watch or
+			// message about its key meanwhile (see heldHere): an expiry
+			// timer makes a lock left to its TTL lost at its deadline
+			// (Lock.lose nudges them), not only at the next Valid.
+			held.mu.Lock()
+			held.watchLocked()
+			held.mu.Unlock()
+		}
+	}()
 	for _, k := range w.keys[1:] {
 		if o := remove(s.others[k], w); len(o) > 0 {
 			s.others[k] = o
@@ -152,6 +164,7 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 			s.mine = make(map[string]*Lock)
 		}
 		s.mine[key] = l
+		held = l
 	}
 	if !acquired {
 		q[0].signal(wakeQueue)
@@ -343,7 +356,8 @@ func (r *handoffRelease) pendingCh(i int) <-chan struct{} {
 // key watch's change about it is stale (the release before this lock, or
 // this lock's own acquisition) and wakes nobody: the waiters would only be
 // refused. This lock's Unlock wakes them (handOff, released), and so does
-// its loss (Lock.lose nudges its keys).
+// its loss (Lock.lose nudges its keys), its expiry included: a lock
+// recorded here gets its expiry timer (leave).
 func (s *waitSet) heldHere(key string) bool {
 	s.mu.Lock()
 	l := s.mine[key]

@@ -298,7 +298,7 @@ func TestWaitSetHandOff(t *testing.T) {
 		t.Fatal("the head was not handed the second release")
 	}
 	a.used = a.gate.Swap(nil)
-	a.got = &Lock{ks: keyset{keys: []string{"k"}}}
+	a.got = &Lock{m: &Manager{now: time.Now}, ks: keyset{keys: []string{"k"}}, gone: true}
 	s.leave(a, true)
 	if !h.tookLocked("k") {
 		t.Fatal("the release is not marked taken after the head acquired with it")
