@@ -638,3 +638,27 @@ func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 		t.Errorf("acquisitions after a nudge = %d, want 1 (woken by the loss); all: %v", n, AcquiredAfter(m))
 	}
 }
+
+// A release handed to the head of a semaphore's queue (its slot 0's key),
+// which acquired another slot with it: slot 0 is still free, and the next
+// waiter must be woken when the release returns (released). Before, the
+// release counted as taken for every key (TestAttack5HandoffTakenWakesOtherKeys
+// shows the same with LockMany).
+func TestWaitSetHandoffOtherSlotTaken(t *testing.T) {
+	var s waitSet
+	slots := []string{"s0", "s1", "s2"}
+	a := s.join(slots, s.releases.Load())
+	b := s.join(slots, s.releases.Load())
+	h := s.handOff([]string{"s0"}, 3, nil)
+	if h == nil || !signalled(a) {
+		t.Fatal("the head was not handed the release of slot 0")
+	}
+	a.used = a.gate.Swap(nil)
+	a.got = &Lock{m: &Manager{now: time.Now}, ks: keyset{keys: []string{"s2"}}, gone: true} // took slot 2
+	s.leave(a, true)
+	s.released("s0", h)
+	if !signalled(b) {
+		t.Error("the next waiter was not woken by the release of slot 0, which the head did not take")
+	}
+	s.leave(b, false)
+}
