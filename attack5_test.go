@@ -71,6 +71,7 @@ type phaseClient struct {
 // until replies (when not nil) is closed.
 type phase struct {
 	script, key string
+	token       string // when set, only the calls whose first argument it is
 	wait        <-chan struct{}
 	replies     <-chan struct{}
 	ran         chan struct{}
@@ -88,12 +89,21 @@ func (c *phaseClient) on(script, key string, wait, replies <-chan struct{}) *pha
 	return p
 }
 
-func (c *phaseClient) call(ctx context.Context, sha string, keys []string, do func() (any, error)) (any, error) {
+// onToken is on for the calls of script under token (first argument).
+func (c *phaseClient) onToken(script, key, token string, wait, replies <-chan struct{}) *phase {
+	p := c.on(script, key, wait, replies)
+	c.mu.Lock()
+	p.token = token
+	c.mu.Unlock()
+	return p
+}
+
+func (c *phaseClient) call(ctx context.Context, sha string, keys, args []string, do func() (any, error)) (any, error) {
 	name := scriptName(sha)
 	var p *phase
 	c.mu.Lock()
 	for _, r := range c.rules {
-		if r.script == name && (r.key == "" || len(keys) > 0 && keys[0] == r.key) {
+		if r.script == name && (r.key == "" || len(keys) > 0 && keys[0] == r.key) && (r.token == "" || len(args) > 0 && args[0] == r.token) {
 			p = r
 			break
 		}
@@ -124,11 +134,11 @@ func (c *phaseClient) call(ctx context.Context, sha string, keys []string, do fu
 }
 
 func (c *phaseClient) EvalSha(ctx context.Context, sha string, keys, args []string) (any, error) {
-	return c.call(ctx, sha, keys, func() (any, error) { return c.inner.EvalSha(ctx, sha, keys, args) })
+	return c.call(ctx, sha, keys, args, func() (any, error) { return c.inner.EvalSha(ctx, sha, keys, args) })
 }
 
 func (c *phaseClient) Eval(ctx context.Context, src string, keys, args []string) (any, error) {
-	return c.call(ctx, sha1Hex(src), keys, func() (any, error) { return c.inner.Eval(ctx, src, keys, args) })
+	return c.call(ctx, sha1Hex(src), keys, args, func() (any, error) { return c.inner.Eval(ctx, src, keys, args) })
 }
 
 // newPhaseManager is a Manager over phaseClients (go-redis underneath, the
@@ -484,4 +494,64 @@ func TestAttack5ExpiryOfLockHeldHereWakesWaiters(t *testing.T) {
 		t.Fatalf("W3 was not woken when the lock held here ended (W2's lease, %v after it was taken): %v (acquired after: %v)",
 			time.Second, err, redlock.AcquiredAfter(m))
 	}
+}
+
+// TestAttack5HeldHandoffFenced: fenced locks handed over in a chain: each
+// head's acquisition follows the release handed to it, and its fence round
+// follows its acquisition; every holder's fencing token must exceed the
+// one before, and each holder holds a quorum. The release's replies are
+// held until the head has acquired (so the head's attempt, and its fence
+// round, ran with the release still on its way), and the head's
+// acquisition on each instance runs only after the release ran there.
+func TestAttack5HeldHandoffFenced(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 3)
+	m, pcs := newPhaseManager(t, servers, slowRetries)
+	prev, err := m.Lock(ctx, "f", redlock.TTL(2*time.Minute), redlock.Fenced())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 3; round++ {
+		got := make(chan *redlock.Lock, 1)
+		go func() {
+			l, err := m.LockWait(ctx, "f", redlock.TTL(2*time.Minute), redlock.Fenced())
+			if err != nil {
+				t.Errorf("W: %v", err)
+			}
+			got <- l
+		}()
+		waitFor(t, 5*time.Second, "W queued on f", func() bool { return redlock.Queued(m, "f") == 1 })
+		replies := make(chan struct{})
+		token := servers[0].Do(t, "GET", "f") // prev's (not read with Token: that ends handoffs)
+		for _, pc := range pcs {
+			pc.mu.Lock()
+			pc.rules = nil
+			pc.mu.Unlock()
+			rel := pc.onToken("release", "f", token, nil, replies)
+			pc.on("acquire_many", "f", rel.ran, nil) // a fenced lock takes its key and counter
+		}
+		unlocked := make(chan error, 1)
+		go func() { unlocked <- prev.Unlock(ctx) }()
+		w := <-got
+		close(replies)
+		if err := <-unlocked; err != nil {
+			t.Fatalf("round %d: Unlock: %v", round, err)
+		}
+		if w == nil {
+			t.FailNow()
+		}
+		if w.Fence() <= prev.Fence() {
+			t.Errorf("round %d: the head's fencing token %d does not exceed the last holder's %d", round, w.Fence(), prev.Fence())
+		}
+		// Not checkSafety yet: it reads w.Token, and a lock whose token
+		// was read hands no release over (see Lock.private).
+		wantNotAcquiredByOther(t, ctx, servers, "f", w)
+		prev = w
+	}
+	checkSafety(t, "the last of the fenced locks handed over", servers, prev, "f")
+	if n := redlock.AcquiredAfter(m)["handoff"]; n != 3 {
+		t.Errorf("%d acquisitions behind a handed release, want 3: %v", n, redlock.AcquiredAfter(m))
+	}
+	_ = prev.Unlock(ctx)
 }
