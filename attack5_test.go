@@ -10,7 +10,8 @@ package redlock_test
 // or holds one phase on every instance: a release that has run on the
 // server but whose reply is held, an acquisition that waits until that
 // release has run. The clients have no release messages or key watches
-// (a custom Client, a cluster client), so the waits below end only by a
+// (a custom Client, a cluster client; one test adds a key watch whose
+// changes it reports when it chooses), so the waits below end only by a
 // wake-up of the Manager itself or by the retry delay.
 //
 // Findings:
