@@ -68,3 +68,12 @@ func DirectCallsOn(m *Manager) []bool {
 	}
 	return on
 }
+
+// Queued returns how many calls of m wait in the local queue of resource's
+// key (see waitSet).
+func Queued(m *Manager, resource string) int {
+	s := &m.waits
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q[m.cfg.KeyPrefix+resource])
+}

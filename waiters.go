@@ -128,8 +128,20 @@ func (s *waitSet) join(keys []string, since uint64) *waiter {
 // taken, and it polls on its own anyway.
 func (s *waitSet) leave(w *waiter, acquired bool) {
 	key := w.keys[0]
+	var held *Lock // recorded in mine: see below
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer func() {
+		s.mu.Unlock()
+		if held != nil {
+			// Its end must wake the waiters, who heard no watch or
+			// message about its key meanwhile (see heldHere): an expiry
+			// timer makes a lock left to its TTL lost at its deadline
+			// (Lock.lose nudges them), not only at the next Valid.
+			held.mu.Lock()
+			held.watchLocked()
+			held.mu.Unlock()
+		}
+	}()
 	for _, k := range w.keys[1:] {
 		if o := remove(s.others[k], w); len(o) > 0 {
 			s.others[k] = o
@@ -137,8 +149,8 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 			delete(s.others, k)
 		}
 	}
-	if acquired && w.used != nil {
-		w.used.taken = true
+	if acquired && w.used != nil && w.got != nil {
+		w.used.taken = append(w.used.taken, w.got)
 	}
 	q := remove(s.q[key], w)
 	if len(q) == 0 {
@@ -152,6 +164,7 @@ func (s *waitSet) leave(w *waiter, acquired bool) {
 			s.mine = make(map[string]*Lock)
 		}
 		s.mine[key] = l
+		held = l
 	}
 	if !acquired {
 		q[0].signal(wakeQueue)
@@ -193,7 +206,8 @@ func (s *waitSet) wake(key string) {
 // goes out at once, each call right behind the release's call to the same
 // instance (see handoff), instead of a round later once the release has
 // returned. It is an ordinary attempt: on an instance where it would come
-// before the release the key is still held and the instance refuses. It
+// before the release the key is still held and the instance refuses (the
+// release's token is private, never the head's: see Lock.unlock). It
 // returns the handoff, nil when no local caller waits; the release to n
 // instances, which follows prev (may be nil), must then be sent to every
 // instance with the predecessor (*handoffRelease)(h).
@@ -220,8 +234,9 @@ func (s *waitSet) handOff(keys []string, n int, prev predecessor) *handoff {
 // released is wake once the release h (nil: none was handed) has returned
 // at quorum: the waiters handed h that are still queued (their attempt
 // failed, or has not returned) are signalled again, and the others as by
-// wake, unless one of the waiters handed h acquired the lock with it: they
-// would only find it taken.
+// wake, unless a waiter handed h acquired key with it: they would only find
+// it taken. A waiter that acquired another key of the release (a LockMany
+// lock's, a semaphore's other slot) took nothing from key's waiters.
 func (s *waitSet) released(key string, h *handoff) {
 	s.releases.Add(1)
 	if h == nil {
@@ -230,10 +245,11 @@ func (s *waitSet) released(key string, h *handoff) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if q := s.q[key]; len(q) > 0 && (!h.taken || q[0].handed == h) {
+	taken := h.tookLocked(key)
+	if q := s.q[key]; len(q) > 0 && (!taken || q[0].handed == h) {
 		q[0].signal(wakeReleased)
 	}
-	if h.taken {
+	if taken {
 		return
 	}
 	for _, w := range s.others[key] {
@@ -261,16 +277,31 @@ type handoff struct {
 	marked []atomic.Bool // marked[i]: the release's call to instance i is issued
 	mu     sync.Mutex    // guards waitCh
 	waitCh []chan struct{}
-	taken  bool // a waiter handed this release acquired with it; guarded by waitSet.mu
+	// taken holds the locks that waiters handed this release acquired
+	// with it; guarded by waitSet.mu.
+	taken []*Lock
 
 	markedArr [smallN]atomic.Bool
 	chArr     [smallN]chan struct{}
+	takenArr  [1]*Lock
+}
+
+// tookLocked reports whether a waiter handed h acquired key with it.
+// Callers hold waitSet.mu.
+func (h *handoff) tookLocked(key string) bool {
+	for _, l := range h.taken {
+		if slices.Contains(l.ks.keys, key) {
+			return true
+		}
+	}
+	return false
 }
 
 // newHandoff returns the handoff of a release to n instances that follows
 // prev (may be nil).
 func newHandoff(n int, prev predecessor) *handoff {
 	h := &handoff{prev: prev}
+	h.taken = h.takenArr[:0]
 	if n <= smallN {
 		h.marked, h.waitCh = h.markedArr[:n], h.chArr[:n]
 	} else {
@@ -325,7 +356,8 @@ func (r *handoffRelease) pendingCh(i int) <-chan struct{} {
 // key watch's change about it is stale (the release before this lock, or
 // this lock's own acquisition) and wakes nobody: the waiters would only be
 // refused. This lock's Unlock wakes them (handOff, released), and so does
-// its loss (Lock.lose nudges its keys).
+// its loss (Lock.lose nudges its keys), its expiry included: a lock
+// recorded here gets its expiry timer (leave).
 func (s *waitSet) heldHere(key string) bool {
 	s.mu.Lock()
 	l := s.mine[key]

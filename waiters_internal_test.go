@@ -298,8 +298,9 @@ func TestWaitSetHandOff(t *testing.T) {
 		t.Fatal("the head was not handed the second release")
 	}
 	a.used = a.gate.Swap(nil)
+	a.got = &Lock{m: &Manager{now: time.Now}, ks: keyset{keys: []string{"k"}}, gone: true}
 	s.leave(a, true)
-	if !h.taken {
+	if !h.tookLocked("k") {
 		t.Fatal("the release is not marked taken after the head acquired with it")
 	}
 	s.released("k", h)
@@ -635,5 +636,112 @@ func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 	}
 	if n := m.acquiredAfter[wakeNudged].Load(); n != 1 {
 		t.Errorf("acquisitions after a nudge = %d, want 1 (woken by the loss); all: %v", n, AcquiredAfter(m))
+	}
+}
+
+// A release handed to the head of a semaphore's queue (its slot 0's key),
+// which acquired another slot with it: slot 0 is still free, and the next
+// waiter must be woken when the release returns (released). Before, the
+// release counted as taken for every key (TestAttack5HandoffTakenWakesOtherKeys
+// shows the same with LockMany).
+func TestWaitSetHandoffOtherSlotTaken(t *testing.T) {
+	var s waitSet
+	slots := []string{"s0", "s1", "s2"}
+	a := s.join(slots, s.releases.Load())
+	b := s.join(slots, s.releases.Load())
+	h := s.handOff([]string{"s0"}, 3, nil)
+	if h == nil || !signalled(a) {
+		t.Fatal("the head was not handed the release of slot 0")
+	}
+	a.used = a.gate.Swap(nil)
+	a.got = &Lock{m: &Manager{now: time.Now}, ks: keyset{keys: []string{"s2"}}, gone: true} // took slot 2
+	s.leave(a, true)
+	s.released("s0", h)
+	if !signalled(b) {
+		t.Error("the next waiter was not woken by the release of slot 0, which the head did not take")
+	}
+	s.leave(b, false)
+}
+
+// directSpy wraps a Client and records, per script, whether each call ran
+// on its caller's goroutine (a direct round: see instance.direct).
+type directSpy struct {
+	Client
+	mu    sync.Mutex
+	calls map[string][]bool // script SHA1 → direct, per call
+}
+
+func (c *directSpy) EvalSha(ctx context.Context, sha string, keys, args []string) (any, error) {
+	rc, ok := ctx.(*roundCtx)
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = make(map[string][]bool)
+	}
+	c.calls[sha] = append(c.calls[sha], ok && rc.direct)
+	c.mu.Unlock()
+	return c.Client.EvalSha(ctx, sha, keys, args)
+}
+
+func (c *directSpy) of(s *script) []bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]bool(nil), c.calls[s.sha]...)
+}
+
+// At N=1 a round of one call may run on its caller's goroutine (and, on a
+// dialed server, over a connection of its own), but a release handed to a
+// waiter must not, nor the waiter's attempt behind it: both must go to the
+// one pipelined connection, in order (see handoff). Here the lock's own
+// acquisition runs direct (the spy can tell), its handed release and the
+// head's attempt do not.
+func TestHandoffN1NotDirect(t *testing.T) {
+	servers := redistest.Start(t, 1)
+	cfg, err := Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := Endpoint{Addr: servers[0].Addr()}
+	c, closer, err := dialRueidis(ep, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy := &directSpy{Client: plainClient{c}}
+	m := newManager([]*instance{{client: spy, name: ep.String()}}, []io.Closer{closer}, cfg)
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	held, err := m.Lock(ctx, "n1", TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spy.of(scriptAcquire); len(got) != 1 || !got[0] {
+		t.Fatalf("the first acquisition's calls ran direct: %v, want [true] (the spy cannot tell otherwise)", got)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l, err := m.LockWait(ctx, "n1", TTL(time.Minute))
+		if err == nil {
+			err = l.Unlock(ctx)
+		}
+		got <- err
+	}()
+	waitQueued(t, m, m.cfg.KeyPrefix+"n1", 1)
+	if err := held.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if m.handoffTries.Load() != 1 {
+		t.Fatalf("%d attempts followed a handed release, want 1", m.handoffTries.Load())
+	}
+	acq, rel := spy.of(scriptAcquire), spy.of(scriptRelease)
+	// acq: the first acquisition, the waiter's refused one (direct: not
+	// queued yet), its handed one; rel: the handed release, the waiter's.
+	if len(acq) != 3 || acq[2] {
+		t.Errorf("acquisitions ran direct: %v, want the third (handed) not", acq)
+	}
+	if len(rel) != 2 || rel[0] {
+		t.Errorf("releases ran direct: %v, want the first (handed) not", rel)
 	}
 }
