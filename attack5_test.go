@@ -247,7 +247,7 @@ func TestAttack5HeldHandedReleaseBehindExtend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token1 := servers[0].Do(t, "GET", "r")
+	token1 := tokenOnAll(t, servers, "r")
 	got := make(chan *redlock.Lock, 1)
 	go func() {
 		l, err := m.LockWait(ctx, "r", redlock.TTL(2*time.Minute))
@@ -524,7 +524,7 @@ func TestAttack5HeldHandoffFenced(t *testing.T) {
 		}()
 		waitFor(t, 5*time.Second, "W queued on f", func() bool { return redlock.Queued(m, "f") == 1 })
 		replies := make(chan struct{})
-		token := servers[0].Do(t, "GET", "f") // prev's (not read with Token: that ends handoffs)
+		token := tokenOnAll(t, servers, "f") // prev's (not read with Token: that ends handoffs)
 		for _, pc := range pcs {
 			pc.mu.Lock()
 			pc.rules = nil
@@ -555,4 +555,25 @@ func TestAttack5HeldHandoffFenced(t *testing.T) {
 		t.Errorf("%d acquisitions behind a handed release, want 3: %v", n, redlock.AcquiredAfter(m))
 	}
 	_ = prev.Unlock(ctx)
+}
+
+// tokenOnAll waits until every server holds key with one value (a lock
+// returns at quorum: the last instance's call may still be on its way) and
+// returns it. It reads the servers, not Lock.Token, which ends handoffs.
+func tokenOnAll(t *testing.T, servers []*redistest.Server, key string) string {
+	t.Helper()
+	var v string
+	waitFor(t, 5*time.Second, "key "+key+" set on every instance", func() bool {
+		v = servers[0].Do(t, "GET", key)
+		if v == "(nil)" {
+			return false
+		}
+		for _, s := range servers[1:] {
+			if s.Do(t, "GET", key) != v {
+				return false
+			}
+		}
+		return true
+	})
+	return v
 }
