@@ -503,18 +503,21 @@ func TestAttack2HeldNoTopUpAfterExpiry(t *testing.T) {
 // by another token (no top-up), and the other client, refused on A and B,
 // releases C. Then the same with the holder's extension reaching C first
 // (C answers missing): its top-up runs after the other client's SET and
-// finds it (-1), and sets nothing.
+// finds it (-1), and sets nothing. NodeTimeout is long: a call held at a
+// gate while the test does the next step must not reach its round's
+// deadline (a clean-up release not sent behind a held acquisition leaves
+// C's key, seen on a loaded CI run: "C free again" timed out).
 func TestAttack2HeldTopUpNeverOverAcquisition(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second})
 	l, err := m.Lock(ctx, "res", redlock.TTL(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantKeyEverywhere(t, servers, "res", l.Token(), 10*time.Second)
-	other, ogs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second, RetryCount: 1})
+	other, ogs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second, RetryCount: 1})
 
 	// 1. The other client's SET on C first.
 	servers[2].Do(t, "DEL", "res")
