@@ -876,7 +876,10 @@ func TestAttackOOMIsTransient(t *testing.T) {
 	servers := redistest.Start(t, 3)
 	big := string(bytes.Repeat([]byte("x"), 1<<20))
 	for _, s := range servers {
-		s.Do(t, "SET", "ballast", big, "PX", "400")
+		// No TTL yet: it is set once the probe below has seen the
+		// instances full (on a loaded machine the set-up can take longer
+		// than the ballast's 400 ms).
+		s.Do(t, "SET", "ballast", big)
 		used := s.Do(t, "MEMORY", "USAGE", "ballast")
 		t.Logf("%s: ballast uses %s bytes", s, used)
 		s.Do(t, "CONFIG", "SET", "maxmemory-policy", "noeviction")
@@ -898,6 +901,9 @@ func TestAttackOOMIsTransient(t *testing.T) {
 		t.Fatal("TryLock succeeded on instances over maxmemory: the setup did not make them full")
 	} else {
 		t.Logf("TryLock while full: %v", err)
+	}
+	for _, s := range servers {
+		s.Do(t, "PEXPIRE", "ballast", "400")
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
