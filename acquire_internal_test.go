@@ -21,10 +21,7 @@ import (
 // clean-up's release message woke it after every attempt).
 func TestNoRetryStormWithMajorityDown(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	servers[1].Stop(t)
 	servers[2].Stop(t)
 	const window = 3 * time.Second
@@ -116,10 +113,7 @@ func explainStrayLock(t *testing.T, m *Manager, l *Lock, servers []*redistest.Se
 // retried until its ctx ended.
 func TestWrongTypeIsRejected(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	m, err := New(eps, Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -163,10 +157,7 @@ func TestWrongTypeIsRejected(t *testing.T) {
 // as long as the LockWait did.
 func TestQueuedLockKeepsItsBudget(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	m, err := New(eps, Config{RetryCount: 3, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -258,4 +249,13 @@ func TestBackoffGrowsWhileMajorityDown(t *testing.T) {
 	if n > 20 {
 		t.Errorf("%d attempts in 1s with 2 of 3 instances down: the backoff did not grow", n)
 	}
+}
+
+// serverURLs returns the servers' URLs, the endpoints of a Manager over them.
+func serverURLs(servers []*redistest.Server) []string {
+	eps := make([]string, 0, len(servers))
+	for _, s := range servers {
+		eps = append(eps, s.URL())
+	}
+	return eps
 }

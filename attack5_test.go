@@ -258,17 +258,9 @@ func TestAttack5HeldHandedReleaseBehindExtend(t *testing.T) {
 	}()
 	waitFor(t, 5*time.Second, "W queued on r", func() bool { return redlock.Queued(m, "r") == 1 })
 
-	extGate := make(chan struct{})
-	ext0 := pcs[0].on("extend", "", extGate, nil)
-	ext1 := pcs[1].on("extend", "", extGate, nil)
 	acq0 := pcs[0].on("acquire", "r", nil, nil)
-	extended := make(chan error, 1)
-	go func() { extended <- l1.Extend(ctx, 2*time.Minute) }()
-	waitFor(t, 5*time.Second, "L1's extension held on instances 0 and 1", func() bool {
-		return ext0.entered.Load() == 1 && ext1.entered.Load() == 1
-	})
-	unlocked := make(chan error, 1)
-	go func() { unlocked <- l1.Unlock(ctx) }()
+	extGate := make(chan struct{})
+	extended, unlocked := unlockBehindHeldExtend(t, ctx, pcs, l1, extGate)
 	// W's handed attempt reaches instance 0 ahead of the release (held
 	// behind the extension): it runs there and must be refused.
 	waitFor(t, 5*time.Second, "W's handed attempt on instance 0", func() bool { return acq0.calls.Load() >= 1 })
@@ -337,15 +329,7 @@ func TestAttack5TokenHandoffOvertakesRelease(t *testing.T) {
 		t.FailNow()
 	}
 	extGate := make(chan struct{})
-	ext0 := pcs[0].on("extend", "", extGate, nil)
-	ext1 := pcs[1].on("extend", "", extGate, nil)
-	extended := make(chan error, 1)
-	go func() { extended <- l1.Extend(ctx, 2*time.Minute) }()
-	waitFor(t, 5*time.Second, "L1's extension held on instances 0 and 1", func() bool {
-		return ext0.entered.Load() == 1 && ext1.entered.Load() == 1
-	})
-	unlocked := make(chan error, 1)
-	go func() { unlocked <- l1.Unlock(ctx) }()
+	extended, unlocked := unlockBehindHeldExtend(t, ctx, pcs, l1, extGate)
 	var w *redlock.Lock
 	select {
 	case w = <-got:
@@ -576,4 +560,22 @@ func tokenOnAll(t *testing.T, servers []*redistest.Server, key string) string {
 		return true
 	})
 	return v
+}
+
+// unlockBehindHeldExtend starts l.Extend, held before instances 0 and 1
+// until gate is closed, waits until both calls are held there, then starts
+// l.Unlock, whose release follows the extension on each instance. It
+// returns the channels of Extend's and Unlock's results.
+func unlockBehindHeldExtend(t *testing.T, ctx context.Context, pcs []*phaseClient, l *redlock.Lock, gate chan struct{}) (extended, unlocked <-chan error) {
+	t.Helper()
+	ext0 := pcs[0].on("extend", "", gate, nil)
+	ext1 := pcs[1].on("extend", "", gate, nil)
+	e := make(chan error, 1)
+	go func() { e <- l.Extend(ctx, 2*time.Minute) }()
+	waitFor(t, 5*time.Second, "the extension held on instances 0 and 1", func() bool {
+		return ext0.entered.Load() == 1 && ext1.entered.Load() == 1
+	})
+	u := make(chan error, 1)
+	go func() { u <- l.Unlock(ctx) }()
+	return e, u
 }

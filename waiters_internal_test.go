@@ -107,10 +107,7 @@ func TestWaitSetManyKeys(t *testing.T) {
 // delay is far longer than the test's deadline.
 func TestLockManyWakesOnRelease(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	// Enough attempts for the wake-ups that are not for it (a first attempt
 	// that got a yes releases it and wakes the queue; late release
 	// messages), few enough that polling alone could not succeed.
@@ -171,10 +168,7 @@ func waitQueued(t *testing.T, m *Manager, key string, n int) {
 // when the waiter before it acquired the lock.
 func TestLockWaitQueuedAfterExpiry(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	m, err := New(eps, Config{RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -210,10 +204,7 @@ func TestLockWaitQueuedAfterExpiry(t *testing.T) {
 // attempts: the clean-up of its own attempt must not wake it.
 func TestLockWaitRetryDelayWithInstanceDown(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	const delay = 200 * time.Millisecond
 	m, err := New(eps, Config{RetryDelayMin: delay, RetryDelayMax: delay, NodeTimeout: 100 * time.Millisecond})
 	if err != nil {
@@ -421,10 +412,7 @@ func TestUnlockHandsOffToHead(t *testing.T) {
 // refused everywhere; the holder keeps the lock and releases it.
 func TestHandoffEarlyAttemptRefused(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	m, err := New(eps, Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -510,10 +498,7 @@ func TestWaitSetHeldHere(t *testing.T) {
 // report this lock's own release (and the next acquisition) to them.
 func TestRefusalByLockHeldHereNotWatched(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -585,10 +570,7 @@ func watched(m *Manager) int {
 // TTL is left, nothing else would wake the last waiter within its 20 s.
 func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	var eps []string
-	for _, s := range servers {
-		eps = append(eps, s.URL())
-	}
+	eps := serverURLs(servers)
 	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute, DefaultTTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
