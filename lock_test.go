@@ -537,3 +537,68 @@ func TestDoReportsLoss(t *testing.T) {
 		t.Errorf("Do after a loss: %v, want fn's own error too", err)
 	}
 }
+
+// TestSevenInstances: N=7, above the instance count whose per-instance
+// state a round keeps inline (the rounds, outcomes, handoffs and clean-ups
+// allocate theirs). Lock, Extend, a local waiter handed the Unlock,
+// LockMany, and a quorum of 4 with 3 instances down, and none with 4.
+func TestSevenInstances(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	servers := redistest.Start(t, 7)
+	m := newManager(t, servers, redlock.Config{})
+	other := newManager(t, servers, redlock.Config{RetryCount: 1})
+	l, err := m.Lock(ctx, "seven", redlock.TTL(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.TryLock(ctx, "seven"); !errors.Is(err, redlock.ErrNotAcquired) {
+		t.Errorf("TryLock of a held lock: %v, want ErrNotAcquired", err)
+	}
+	if err := l.Extend(ctx, 2*time.Minute); err != nil {
+		t.Fatalf("Extend: %v", err)
+	}
+	waitPTTLAbove(t, servers, "seven", 60000)
+	got := make(chan *redlock.Lock, 1)
+	go func() {
+		w, err := m.LockWait(ctx, "seven", redlock.TTL(time.Minute))
+		if err != nil {
+			t.Errorf("LockWait: %v", err)
+		}
+		got <- w
+	}()
+	waitFor(t, 5*time.Second, "the waiter queued", func() bool { return redlock.Queued(m, "seven") == 1 })
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	w := <-got
+	if w == nil {
+		t.FailNow()
+	}
+	wantKeyEverywhere(t, servers, "seven", w.Token(), time.Minute)
+	if err := w.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	many, err := m.LockMany(ctx, []string{"a", "b", "c"}, redlock.TTL(time.Minute))
+	if err != nil {
+		t.Fatalf("LockMany: %v", err)
+	}
+	if err := many.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantNoKeys(t, servers)
+	for _, s := range servers[4:] {
+		s.Stop(t)
+	}
+	l, err = m.Lock(ctx, "degraded", redlock.TTL(time.Minute))
+	if err != nil {
+		t.Fatalf("Lock with 4 of 7 up: %v", err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("Unlock with 4 of 7 up: %v", err)
+	}
+	servers[3].Stop(t)
+	if _, err := m.TryLock(ctx, "degraded"); !errors.Is(err, redlock.ErrUnavailable) {
+		t.Errorf("TryLock with 3 of 7 up: %v, want ErrUnavailable", err)
+	}
+}

@@ -37,7 +37,7 @@ type reply struct {
 
 // smallN is the instance count up to which a round and its outcome keep
 // their per-instance state inline (no extra allocations).
-const smallN = 8
+const smallN = 5
 
 // round is one fan-out of a script to every instance (or a subset).
 type round struct {
