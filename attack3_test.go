@@ -480,7 +480,9 @@ func TestAttack3HeldWatchConnectionKilled(t *testing.T) {
 // stuck extensions arrive: rw_read_extend removes the expired share first
 // and answers 0, so the share is not re-created beside the writer's key;
 // the writer stays held by a quorum while Valid, and the reader is not
-// Valid.
+// Valid. (Where the share expires last, the writer may have been refused
+// and the late extension find the share still live: it extends it there,
+// a minority without the writer. Seen once on a loaded CI run.)
 func TestAttack3HeldRWLateReaderExtend(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -524,10 +526,25 @@ func TestAttack3HeldRWLateReaderExtend(t *testing.T) {
 			t.Logf("late rw_read_extend on %s: %v", instanceNames[i], v)
 		}
 	}
+	shares := 0
 	for i, s := range servers {
-		if got := s.Do(t, "ZSCORE", "{"+name+"}:redlock-readers", r.Token()); got != "(nil)" {
-			t.Errorf("%s: the reader's share is back beside the writer (score %s)", instanceNames[i], got)
+		got := s.Do(t, "ZSCORE", "{"+name+"}:redlock-readers", r.Token())
+		if got == "(nil)" {
+			continue
 		}
+		shares++
+		if wk := get(t, s, name); wk != "(nil)" {
+			t.Errorf("%s: the reader's share is back beside the writer's key %q (score %s)", instanceNames[i], wk, got)
+		} else {
+			// Its share here expired last (its RLock call arrived last),
+			// the writer was refused here and took the others, and the
+			// late extension found the share still live: it may extend
+			// it, on a minority, where the writer is not.
+			t.Logf("%s: the late extension found the share live, where the writer is not (score %s)", instanceNames[i], got)
+		}
+	}
+	if shares >= len(servers)/2+1 {
+		t.Errorf("the reader's share is back on %d of %d instances", shares, len(servers))
 	}
 	checkSafety(t, "the writer after the reader's late extensions", servers, w, name)
 	if _, err := wm.RWMutex(name).TryRLock(ctx, redlock.TTL(time.Second)); !errors.Is(err, redlock.ErrNotAcquired) {
