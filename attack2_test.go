@@ -458,19 +458,23 @@ func TestAttack2HeldTopUpBeforeUnlock(t *testing.T) {
 	}
 }
 
-// TestAttack2HeldNoTopUpAfterExpiry: a lock (TTL 400ms) whose key C lost;
+// TestAttack2HeldNoTopUpAfterExpiry: a lock (TTL 2s) whose key C lost;
 // Extend(5s) runs on A and B but their replies are held until the lock's
 // deadline has passed: the extension succeeded on a quorum, too late. The
 // lock is lost, Extend says ErrNotHeld, and no top-up re-creates C's key.
 // (A's and B's keys do keep the 5s lease of that extension: a caller that
 // does not Unlock after ErrNotHeld leaves them for 5s, the lease it asked
-// for.)
+// for.) The lease is 2s, not shorter: the set-up between Lock and Extend
+// (C's key read, DEL, each on a fresh connection) must finish while the
+// lock is still valid, or Extend fails at once and no reply is ever held
+// (it used to be 400ms). NodeTimeout 10s: the held replies' deadline,
+// min(NodeTimeout, 5s), must not pass before the lock's deadline does.
 func TestAttack2HeldNoTopUpAfterExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 3 * time.Second})
-	l, err := m.Lock(ctx, "res", redlock.TTL(400*time.Millisecond))
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second})
+	l, err := m.Lock(ctx, "res", redlock.TTL(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +485,7 @@ func TestAttack2HeldNoTopUpAfterExpiry(t *testing.T) {
 	hB := gs[1].holdCalls(true, onScriptArg("extend", 1, "5000"))
 	ext := goErr(func() error { return l.Extend(ctx, 5*time.Second) })
 	waitFor(t, 3*time.Second, "A's and B's replies held", func() bool { return hA.held.Load() == 1 && hB.held.Load() == 1 })
-	waitFor(t, 3*time.Second, "the lock's deadline to pass", func() bool { return time.Now().After(until.Add(10 * time.Millisecond)) })
+	waitFor(t, 5*time.Second, "the lock's deadline to pass", func() bool { return time.Now().After(until.Add(10 * time.Millisecond)) })
 	hA.release()
 	hB.release()
 	err = recv(t, ext, 3*time.Second, "Extend")
