@@ -1038,17 +1038,21 @@ func TestAttack2HeldLoadingIsTransient(t *testing.T) {
 }
 
 // TestAttack2HeldBatchSkipsPendingThenClose: an auto-extended lock
-// (DefaultTTL 600ms) whose manual Extend is held before C (reply pending
-// until its 2s deadline) when the watchdog batch runs: the batch extends
-// it on A and B without waiting (C skipped), and waits for C's pending
-// call off its path. Close during that wait returns once the held call
-// ends, releases the lock, and leaves no goroutine behind (TestMain's
-// goleak check).
+// (DefaultTTL 3s) whose manual Extend is held before C (pending until its
+// deadline, min(NodeTimeout, TTL) = 3s) when the watchdog batch runs
+// (0.6×TTL after the Extend's start): the batch extends it on A and B
+// without waiting (C skipped), and waits for C's pending call off its
+// path. Close during that wait returns once the held call ends, releases
+// the lock, and leaves no goroutine behind (TestMain's goleak check).
+// The batch must come before the held call's deadline: 0.4×TTL apart, so
+// the TTL is 3s (1.2s of slack); with 600ms (240ms of slack) a batch
+// delayed on a loaded machine came after C's call had ended and was sent
+// to C ("the batch reached C"), and Lock to Extend had to fit in 600ms.
 func TestAttack2HeldBatchSkipsPendingThenClose(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 600 * time.Millisecond, NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 3 * time.Second, NodeTimeout: 10 * time.Second})
 	l, err := m.Lock(ctx, "res")
 	if err != nil {
 		t.Fatal(err)
