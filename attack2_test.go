@@ -914,11 +914,13 @@ func TestAttack2BatchDeadlineFromShortestTTL(t *testing.T) {
 // (1) C's reply arrives after Extend returned: C gets the key back, with
 // no more than the extension's lease. (2) The lock is unlocked before C's
 // reply arrives: no top-up, and C holds nothing after its release.
+// NodeTimeout is long: C's reply is held while the test goes on (Unlock in
+// (2)), and a reply dropped at its deadline would send no top-up in (1).
 func TestAttack2HeldLateTopUp(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second})
 	for _, unlock := range []bool{false, true} {
 		res := fmt.Sprintf("late-%v", unlock)
 		l, err := m.Lock(ctx, res, redlock.TTL(5*time.Second))
