@@ -30,6 +30,17 @@ func TestStatusShowsRunHolder(t *testing.T) {
 	for _, s := range servers { // run returned from Lock at quorum: the last key may lag
 		waitFor(t, s.String()+" to hold the metadata", func() bool { return s.Do(t, "GET", "{nightly}:redlock-meta") != "(nil)" })
 	}
+	// So may the fence round's counter, which follows the acquisition and
+	// returns at quorum too: wait until every instance holds one value.
+	waitFor(t, "the fencing counter on every instance", func() bool {
+		v := servers[0].Do(t, "GET", "{nightly}:redlock-fence")
+		for _, s := range servers[1:] {
+			if s.Do(t, "GET", "{nightly}:redlock-fence") != v {
+				return false
+			}
+		}
+		return v != "(nil)"
+	})
 
 	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("nightly"))...)
 	if r.code != 0 {
