@@ -154,6 +154,16 @@ func lockEverywhere(t *testing.T, m *redlock.Manager, servers []*redistest.Serve
 	return l
 }
 
+// keyEverywhere waits until every server holds key: run returns from
+// Lock once a quorum answered (and starts the command), and the last
+// instance's key may land a moment later.
+func keyEverywhere(t *testing.T, servers []*redistest.Server, key string) {
+	t.Helper()
+	for _, s := range servers {
+		waitFor(t, s.String()+" to hold "+key, func() bool { return s.Do(t, "EXISTS", key) == "1" })
+	}
+}
+
 // pttl is the PTTL of key on s.
 func pttl(t *testing.T, s *redistest.Server, key string) time.Duration {
 	t.Helper()
