@@ -458,19 +458,23 @@ func TestAttack2HeldTopUpBeforeUnlock(t *testing.T) {
 	}
 }
 
-// TestAttack2HeldNoTopUpAfterExpiry: a lock (TTL 400ms) whose key C lost;
+// TestAttack2HeldNoTopUpAfterExpiry: a lock (TTL 2s) whose key C lost;
 // Extend(5s) runs on A and B but their replies are held until the lock's
 // deadline has passed: the extension succeeded on a quorum, too late. The
 // lock is lost, Extend says ErrNotHeld, and no top-up re-creates C's key.
 // (A's and B's keys do keep the 5s lease of that extension: a caller that
 // does not Unlock after ErrNotHeld leaves them for 5s, the lease it asked
-// for.)
+// for.) The lease is 2s, not shorter: the set-up between Lock and Extend
+// (C's key read, DEL, each on a fresh connection) must finish while the
+// lock is still valid, or Extend fails at once and no reply is ever held
+// (it used to be 400ms). NodeTimeout 10s: the held replies' deadline,
+// min(NodeTimeout, 5s), must not pass before the lock's deadline does.
 func TestAttack2HeldNoTopUpAfterExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 3 * time.Second})
-	l, err := m.Lock(ctx, "res", redlock.TTL(400*time.Millisecond))
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second})
+	l, err := m.Lock(ctx, "res", redlock.TTL(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +485,7 @@ func TestAttack2HeldNoTopUpAfterExpiry(t *testing.T) {
 	hB := gs[1].holdCalls(true, onScriptArg("extend", 1, "5000"))
 	ext := goErr(func() error { return l.Extend(ctx, 5*time.Second) })
 	waitFor(t, 3*time.Second, "A's and B's replies held", func() bool { return hA.held.Load() == 1 && hB.held.Load() == 1 })
-	waitFor(t, 3*time.Second, "the lock's deadline to pass", func() bool { return time.Now().After(until.Add(10 * time.Millisecond)) })
+	waitFor(t, 5*time.Second, "the lock's deadline to pass", func() bool { return time.Now().After(until.Add(10 * time.Millisecond)) })
 	hA.release()
 	hB.release()
 	err = recv(t, ext, 3*time.Second, "Extend")
@@ -910,11 +914,13 @@ func TestAttack2BatchDeadlineFromShortestTTL(t *testing.T) {
 // (1) C's reply arrives after Extend returned: C gets the key back, with
 // no more than the extension's lease. (2) The lock is unlocked before C's
 // reply arrives: no top-up, and C holds nothing after its release.
+// NodeTimeout is long: C's reply is held while the test goes on (Unlock in
+// (2)), and a reply dropped at its deadline would send no top-up in (1).
 func TestAttack2HeldLateTopUp(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second})
 	for _, unlock := range []bool{false, true} {
 		res := fmt.Sprintf("late-%v", unlock)
 		l, err := m.Lock(ctx, res, redlock.TTL(5*time.Second))
@@ -1034,17 +1040,21 @@ func TestAttack2HeldLoadingIsTransient(t *testing.T) {
 }
 
 // TestAttack2HeldBatchSkipsPendingThenClose: an auto-extended lock
-// (DefaultTTL 600ms) whose manual Extend is held before C (reply pending
-// until its 2s deadline) when the watchdog batch runs: the batch extends
-// it on A and B without waiting (C skipped), and waits for C's pending
-// call off its path. Close during that wait returns once the held call
-// ends, releases the lock, and leaves no goroutine behind (TestMain's
-// goleak check).
+// (DefaultTTL 3s) whose manual Extend is held before C (pending until its
+// deadline, min(NodeTimeout, TTL) = 3s) when the watchdog batch runs
+// (0.6×TTL after the Extend's start): the batch extends it on A and B
+// without waiting (C skipped), and waits for C's pending call off its
+// path. Close during that wait returns once the held call ends, releases
+// the lock, and leaves no goroutine behind (TestMain's goleak check).
+// The batch must come before the held call's deadline: 0.4×TTL apart, so
+// the TTL is 3s (1.2s of slack); with 600ms (240ms of slack) a batch
+// delayed on a loaded machine came after C's call had ended and was sent
+// to C ("the batch reached C"), and Lock to Extend had to fit in 600ms.
 func TestAttack2HeldBatchSkipsPendingThenClose(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 600 * time.Millisecond, NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 3 * time.Second, NodeTimeout: 10 * time.Second})
 	l, err := m.Lock(ctx, "res")
 	if err != nil {
 		t.Fatal(err)

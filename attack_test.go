@@ -644,18 +644,20 @@ func TestAttackSupersededWatchdogMany(t *testing.T) {
 // instance.
 
 // TestAttackBatchHeadOfLineBlocking: two auto-extended locks S and M
-// (DefaultTTL 1s, NodeTimeout 1s), taken together: one watchdog batch
-// extends both, 600ms after. Right after taking them, the owner of M calls
+// (DefaultTTL 3s, NodeTimeout 3s), taken together: one watchdog batch
+// extends both, 1.8s after. Right after taking them, the owner of M calls
 // Extend(M), whose calls to B and C are held (a stalled connection: they
-// give up at their 1s deadline). The batch's goroutine for B (and C) waits
+// give up at their 3s deadline). The batch's goroutine for B (and C) waits
 // for M's previous call before it sends anything, so S's extension reaches
 // B and C only when M's call gave up: after S's deadline. S is lost,
-// though every call about S was answered at once.
+// though every call about S was answered at once. (3s, not 1s: the batch
+// has 0.4×TTL to extend S before its deadline, which 400ms of scheduling
+// delay on a loaded machine could use up.)
 func TestAttackBatchHeadOfLineBlocking(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 3 * time.Second, NodeTimeout: 3 * time.Second})
 
 	s, err := m.Lock(ctx, "S")
 	if err != nil {
@@ -673,13 +675,13 @@ func TestAttackBatchHeadOfLineBlocking(t *testing.T) {
 	hB := gs[1].holdCalls(false, onM)
 	hC := gs[2].holdCalls(false, onM)
 	ext := goErr(func() error { return mm.Extend(ctx, 0) })
-	waitFor(t, time.Second, "M's Extend held on B and C", func() bool { return hB.held.Load() == 1 && hC.held.Load() == 1 })
+	waitFor(t, 3*time.Second, "M's Extend held on B and C", func() bool { return hB.held.Load() == 1 && hC.held.Load() == 1 })
 
 	select {
 	case <-s.Lost():
 	case <-time.After(time.Until(sDeadline) + 300*time.Millisecond):
 	}
-	t.Logf("M's Extend: %v", recv(t, ext, 3*time.Second, "M's Extend"))
+	t.Logf("M's Extend: %v", recv(t, ext, 5*time.Second, "M's Extend"))
 	if !s.Valid() {
 		sends := make([]int, len(gs))
 		for i, g := range gs {

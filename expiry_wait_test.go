@@ -14,6 +14,10 @@ import (
 // can acquire before the test's deadline, and the acquisition takes two
 // attempts (three at most). On the rueidis and the go-redis wires, for Lock and LockMany.
 // Seen failing before the change (the waiter polled after its minute).
+// The holder's lease is 1s, not less: the waiter's first attempt (on a
+// fresh Manager: script loading, the go-redis wire's EVAL fallback) must
+// be refused before it ends, or it acquires at once with one attempt
+// (400ms was too little on a loaded machine).
 func TestRetryAtHolderExpiry(t *testing.T) {
 	servers := redistest.Start(t, 3)
 	cfg := redlock.Config{RetryCount: 5, RetryDelayMin: time.Minute, RetryDelayMax: time.Minute}
@@ -35,7 +39,7 @@ func TestRetryAtHolderExpiry(t *testing.T) {
 				if many {
 					res += "-many"
 				}
-				if _, err := holder.Lock(ctx, res, redlock.TTL(400*time.Millisecond)); err != nil { // left to expire
+				if _, err := holder.Lock(ctx, res, redlock.TTL(time.Second)); err != nil { // left to expire
 					t.Fatal(err)
 				}
 				var l *redlock.Lock

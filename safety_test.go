@@ -908,25 +908,27 @@ func TestSafetyFenceCounterNotLockable(t *testing.T) {
 // 5. An Extend must not overtake the acquisition on an instance.
 
 // TestSafetyExtendOvertakesAcquisition: C's acquisition call is held before
-// it reaches C; Lock(TTL(2s)) returns at quorum (A, B), Extend(5s) returns
-// at quorum; then C's acquisition goes on. On C the extension must take
-// effect after the acquisition (C ends with ~5s), not before it (the
-// extension finds no key, then the acquisition's SET PX 2000). (2s rather
-// than 1s: the acquisition's calls have min(NodeTimeout, TTL) to run, and
-// C's waits at the gate for the fallback below.)
+// it reaches C; Lock(TTL(10s)) returns at quorum (A, B), Extend(30s)
+// returns at quorum; then C's acquisition goes on. On C the extension must
+// take effect after the acquisition (C ends with ~30s), not before it (the
+// extension finds no key, then the acquisition's SET PX 10000). The
+// acquisition's calls have min(NodeTimeout, TTL) to run, and C's waits at
+// the gate through Lock, Extend and the 500ms fallback below: 10s each, so
+// that it is not dropped at the gate on a loaded machine (with 2s, a
+// 1.5s stall was enough: C then never gets the key, and the test fails).
 func TestSafetyExtendOvertakesAcquisition(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 10 * time.Second})
 	hC := gs[2].holdCalls(false, onScript("acquire"))
 
-	l, err := m.Lock(ctx, "r", redlock.TTL(2*time.Second))
+	l, err := m.Lock(ctx, "r", redlock.TTL(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Extend(ctx, 5*time.Second); err != nil {
-		t.Fatalf("Extend(5s): %v", err)
+	if err := l.Extend(ctx, 30*time.Second); err != nil {
+		t.Fatalf("Extend(30s): %v", err)
 	}
 	// Extend returned at quorum (A, B); its call to C may still be on its
 	// way. Release C's acquisition once C answered the extension, so that
@@ -942,17 +944,17 @@ func TestSafetyExtendOvertakesAcquisition(t *testing.T) {
 	waitFor(t, 3*time.Second, "C's reply to the acquisition", func() bool { return gs[2].replyCount("acquire") >= 1 })
 	first := pttl(t, servers[2], "r")
 
-	// Wait (at most 500ms) for C's PTTL to exceed 2000, or for C to answer
+	// Wait (at most 500ms) for C's PTTL to exceed 10000, or for C to answer
 	// an extension that found the key (then C's PTTL is final). The order
 	// of the replies in C's log is not the order the server ran the calls
 	// in (go-redis carries them on different connections); the reply
 	// values tell: extend=0 ran before the acquisition's SET.
 	extendFoundKey := func() bool {
-		return slices.Contains(gs[2].replyLog(), "extend(5000)=1")
+		return slices.Contains(gs[2].replyLog(), "extend(30000)=1")
 	}
 	last := first
 	deadline := time.Now().Add(500 * time.Millisecond)
-	for last <= 2000 && time.Now().Before(deadline) {
+	for last <= 10000 && time.Now().Before(deadline) {
 		final := extendFoundKey()
 		last = pttl(t, servers[2], "r")
 		if final {
@@ -960,14 +962,14 @@ func TestSafetyExtendOvertakesAcquisition(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if last <= 2000 {
-		t.Errorf("C: PTTL of the lock key %d right after the acquisition's late reply, %d at the end; want > 2000 "+
-			"(Extend(5s) returned nil before; it must take effect on C after the acquisition's SET PX 2000); C's replies, as they returned: %s",
+	if last <= 10000 {
+		t.Errorf("C: PTTL of the lock key %d right after the acquisition's late reply, %d at the end; want > 10000 "+
+			"(Extend(30s) returned nil before; it must take effect on C after the acquisition's SET PX 10000); C's replies, as they returned: %s",
 			first, last, strings.Join(gs[2].replyLog(), ", "))
 	}
 	if get(t, servers[2], "r") != l.Token() {
 		t.Errorf("C does not hold the lock key under the token")
 	}
-	checkSafety(t, "after Lock(2s) and Extend(5s)", servers, l, "r")
+	checkSafety(t, "after Lock(10s) and Extend(30s)", servers, l, "r")
 	_ = l.Unlock(ctx)
 }

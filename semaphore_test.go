@@ -180,14 +180,17 @@ func TestSemaphoreConcurrent(t *testing.T) {
 
 // TestSemaphoreCrashedHolder: a holder that stops extending (a permit
 // with a fixed TTL, never released) frees its slot by expiry: a waiter
-// gets the slot once the holder's permit is lost.
+// gets the slot once the holder's permit is lost. The permit's TTL is 2s:
+// the check that the slot is taken (a TryAcquire on a second Manager,
+// which dials the instances first) must run before it ends (800ms could
+// be too little on a loaded machine: then the TryAcquire got the slot).
 func TestSemaphoreCrashedHolder(t *testing.T) {
 	servers := redistest.Start(t, 3)
 	crashed := newManager(t, servers, redlock.Config{})
 	m := newManager(t, servers, redlock.Config{})
 	ctx := testCtx(t)
 	s1 := crashed.Semaphore("crash", 1)
-	l1, err := s1.TryAcquire(ctx, redlock.TTL(800*time.Millisecond))
+	l1, err := s1.TryAcquire(ctx, redlock.TTL(2*time.Second))
 	if err != nil {
 		t.Fatalf("TryAcquire: %v", err)
 	}

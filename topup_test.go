@@ -3,6 +3,7 @@ package redlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -83,10 +84,21 @@ func TestTopUpRestoresRedundancy(t *testing.T) {
 			s.Do(t, "DEL", "topup-forced")
 		}
 		waitClosed(t, l.Lost(), 5*time.Second, "the lock lost after its keys were deleted everywhere")
+		// The DELs are not atomic: a watchdog batch that runs between the
+		// first and the second finds the key on B and C (a quorum) and
+		// rightly tops the first instance up; that key then outlives the
+		// loss for what is left of its lease. A quorum, though, must not
+		// get the key back once the lock was lost.
+		var restored []string
 		for _, s := range servers {
 			if got := get(t, s, "topup-forced"); got != "(nil)" {
-				t.Errorf("%s: key restored after a forced release: %q", s, got)
+				restored = append(restored, fmt.Sprintf("%s=%q", s, got))
 			}
+		}
+		if len(restored) >= m.Quorum() {
+			t.Errorf("key restored on a quorum after a forced release: %v", restored)
+		} else if len(restored) > 0 {
+			t.Logf("key left on a minority (topped up between the DELs): %v", restored)
 		}
 		if err := l.Unlock(context.Background()); !errors.Is(err, redlock.ErrNotHeld) {
 			t.Errorf("Unlock of the lost lock: %v, want ErrNotHeld", err)

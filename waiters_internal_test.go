@@ -165,7 +165,10 @@ func waitQueued(t *testing.T, m *Manager, key string, n int) {
 
 // Locks left to expire (never unlocked) wake nobody: each waiter in turn
 // must find the lock free by polling, including one that became the head
-// when the waiter before it acquired the lock.
+// when the waiter before it acquired the lock. The first lock lives 2s:
+// both waiters must have been refused and queued before it expires (with
+// 300ms a loaded machine could let the first waiter's first attempt find
+// it gone, and it never queued); the waiters' own locks keep 300ms.
 func TestLockWaitQueuedAfterExpiry(t *testing.T) {
 	servers := redistest.Start(t, 3)
 	eps := serverURLs(servers)
@@ -177,7 +180,7 @@ func TestLockWaitQueuedAfterExpiry(t *testing.T) {
 	defer cancel()
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	ttl := TTL(300 * time.Millisecond)
-	if _, err := m.Lock(ctx, "expiring", ttl); err != nil { // left to expire
+	if _, err := m.Lock(ctx, "expiring", TTL(2*time.Second)); err != nil { // left to expire
 		t.Fatal(err)
 	}
 	key := m.cfg.KeyPrefix + "expiring"

@@ -30,6 +30,17 @@ func TestStatusShowsRunHolder(t *testing.T) {
 	for _, s := range servers { // run returned from Lock at quorum: the last key may lag
 		waitFor(t, s.String()+" to hold the metadata", func() bool { return s.Do(t, "GET", "{nightly}:redlock-meta") != "(nil)" })
 	}
+	// So may the fence round's counter, which follows the acquisition and
+	// returns at quorum too: wait until every instance holds one value.
+	waitFor(t, "the fencing counter on every instance", func() bool {
+		v := servers[0].Do(t, "GET", "{nightly}:redlock-fence")
+		for _, s := range servers[1:] {
+			if s.Do(t, "GET", "{nightly}:redlock-fence") != v {
+				return false
+			}
+		}
+		return v != "(nil)"
+	})
 
 	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("nightly"))...)
 	if r.code != 0 {
@@ -154,7 +165,10 @@ func TestRunVerboseLogsAcquisitionAndExtensions(t *testing.T) {
 	ch := cliAsync(ctx, args(a("run", "-v", "-n", "--ttl", "2s"), redisFlags(servers),
 		a("verbose", "--", "sh", "-c", holdScript, "sh", dir, "a"))...)
 	waitFor(t, "the command to start", func() bool { return exists(filepath.Join(dir, "started.a")) })
-	// The lease only runs down, but for an extension: wait for one.
+	// The lease only runs down, but for an extension: wait for one. (First
+	// for the key on servers[0]: run returned from Lock at quorum, and a
+	// PTTL of -2 read before the key lands there would pass for one.)
+	waitFor(t, "the key on "+servers[0].String(), func() bool { return pttl(t, servers[0], "verbose") > 0 })
 	p0 := pttl(t, servers[0], "verbose")
 	waitFor(t, "an extension", func() bool { return pttl(t, servers[0], "verbose") > p0 })
 	touch(t, filepath.Join(dir, "release"))

@@ -154,6 +154,49 @@ func lockEverywhere(t *testing.T, m *redlock.Manager, servers []*redistest.Serve
 	return l
 }
 
+// keyEverywhere waits until every server holds key: run returns from
+// Lock once a quorum answered (and starts the command), and the last
+// instance's key may land a moment later.
+func keyEverywhere(t *testing.T, servers []*redistest.Server, key string) {
+	t.Helper()
+	for _, s := range servers {
+		waitFor(t, s.String()+" to hold "+key, func() bool { return s.Do(t, "EXISTS", key) == "1" })
+	}
+}
+
+// flushMajority takes every key away from servers[0] and servers[1] (a
+// majority of three) until the test ends: it flushes both, then
+// again every 50ms. Flushing them once each is not enough: the run's next
+// extension must find the key missing on both, but one that runs between
+// the two FLUSHALLs finds it on servers[1] and servers[2], succeeds, and
+// tops servers[0] up; and an acquisition that reached an instance late
+// may set the key after its flush. Either way the lock would never be
+// lost. Flushing again well within an extension interval removes that.
+func flushMajority(t *testing.T, servers []*redistest.Server) {
+	t.Helper()
+	flush := func() {
+		for _, s := range servers[:2] {
+			if _, err := s.TryDo(5*time.Second, "FLUSHALL"); err != nil {
+				t.Errorf("FLUSHALL on %s: %v", s, err)
+			}
+		}
+	}
+	flush()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				flush()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
 // pttl is the PTTL of key on s.
 func pttl(t *testing.T, s *redistest.Server, key string) time.Duration {
 	t.Helper()

@@ -102,8 +102,7 @@ func TestRunClosedStderrLostLock(t *testing.T) {
 	killOnFailure(t, pid, gpid)
 
 	// The keys vanish from a majority: the next extension is refused.
-	servers[0].Do(t, "FLUSHALL")
-	servers[1].Do(t, "FLUSHALL")
+	flushMajority(t, servers)
 	p.wait(t)
 	if ps := p.cmd.ProcessState; !ps.Exited() || ps.ExitCode() != exitLost {
 		t.Errorf("redlock ended with %v, want exit %d", ps, exitLost)
@@ -136,8 +135,7 @@ func TestRunKillsGroupAfterCommandExits(t *testing.T) {
 		a("job", "--", "sh", "-c", leaderScript, "sh", dir, grandScript, "ignore-term"))...)
 	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
 	killOnFailure(t, pid, gpid)
-	servers[0].Do(t, "FLUSHALL")
-	servers[1].Do(t, "FLUSHALL")
+	flushMajority(t, servers)
 	r := await(t, ch)
 	if r.code != exitLost {
 		t.Errorf("want exit %d (lost), got %v", exitLost, r)
@@ -330,8 +328,7 @@ func TestRunStuckStderrStillKills(t *testing.T) {
 	w.Close()
 	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
 	killOnFailure(t, pid, gpid)
-	servers[0].Do(t, "FLUSHALL")
-	servers[1].Do(t, "FLUSHALL")
+	flushMajority(t, servers)
 	waitFor(t, "the child that ignores SIGTERM to be killed", func() bool { return processGone(gpid) })
 	if !processGone(pid) {
 		t.Errorf("the command (pid %d) still runs", pid)

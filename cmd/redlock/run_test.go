@@ -429,6 +429,7 @@ func TestRunTTLSeconds(t *testing.T) {
 		}
 		return exists(filepath.Join(dir, "started"))
 	})
+	keyEverywhere(t, servers, "secs") // run returned from Lock at quorum
 	if d := pttl(t, servers[0], "secs"); d <= 0 || d > 5*time.Second {
 		t.Errorf("the lock's key has PTTL %v, want a 5s lease", d)
 	}
