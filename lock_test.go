@@ -238,32 +238,77 @@ func TestExtendNeverRecreates(t *testing.T) {
 }
 
 // TestRelockSameToken: locking again with the token of a held lock
-// refreshes its lease (aioredlock re-acquire).
+// refreshes its lease (aioredlock re-acquire). The test checks every
+// instance's key (set everywhere, then gone after Unlock), and a call
+// returns once a quorum answered: each check waits until every instance's
+// call has returned (answered), so that a loaded machine's slow instance
+// cannot fail it, and a long NodeTimeout keeps such an instance's call from
+// timing out (its key would then stay until the TTL, which the algorithm
+// allows); no timeout is measured here.
 func TestRelockSameToken(t *testing.T) {
 	forEachN(t, func(t *testing.T, n int) {
 		ctx := testCtx(t)
 		servers := redistest.Start(t, n)
-		m1 := newManager(t, servers, redlock.Config{})
-		m2 := newManager(t, servers, redlock.Config{})
+		cfg := redlock.Config{NodeTimeout: 10 * time.Second}
+		m1, cs1 := newCountingManager(t, servers, cfg)
+		m2, cs2 := newCountingManager(t, servers, cfg)
 		token := "shared-token-" + strconv.Itoa(n)
+		none := make([]int, n)
 		l1, err := m1.TryLock(ctx, "relock", redlock.Token(token), redlock.TTL(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
+		waitAnswered(t, cs1, "acquire", none)
 		wantKeyEverywhere(t, servers, "relock", token, 5*time.Second)
 		l2, err := m2.TryLock(ctx, "relock", redlock.Token(token), redlock.TTL(time.Minute))
 		if err != nil {
 			t.Fatalf("re-lock with the same token: %v", err)
 		}
+		waitAnswered(t, cs2, "acquire", none)
 		waitPTTLAbove(t, servers, "relock", 5000) // the refreshed lease (1m)
+		// Refused by a quorum, TryLock returns before the last instance
+		// answered; that call could still set "another" there once the
+		// Unlock below deleted the key (a caller-chosen token has no
+		// clean-up: its keys expire with their TTL). It is waited for.
+		tried := callsEach(cs2, "acquire")
 		if _, err := m2.TryLock(ctx, "relock", redlock.Token("another")); !errors.Is(err, redlock.ErrNotAcquired) {
 			t.Errorf("another token: %v, want ErrNotAcquired", err)
 		}
+		waitAnswered(t, cs2, "acquire", tried)
+		released := callsEach(cs2, "release")
 		if err := l2.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		wantNoKeys(t, servers)
+		waitAnswered(t, cs2, "release", released)
+		wantNoKeysNow(t, servers)
 		_ = l1.Unlock(ctx)
+	})
+}
+
+// callsEach returns, per instance, how many calls of the named script cs
+// made.
+func callsEach(cs counters, script string) []int {
+	out := make([]int, len(cs))
+	for i, c := range cs {
+		out[i] = c.calls(script)
+	}
+	return out
+}
+
+// waitAnswered waits until every instance has been sent the named script
+// more times than before[i] (callsEach before the operation), and every
+// call made through cs has returned: the instances that were not needed for
+// the quorum have answered too (or their calls failed; NodeTimeout bounds
+// them).
+func waitAnswered(t *testing.T, cs counters, script string, before []int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "every instance's "+script+" call to return", func() bool {
+		for i, c := range cs {
+			if c.calls(script) <= before[i] || c.returned.Load() != c.evalsha.Load() || c.evalDone.Load() != c.eval.Load() {
+				return false
+			}
+		}
+		return true
 	})
 }
 

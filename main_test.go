@@ -128,6 +128,7 @@ type countingClient struct {
 	evalsha  atomic.Int64 // EvalSha calls
 	eval     atomic.Int64 // Eval calls (NOSCRIPT fallback)
 	returned atomic.Int64 // EvalSha calls that returned
+	evalDone atomic.Int64 // Eval calls that returned
 
 	mu    sync.Mutex
 	bySHA map[string]int
@@ -193,6 +194,7 @@ func (c *countingClient) setReplied(ch chan struct{}) {
 
 func (c *countingClient) Eval(ctx context.Context, script string, keys, args []string) (any, error) {
 	c.eval.Add(1)
+	defer c.evalDone.Add(1)
 	return c.inner.Eval(ctx, script, keys, args)
 }
 

@@ -99,14 +99,14 @@ func TestRunMetadataFlag(t *testing.T) {
 	servers := redistest.Start(t, 3)
 	dir := t.TempDir()
 	ctx := testCtx(t)
-	ch := cliAsync(ctx, args(a("run", "-n", "--metadata", "deploy by alice"), redisFlags(servers),
+	ch := cliAsync(ctx, args(a("run", "-n", "--metadata", "deploy by alice"), patientFlags(servers),
 		a("deploy", "--", "sh", "-c", holdScript, "sh", dir, "a"))...)
 	waitFor(t, "the command to start", func() bool { return exists(filepath.Join(dir, "started.a")) })
-	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("deploy"))...)
+	r := cli(ctx, args(a("status", "--json"), patientFlags(servers), a("deploy"))...)
 	if rs := statusJSONOf(t, r).Resources[0]; rs.Metadata != "deploy by alice" || rs.HolderInfo != nil || rs.Fence == 0 {
 		t.Errorf("status --json: %+v", rs)
 	}
-	r = cli(ctx, args(a("status"), redisFlags(servers), a("deploy"))...)
+	r = cli(ctx, args(a("status"), patientFlags(servers), a("deploy"))...)
 	if !strings.Contains(r.stdout, `holder: metadata "deploy by alice", fence `) {
 		t.Errorf("status: %v", r)
 	}
@@ -116,7 +116,7 @@ func TestRunMetadataFlag(t *testing.T) {
 	}
 
 	dir = t.TempDir() // a fresh "release" file
-	ch = cliAsync(ctx, args(a("run", "-n", "--metadata", ""), redisFlags(servers),
+	ch = cliAsync(ctx, args(a("run", "-n", "--metadata", ""), patientFlags(servers),
 		a("bare", "--", "sh", "-c", holdScript, "sh", dir, "b"))...)
 	waitFor(t, "the command to start", func() bool { return exists(filepath.Join(dir, "started.b")) })
 	for _, s := range servers {
@@ -124,11 +124,11 @@ func TestRunMetadataFlag(t *testing.T) {
 			t.Errorf("%s: --metadata '' stored metadata", s)
 		}
 	}
-	r = cli(ctx, args(a("status", "--json"), redisFlags(servers), a("bare"))...)
+	r = cli(ctx, args(a("status", "--json"), patientFlags(servers), a("bare"))...)
 	if rs := statusJSONOf(t, r).Resources[0]; rs.Verdict != verdictHeld || rs.Metadata != "" || rs.HolderInfo != nil {
 		t.Errorf("status --json without metadata: %+v", rs)
 	}
-	if strings.Contains(cli(ctx, args(a("status"), redisFlags(servers), a("bare"))...).stdout, "metadata") {
+	if strings.Contains(cli(ctx, args(a("status"), patientFlags(servers), a("bare"))...).stdout, "metadata") {
 		t.Errorf("status shows metadata that is not there")
 	}
 	touch(t, filepath.Join(dir, "release"))
@@ -137,7 +137,7 @@ func TestRunMetadataFlag(t *testing.T) {
 	}
 
 	calls := scriptCalls(t, servers[0])
-	r = cli(ctx, args(a("run", "-n", "--metadata", strings.Repeat("x", 4097)), redisFlags(servers), a("big", "--", "true"))...)
+	r = cli(ctx, args(a("run", "-n", "--metadata", strings.Repeat("x", 4097)), patientFlags(servers), a("big", "--", "true"))...)
 	if r.code != exitUsage || !strings.Contains(r.stderr, "--metadata is 4097 bytes") {
 		t.Errorf("run with 4097 bytes of metadata: %v", r)
 	}
@@ -147,10 +147,10 @@ func TestRunMetadataFlag(t *testing.T) {
 
 	// A key with a '}' but no hash tag cannot carry metadata: run stores
 	// none by default, and --metadata is a usage error.
-	if r := cli(ctx, args(a("run", "-n"), redisFlags(servers), a("odd}name", "--", "true"))...); r.code != 0 {
+	if r := cli(ctx, args(a("run", "-n"), patientFlags(servers), a("odd}name", "--", "true"))...); r.code != 0 {
 		t.Errorf("run on odd}name: %v", r)
 	}
-	if r := cli(ctx, args(a("run", "-n", "--metadata", "x"), redisFlags(servers), a("odd}name", "--", "true"))...); r.code != exitUsage {
+	if r := cli(ctx, args(a("run", "-n", "--metadata", "x"), patientFlags(servers), a("odd}name", "--", "true"))...); r.code != exitUsage {
 		t.Errorf("run --metadata on odd}name: %v", r)
 	}
 }

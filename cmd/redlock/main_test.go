@@ -109,6 +109,15 @@ func redisFlags(servers []*redistest.Server) []string {
 	return out
 }
 
+// patientFlags is redisFlags with --node-timeout 10s, for tests that
+// measure no timeout: on a loaded machine (-race, two cores, the root
+// package's tests alongside) an instance can take longer than the default
+// 500ms to answer, and a run or status call then fails for want of a
+// quorum.
+func patientFlags(servers []*redistest.Server) []string {
+	return append(redisFlags(servers), "--node-timeout", "10s")
+}
+
 func urls(servers []*redistest.Server) []string {
 	var out []string
 	for _, s := range servers {

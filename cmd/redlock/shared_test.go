@@ -21,7 +21,7 @@ func TestRunSharedExcludesExclusive(t *testing.T) {
 	const readerScript = sh + `printf '%s' "$REDLOCK_FENCE" > "$d/fence.$2"; touch "$d/started.$2"; waitfile "$d/release"`
 	readers := map[string]*proc{}
 	for _, name := range []string{"r1", "r2"} {
-		readers[name] = startBinary(t, nil, args(a("run", "--shared", "-n", "--ttl", "30s"), redisFlags(servers),
+		readers[name] = startBinary(t, nil, args(a("run", "--shared", "-n", "--ttl", "30s"), patientFlags(servers),
 			a("shelf", "--", "sh", "-c", readerScript, "sh", dir, name))...)
 	}
 	for name, p := range readers {
@@ -35,14 +35,14 @@ func TestRunSharedExcludesExclusive(t *testing.T) {
 			t.Fatalf("reader %s: REDLOCK_FENCE %q (%v), want 0 (readers have no fencing token)", name, b, err)
 		}
 	}
-	if r := cli(ctx, args(a("run", "-n"), redisFlags(servers), a("shelf", "--", "sh", "-c", `touch "$1/writer-ran"`, "sh", dir))...); r.code != exitConflict {
+	if r := cli(ctx, args(a("run", "-n"), patientFlags(servers), a("shelf", "--", "sh", "-c", `touch "$1/writer-ran"`, "sh", dir))...); r.code != exitConflict {
 		t.Fatalf("exclusive run while readers hold: %v, want exit %d", r, exitConflict)
 	}
 	if exists(filepath.Join(dir, "writer-ran")) {
 		t.Fatal("the exclusive command ran while readers held")
 	}
 
-	r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("shelf"))...)
+	r := cli(ctx, args(a("status", "--json"), patientFlags(servers), a("shelf"))...)
 	if r.code != 0 {
 		t.Fatalf("status: %v", r)
 	}
@@ -59,7 +59,7 @@ func TestRunSharedExcludesExclusive(t *testing.T) {
 	if rs.WriterWaiting == 0 {
 		t.Fatalf("status after a refused exclusive run: writer_waiting 0, want the mark it left: %+v", rs)
 	}
-	text := cli(ctx, args(a("status"), redisFlags(servers), a("shelf"))...)
+	text := cli(ctx, args(a("status"), patientFlags(servers), a("shelf"))...)
 	if text.code != 0 || !strings.Contains(text.stdout, `"shelf": shared by 2 readers`) || strings.Count(text.stdout, "  reader ") != 2 {
 		t.Fatalf("status text while two readers hold: %v", text)
 	}
@@ -73,7 +73,7 @@ func TestRunSharedExcludesExclusive(t *testing.T) {
 
 	// Now the exclusive side holds; a shared run is refused.
 	wdir := t.TempDir()
-	writer := startBinary(t, nil, args(a("run", "-n", "--ttl", "30s"), redisFlags(servers),
+	writer := startBinary(t, nil, args(a("run", "-n", "--ttl", "30s"), patientFlags(servers),
 		a("shelf", "--", "sh", "-c", holdScript, "sh", wdir, "w"))...)
 	waitFor(t, "the exclusive command to run", func() bool {
 		if writer.exited() {
@@ -81,13 +81,13 @@ func TestRunSharedExcludesExclusive(t *testing.T) {
 		}
 		return exists(filepath.Join(wdir, "started.w"))
 	})
-	if r := cli(ctx, args(a("run", "-s", "-n"), redisFlags(servers), a("shelf", "--", "sh", "-c", `touch "$1/reader-ran"`, "sh", wdir))...); r.code != exitConflict {
+	if r := cli(ctx, args(a("run", "-s", "-n"), patientFlags(servers), a("shelf", "--", "sh", "-c", `touch "$1/reader-ran"`, "sh", wdir))...); r.code != exitConflict {
 		t.Fatalf("shared run while the exclusive one holds: %v, want exit %d", r, exitConflict)
 	}
 	if exists(filepath.Join(wdir, "reader-ran")) {
 		t.Fatal("the shared command ran while the exclusive one held")
 	}
-	if r := cli(ctx, args(a("status", "--json"), redisFlags(servers), a("shelf"))...); r.code != 0 || statusJSONOf(t, r).Resources[0].Verdict != verdictHeld {
+	if r := cli(ctx, args(a("status", "--json"), patientFlags(servers), a("shelf"))...); r.code != 0 || statusJSONOf(t, r).Resources[0].Verdict != verdictHeld {
 		t.Fatalf("status while the exclusive run holds: %v", r)
 	}
 	touch(t, filepath.Join(wdir, "release"))
