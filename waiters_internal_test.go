@@ -723,8 +723,14 @@ func TestHandoffN1NotDirect(t *testing.T) {
 	acq, rel := spy.of(scriptAcquire), spy.of(scriptRelease)
 	// acq: the first acquisition, the waiter's refused one (direct: not
 	// queued yet), its handed one; rel: the handed release, the waiter's.
-	if len(acq) != 3 || acq[2] {
+	// The handed attempt may overtake the release into the connection's
+	// queue and be refused (a misorder the design allows, seen once on a
+	// loaded CI run): the head then acquires on a later attempt.
+	if len(acq) < 3 || acq[2] {
 		t.Errorf("acquisitions ran direct: %v, want the third (handed) not", acq)
+	}
+	if len(acq) > 3 {
+		t.Logf("the handed attempt was refused (it overtook the release); acquisitions: %v", acq)
 	}
 	if len(rel) != 2 || rel[0] {
 		t.Errorf("releases ran direct: %v, want the first (handed) not", rel)
