@@ -605,6 +605,15 @@ func testRWReaderUnlockBehindExpiredShare(t *testing.T, wire string) {
 	if _, err := r2m.RWMutex(name).RLock(ctx, redlock.TTL(1500*time.Millisecond)); err != nil {
 		t.Fatalf("RLock R2: %v", err)
 	}
+	// RLock returns at quorum: wait for both shares on every instance.
+	waitFor(t, 5*time.Second, "both shares on every instance", func() bool {
+		for _, s := range servers {
+			if s0count(t, s, name) != 2 {
+				return false
+			}
+		}
+		return true
+	})
 	wcfg := redlock.Config{RetryDelayMin: 30 * time.Second, RetryDelayMax: 30 * time.Second}
 	var wm *redlock.Manager
 	if wire == "rueidis" {
