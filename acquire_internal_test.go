@@ -113,18 +113,13 @@ func explainStrayLock(t *testing.T, m *Manager, l *Lock, servers []*redistest.Se
 // retried until its ctx ended.
 func TestWrongTypeIsRejected(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	eps := serverURLs(servers)
-	m, err := New(eps, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	m := newInternalManager(t, servers, Config{})
 	for _, s := range servers {
 		s.Do(t, "HSET", "wrongtype", "f", "v")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err = m.LockWait(ctx, "wrongtype")
+	_, err := m.LockWait(ctx, "wrongtype")
 	if !errors.Is(err, ErrRejected) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotAcquired) {
 		t.Fatalf("LockWait on a hash: %v, want ErrRejected alone", err)
 	}
@@ -157,17 +152,8 @@ func TestWrongTypeIsRejected(t *testing.T) {
 // as long as the LockWait did.
 func TestQueuedLockKeepsItsBudget(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	eps := serverURLs(servers)
-	m, err := New(eps, Config{RetryCount: 3, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
-	other, err := New(eps, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	m := newInternalManager(t, servers, Config{RetryCount: 3, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond})
+	other := newInternalManager(t, servers, Config{})
 	ctx := context.Background()
 	if _, err := other.Lock(ctx, "budget", TTL(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -258,4 +244,16 @@ func serverURLs(servers []*redistest.Server) []string {
 		eps = append(eps, s.URL())
 	}
 	return eps
+}
+
+// newInternalManager is New over the servers' URLs with cfg, closed in
+// t.Cleanup.
+func newInternalManager(t *testing.T, servers []*redistest.Server, cfg Config) *Manager {
+	t.Helper()
+	m, err := New(serverURLs(servers), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m
 }

@@ -415,12 +415,7 @@ func TestUnlockHandsOffToHead(t *testing.T) {
 // refused everywhere; the holder keeps the lock and releases it.
 func TestHandoffEarlyAttemptRefused(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	eps := serverURLs(servers)
-	m, err := New(eps, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	m := newInternalManager(t, servers, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	held, err := m.Lock(ctx, "early", TTL(time.Minute))
@@ -501,12 +496,7 @@ func TestWaitSetHeldHere(t *testing.T) {
 // report this lock's own release (and the next acquisition) to them.
 func TestRefusalByLockHeldHereNotWatched(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	eps := serverURLs(servers)
-	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	m := newInternalManager(t, servers, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	key := m.cfg.KeyPrefix + "mine"
@@ -573,12 +563,7 @@ func watched(m *Manager) int {
 // TTL is left, nothing else would wake the last waiter within its 20 s.
 func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	eps := serverURLs(servers)
-	m, err := New(eps, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute, DefaultTTL: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	m := newInternalManager(t, servers, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute, DefaultTTL: 30 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	key := m.cfg.KeyPrefix + "lost-here"
