@@ -147,18 +147,9 @@ func (c *phaseClient) Eval(ctx context.Context, src string, keys, args []string)
 func newPhaseManager(t *testing.T, servers []*redistest.Server, cfg redlock.Config) (*redlock.Manager, []*phaseClient) {
 	t.Helper()
 	loadScripts(t, servers)
-	pcs := make([]*phaseClient, len(servers))
-	clients := make([]redlock.Client, len(servers))
-	for i, s := range servers {
-		pcs[i] = &phaseClient{inner: goredis.New(newGoRedis(t, s.Addr()))}
-		clients[i] = pcs[i]
-	}
-	m, err := redlock.NewFromClients(clients, cfg)
-	if err != nil {
-		t.Fatalf("NewFromClients: %v", err)
-	}
-	t.Cleanup(func() { closeQuietly(t, m) })
-	return m, pcs
+	return newWrappedManager(t, servers, cfg, func(c redlock.Client, _ *redistest.Server) *phaseClient {
+		return &phaseClient{inner: c}
+	})
 }
 
 // slowRetries is a Config whose retry delay is far longer than any wait
@@ -248,14 +239,7 @@ func TestAttack5HeldHandedReleaseBehindExtend(t *testing.T) {
 		t.Fatal(err)
 	}
 	token1 := tokenOnAll(t, servers, "r")
-	got := make(chan *redlock.Lock, 1)
-	go func() {
-		l, err := m.LockWait(ctx, "r", redlock.TTL(2*time.Minute))
-		if err != nil {
-			t.Errorf("W: %v", err)
-		}
-		got <- l
-	}()
+	got := lockWaitAsync(t, ctx, m, "W", "r", redlock.TTL(2*time.Minute))
 	waitFor(t, 5*time.Second, "W queued on r", func() bool { return redlock.Queued(m, "r") == 1 })
 
 	acq0 := pcs[0].on("acquire", "r", nil, nil)
@@ -436,14 +420,7 @@ func TestAttack5ExpiryOfLockHeldHereWakesWaiters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w2 := make(chan *redlock.Lock, 1)
-	go func() {
-		l, err := m.LockWait(ctx, "k", redlock.TTL(time.Second))
-		if err != nil {
-			t.Errorf("W2: %v", err)
-		}
-		w2 <- l
-	}()
+	w2 := lockWaitAsync(t, ctx, m, "W2", "k", redlock.TTL(time.Second))
 	waitFor(t, 5*time.Second, "W2 queued on k", func() bool { return redlock.Queued(m, "k") == 1 })
 	w3ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 	defer cancel()
@@ -498,14 +475,7 @@ func TestAttack5HeldHandoffFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for round := 0; round < 3; round++ {
-		got := make(chan *redlock.Lock, 1)
-		go func() {
-			l, err := m.LockWait(ctx, "f", redlock.TTL(2*time.Minute), redlock.Fenced())
-			if err != nil {
-				t.Errorf("W: %v", err)
-			}
-			got <- l
-		}()
+		got := lockWaitAsync(t, ctx, m, "W", "f", redlock.TTL(2*time.Minute), redlock.Fenced())
 		waitFor(t, 5*time.Second, "W queued on f", func() bool { return redlock.Queued(m, "f") == 1 })
 		replies := make(chan struct{})
 		token := tokenOnAll(t, servers, "f") // prev's (not read with Token: that ends handoffs)
@@ -578,4 +548,20 @@ func unlockBehindHeldExtend(t *testing.T, ctx context.Context, pcs []*phaseClien
 	u := make(chan error, 1)
 	go func() { u <- l.Unlock(ctx) }()
 	return e, u
+}
+
+// lockWaitAsync runs m.LockWait(ctx, resource, opts...) on a goroutine and
+// returns the channel of its lock (nil after an error, which fails the test
+// under what's name).
+func lockWaitAsync(t *testing.T, ctx context.Context, m *redlock.Manager, what, resource string, opts ...redlock.LockOption) <-chan *redlock.Lock {
+	t.Helper()
+	got := make(chan *redlock.Lock, 1)
+	go func() {
+		l, err := m.LockWait(ctx, resource, opts...)
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		got <- l
+	}()
+	return got
 }

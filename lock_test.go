@@ -604,14 +604,7 @@ func TestSevenInstances(t *testing.T) {
 		t.Fatalf("Extend: %v", err)
 	}
 	waitPTTLAbove(t, servers, "seven", 60000)
-	got := make(chan *redlock.Lock, 1)
-	go func() {
-		w, err := m.LockWait(ctx, "seven", redlock.TTL(time.Minute))
-		if err != nil {
-			t.Errorf("LockWait: %v", err)
-		}
-		got <- w
-	}()
+	got := lockWaitAsync(t, ctx, m, "LockWait", "seven", redlock.TTL(time.Minute))
 	waitFor(t, 5*time.Second, "the waiter queued", func() bool { return redlock.Queued(m, "seven") == 1 })
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatalf("Unlock: %v", err)

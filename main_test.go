@@ -245,18 +245,28 @@ func (cs counters) evals() int64 {
 // t.Cleanup after the Manager.
 func newCountingManager(t *testing.T, servers []*redistest.Server, cfg redlock.Config) (*redlock.Manager, counters) {
 	t.Helper()
-	cs := make(counters, len(servers))
+	return newWrappedManager(t, servers, cfg, func(c redlock.Client, s *redistest.Server) *countingClient {
+		return &countingClient{inner: c, name: s.Addr()}
+	})
+}
+
+// newWrappedManager builds a Manager with NewFromClients over a go-redis
+// client per server, each wrapped by wrap, and returns the wrappers. The
+// Manager is closed in t.Cleanup before the go-redis clients.
+func newWrappedManager[C redlock.Client](t *testing.T, servers []*redistest.Server, cfg redlock.Config, wrap func(redlock.Client, *redistest.Server) C) (*redlock.Manager, []C) {
+	t.Helper()
+	ws := make([]C, len(servers))
 	clients := make([]redlock.Client, len(servers))
 	for i, s := range servers {
-		cs[i] = &countingClient{inner: goredis.New(newGoRedis(t, s.Addr())), name: s.Addr()}
-		clients[i] = cs[i]
+		ws[i] = wrap(goredis.New(newGoRedis(t, s.Addr())), s)
+		clients[i] = ws[i]
 	}
 	m, err := redlock.NewFromClients(clients, cfg)
 	if err != nil {
 		t.Fatalf("NewFromClients: %v", err)
 	}
 	t.Cleanup(func() { closeQuietly(t, m) })
-	return m, cs
+	return m, ws
 }
 
 // waitFor polls cond until it holds or timeout passes (then fails the test).
