@@ -26,6 +26,9 @@ func goImpls() []*Impl {
 	return out
 }
 
+// isOurs reports whether im is this project's library (on either wire).
+func isOurs(im *Impl) bool { return im.Key == "redlock" || im.Key == "redlock-goredis" }
+
 // TestRunShort runs every in-process implementation through every workload
 // in a very short mode and checks that the report has every row, no errors,
 // and a chart line per implementation.
@@ -45,7 +48,7 @@ func TestRunShort(t *testing.T) {
 		Command:       "test",
 	}
 	rep, text := runMarkdown(t, ctx, opts)
-	wantRows := 0
+	wantRows, errRows := 0, 0
 	for _, n := range []int{1, 3} {
 		for _, w := range []Workload{{C: 1}, {C: 4}, {Contended: true, C: 4}, {Handoff: HandoffExpiry, C: 1}, {Handoff: HandoffRelease, C: 1}} {
 			for _, im := range goImpls() {
@@ -66,8 +69,19 @@ func TestRunShort(t *testing.T) {
 				if len(row.Rounds) != 1 {
 					t.Errorf("N=%d %s %s: %d rounds, want 1", n, w.Name(), im.Key, len(row.Rounds))
 				}
-				if row.Median.Errors != 0 {
+				// A peer that misses a wake-up under load is a measurement the
+				// report shows (its Errors section), not a harness defect:
+				// rueidislock's waiter, which waits for an invalidation with
+				// no fallback, once timed out after an expiry on a loaded CI
+				// machine. Our implementations and every uncontended cell
+				// must have none.
+				peerWait := !isOurs(im) && (w.Contended || w.Handoff != "")
+				if row.Median.Errors != 0 && peerWait {
+					t.Logf("N=%d %s %s: %d errors (a peer's, reported), first: %s", n, w.Name(), im.Key, row.Median.Errors, row.Median.FirstErr)
+					errRows++
+				} else if row.Median.Errors != 0 {
 					t.Errorf("N=%d %s %s: %d errors, first: %s", n, w.Name(), im.Key, row.Median.Errors, row.Median.FirstErr)
+					errRows++
 				}
 				// Every caller completes at least one cycle, however slow the machine.
 				if !w.Contended && row.Rounds[0].Ops < int64(w.C) {
@@ -84,7 +98,7 @@ func TestRunShort(t *testing.T) {
 					t.Errorf("N=%d %s %s: acquisitions per waiter %d–%d", n, w.Name(), im.Key, row.Median.AcqMin, row.Median.AcqMax)
 				}
 				// Every handoff trial ends with the waiter holding the lock.
-				if w.Handoff != "" && (row.Median.Trials != 2 || row.Median.P99 < row.Median.P50 || row.Median.MaxWait < row.Median.P99) {
+				if w.Handoff != "" && (row.Median.Trials+int(row.Median.Errors) != 2 || (row.Median.Trials != 2 && !peerWait) || row.Median.P99 < row.Median.P50 || row.Median.MaxWait < row.Median.P99) {
 					t.Errorf("N=%d %s %s: %d trials (want 2), p50 %v p99 %v max %v", n, w.Name(), im.Key,
 						row.Median.Trials, row.Median.P50, row.Median.P99, row.Median.MaxWait)
 				}
@@ -104,8 +118,9 @@ func TestRunShort(t *testing.T) {
 			t.Errorf("markdown lacks %q", s)
 		}
 	}
-	if strings.Contains(text, "### Errors") {
-		t.Errorf("markdown has an Errors section:\n%s", text)
+	// The Errors section lists exactly the rows with errors.
+	if got := strings.Count(text, " errors, first: "); got != errRows || (errRows == 0) == strings.Contains(text, "### Errors") {
+		t.Errorf("markdown's Errors section has %d lines, want %d:\n%s", got, errRows, text)
 	}
 
 	var svg bytes.Buffer
