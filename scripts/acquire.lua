@@ -12,6 +12,9 @@
 -- already held the token (its TTL is now at least the TTL); when another
 -- token holds it, -2 - PTTL (so -2 - ms left, or -1 for a key without a
 -- TTL): the waiter retries when a quorum of the holder's keys expired.
+-- A yes always writes, even when the lease is already long enough (it is
+-- then written back as it was): a read-only replica must answer READONLY,
+-- never vote yes on a key its master replicated to it.
 local v = redis.call('GET', KEYS[1])
 if v == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -21,9 +24,11 @@ if v == false then
   return 1
 end
 if v == ARGV[1] then
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local keep = redis.call('PTTL', KEYS[1])
+  if keep < tonumber(ARGV[2]) then
+    keep = ARGV[2]
   end
+  redis.call('PEXPIRE', KEYS[1], keep)
   if KEYS[2] then
     local p = redis.call('PTTL', KEYS[1])
     if p > 0 then

@@ -9,11 +9,16 @@
 -- ARGV[1] = token, ARGV[2] = TTL in milliseconds
 -- Returns 1 when the key holds the token (its TTL is now at least the TTL),
 -- 0 when the key is missing, -1 when another token holds it.
+-- A yes always writes, even when the lease is already long enough (it is
+-- then written back as it was): a read-only replica must answer READONLY,
+-- never vote yes on a key its master replicated to it.
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local keep = redis.call('PTTL', KEYS[1])
+  if keep < tonumber(ARGV[2]) then
+    keep = ARGV[2]
   end
+  redis.call('PEXPIRE', KEYS[1], keep)
   if KEYS[2] then
     local m = redis.pcall('GET', KEYS[2])
     local pre = #ARGV[1] .. ':' .. ARGV[1] .. '\n'

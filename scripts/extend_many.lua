@@ -9,6 +9,9 @@
 -- Returns 1 when every key holds the token (each TTL is now at least the
 -- TTL); 0 when a key is missing; -1 when a key holds another token (nothing
 -- is extended in either case).
+-- A yes always writes, even when the lease is already long enough (it is
+-- then written back as it was): a read-only replica must answer READONLY,
+-- never vote yes on a key its master replicated to it.
 local n = #KEYS
 if ARGV[3] then
   n = tonumber(ARGV[3])
@@ -28,9 +31,11 @@ end
 local ttl = tonumber(ARGV[2])
 local pre = #ARGV[1] .. ':' .. ARGV[1] .. '\n'
 for i = 1, n do
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  local keep = redis.call('PTTL', KEYS[i])
+  if keep < ttl then
+    keep = ARGV[2]
   end
+  redis.call('PEXPIRE', KEYS[i], keep)
   if ARGV[3] then
     local m = redis.pcall('GET', KEYS[n + i])
     if type(m) == 'string' and string.sub(m, 1, #pre) == pre then

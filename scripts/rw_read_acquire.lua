@@ -14,6 +14,9 @@
 -- Returns 1 when it added our share, 2 when it refreshed it; -2 - ms when
 -- refused: ms is the PTTL of the writer key, or of the writer-waiting mark
 -- (-1 for a key without TTL).
+-- A yes always writes, even when the lease is already long enough (it is
+-- then written back as it was): a read-only replica must answer READONLY,
+-- never vote yes on a key its master replicated to it.
 if redis.replicate_commands then
   redis.replicate_commands() -- Redis < 5: TIME before writes (a no-op later)
 end
@@ -32,9 +35,10 @@ if mine == false and redis.call('EXISTS', KEYS[3]) == 1 then
   return -2 - redis.call('PTTL', KEYS[3])
 end
 local exp = now + tonumber(ARGV[2])
-if mine == false or tonumber(mine) < exp then
-  redis.call('ZADD', KEYS[2], exp, ARGV[1])
+if mine ~= false and tonumber(mine) > exp then
+  exp = mine
 end
+redis.call('ZADD', KEYS[2], exp, ARGV[1])
 local top = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
 if redis.call('PTTL', KEYS[2]) < top - now then
   redis.call('PEXPIRE', KEYS[2], top - now)

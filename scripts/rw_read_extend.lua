@@ -11,6 +11,9 @@
 -- it is missing (expired, or never set here), -1 when a writer key exists
 -- on this instance (which only an instance that lost data can show beside
 -- a share): the share is then not extended.
+-- A yes always writes, even when the lease is already long enough (it is
+-- then written back as it was): a read-only replica must answer READONLY,
+-- never vote yes on a key its master replicated to it.
 if redis.replicate_commands then
   redis.replicate_commands() -- Redis < 5: TIME before writes (a no-op later)
 end
@@ -29,9 +32,10 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return -1
 end
 local exp = now + tonumber(ARGV[2])
-if tonumber(mine) < exp then
-  redis.call('ZADD', KEYS[2], exp, ARGV[1])
+if tonumber(mine) > exp then
+  exp = mine
 end
+redis.call('ZADD', KEYS[2], exp, ARGV[1])
 local top = tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2])
 if redis.call('PTTL', KEYS[2]) < top - now then
   redis.call('PEXPIRE', KEYS[2], top - now)

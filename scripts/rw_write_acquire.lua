@@ -18,6 +18,9 @@
 -- then set to our token for ARGV[3] ms, so that new readers wait). A
 -- writer that takes the key deletes the mark, whoever set it: while it
 -- holds, readers are refused anyway.
+-- A yes always writes, even when the lease is already long enough (it is
+-- then written back as it was): a read-only replica must answer READONLY,
+-- never vote yes on a key its master replicated to it.
 if redis.replicate_commands then
   redis.replicate_commands() -- Redis < 5: TIME before writes (a no-op later)
 end
@@ -39,9 +42,11 @@ if v == false then
   return 1
 end
 if v == ARGV[1] then
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  local keep = redis.call('PTTL', KEYS[1])
+  if keep < tonumber(ARGV[2]) then
+    keep = ARGV[2]
   end
+  redis.call('PEXPIRE', KEYS[1], keep)
   if KEYS[4] then
     local p = redis.call('PTTL', KEYS[1])
     if p > 0 then

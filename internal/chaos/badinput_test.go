@@ -473,11 +473,11 @@ func TestErrorReplies(t *testing.T) {
 		{"OOM", redlock.ErrUnavailable, func(t *testing.T) *redistest.Server {
 			return redistest.StartWith(t, redistest.Options{Args: []string{"--maxmemory", "1", "--maxmemory-policy", "noeviction"}})
 		}, nil},
-		// Replicas of a master of their own, not of good: a replica of good
-		// holds the lock key once good's SET has replicated, and the
-		// acquire script then finds its own token there and writes
-		// nothing (a refresh), so it votes yes instead of READONLY (seen
-		// on a CI run: the lock granted by good and its two replicas).
+		// Replicas of a master of their own, not of good, so that each
+		// answers the fresh-key path here. A replica of good that has
+		// its SET already answers READONLY too (the refresh paths always
+		// write); TestReplicaNeverVotesYes in the library shows that,
+		// without this test's race between replication and the call.
 		{"READONLY", redlock.ErrRejected, func(t *testing.T) *redistest.Server {
 			master := redistest.Start(t, 1)[0]
 			return redistest.StartWith(t, redistest.Options{Args: []string{"--replicaof", "127.0.0.1", fmt.Sprint(master.Port())}})
