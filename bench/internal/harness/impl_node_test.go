@@ -291,3 +291,28 @@ func TestTargetsNodeFigure(t *testing.T) {
 		t.Errorf("allocations of node-redlock not rendered as —:\n%s", text)
 	}
 }
+
+// TestHandoffZeroDelayShown: a handoff whose waiter held the lock before
+// the release call returned has a delay of 0, which the report prints as
+// "0" (measured), never as "—" (not measured).
+func TestHandoffZeroDelayShown(t *testing.T) {
+	ours := &Impl{Key: "redlock", Label: "redlock (this)"}
+	rel := Workload{Handoff: HandoffRelease, C: 1}
+	rep := &Report{Opts: Options{Ns: []int{3}, Cs: []int{1}, Rounds: 1, Impls: []*Impl{ours}}}
+	rep.Rows = append(rep.Rows, &Row{N: 3, Workload: rel, Impl: ours,
+		Median: Summary{P50: 0, P99: 120 * time.Microsecond, MaxWait: 120 * time.Microsecond, Trials: 2, Allocs: math.NaN(), OtherCores: -1}})
+	var b bytes.Buffer
+	if err := rep.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	for _, want := range []string{
+		"| handoff after a redsync unlock: p50 | ≤ 2 ms | 0 ms ✓ |",
+		"| 0 / 0.12 / 0.12 (2) |",
+		"| 3 | after redsync unlock | redlock | — (2 trials) | 0 | 120 | — | 0.12 |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, text)
+		}
+	}
+}
