@@ -28,6 +28,8 @@ func ScriptSHA(name string) string {
 		return scriptPTTL.sha
 	case "inspect":
 		return scriptInspect.sha
+	case "extend_batch":
+		return scriptExtendBatch.sha
 	}
 	panic("redlock: no script " + name)
 }
