@@ -479,6 +479,12 @@ func TestAttack4HeldLateDirectAcquisitionOnce(t *testing.T) {
 	p := startHoldProxy(t, s.Addr())
 	m := newManagerAt(t, []string{p.Addr()}, redlock.Config{NodeTimeout: 300 * time.Millisecond, RetryCount: 1})
 	acquire := []byte(scriptSHA(t, "acquire"))
+	// A first call makes the connections (the direct calls' one on a
+	// goroutine of its own: see connGate).
+	if _, err := m.IsLocked(ctx, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the direct calls' connection", func() bool { return redlock.DirectConnected(m)[0] })
 	for _, key := range []string{"first", "second"} {
 		h := p.hold(acquire, []byte(key))
 		before := commandCalls(t, s, "evalsha")

@@ -71,6 +71,20 @@ func DirectCallsOn(m *Manager) []bool {
 	return on
 }
 
+// DirectConnected reports, for each instance of m dialed by New, whether
+// the connection of its direct calls is made (see connGate): until it is,
+// a direct call goes to the pipelined connection. False for instances of
+// other clients.
+func DirectConnected(m *Manager) []bool {
+	on := make([]bool, len(m.inst))
+	for i, in := range m.inst {
+		if c, ok := in.client.(*directClient); ok {
+			on[i] = c.syncGate.up.Load()
+		}
+	}
+	return on
+}
+
 // Queued returns how many calls of m wait in the local queue of resource's
 // key (see waitSet).
 func Queued(m *Manager, resource string) int {

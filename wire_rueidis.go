@@ -32,6 +32,12 @@ const rueidisTopologyRefresh = 5 * time.Second
 // without touching the network, so that New never contacts an instance.
 var errNotDialedYet = errors.New("redlock: connection is dialed on first use")
 
+// errDialDeferred is what a call that would dial a single server's
+// connection under its own deadline gets instead: the connection is made
+// by the client's connGate, with the whole dial timeout, and the call
+// waits for it within its deadline and is then sent (it was never written).
+var errDialDeferred = errors.New("redlock: connection is being dialed")
+
 // errDialerClosed is returned by calls on a lazily built client after Close.
 var errDialerClosed = errors.New("redlock: client closed")
 
@@ -130,6 +136,14 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		if !ready.Load() {
 			return nil, errNotDialedYet
 		}
+		// rueidis dials (and runs the handshake) under the context of the
+		// call that found no connection: a round's call, bounded by
+		// NodeTimeout. The connGate dials instead, under the dial timeout;
+		// connections without a deadline (the dedicated ones of a key
+		// watch or a subscription) dial here as they are.
+		if _, ok := ctx.Deadline(); ok && ctx.Value(gateDialKey{}) == nil {
+			return nil, errDialDeferred
+		}
 		network := "tcp"
 		if unix {
 			network = "unix"
@@ -152,8 +166,155 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		return nil, nil, fmt.Errorf("%w: endpoint %s: %w", ErrInvalid, ep, err)
 	}
 	ready.Store(true) // err was errNotDialedYet
-	dc := &directClient{Client: rueidisadapter.New(rc), sync: rueidisadapter.New(src)}
-	return dc, closerFunc(func() { rc.Close(); src.Close() }), nil
+	dc := &directClient{
+		Client: rueidisadapter.New(rc), sync: rueidisadapter.New(src),
+		gate: connGate{rc: rc, timeout: dialTimeout}, syncGate: connGate{rc: src, timeout: dialTimeout},
+	}
+	return dc, closerFunc(func() {
+		dc.gate.close()
+		dc.syncGate.close()
+		rc.Close()
+		src.Close()
+		dc.gate.wg.Wait()
+		dc.syncGate.wg.Wait()
+	}), nil
+}
+
+// gateDialKey marks the context under which a connGate dials (and the
+// retry of a call whose deferred dial the gate could not make: see
+// gated).
+type gateDialKey struct{}
+
+// connGate makes the connection of one rueidis client of a single server
+// under the dial timeout, never under a caller's deadline: rueidis dials
+// and runs the handshake (HELLO, AUTH, SELECT) within the context of the
+// call that found no connection, and a round's call has NodeTimeout. When
+// connecting took longer than that (a loaded machine, a proxy, TLS over a
+// slow link), every call dialed, gave up within its deadline and left the
+// next call to dial again: no connection was ever made and each call cost
+// one, a stall that lasted as long as the load (the fault suite's N=5
+// scenarios on a loaded machine; TestDialNotCutByNodeTimeout).
+//
+// The gate dials once at a time, on a goroutine of its own, with a PING
+// under the dial timeout; calls wait for it within their own deadlines and
+// are sent once it is made. It is "up" from then until a call finds the
+// connection gone (its dial deferred: see DialCtxFn in dialRueidis).
+type connGate struct {
+	rc      rd.Client
+	timeout time.Duration
+
+	up atomic.Bool // the last dial made the connection, and no call found it gone since
+
+	mu      sync.Mutex
+	pending chan struct{} // closed when the running dial ends; nil if none
+	err     error         // the last dial's error
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// wait returns nil once the connection is made, the running (or a new)
+// dial's error when it failed, or ctx's error when ctx ends first.
+func (g *connGate) wait(ctx context.Context) error {
+	if g.up.Load() {
+		return nil
+	}
+	pending := g.start()
+	if pending == nil {
+		return errDialerClosed
+	}
+	select {
+	case <-pending:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if g.up.Load() {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// ready reports whether the connection is made; if not, it starts a dial
+// unless one runs, and does not wait for it.
+func (g *connGate) ready() bool {
+	if g.up.Load() {
+		return true
+	}
+	g.start()
+	return false
+}
+
+// down records that a call found the connection gone, and starts a dial.
+func (g *connGate) down() {
+	g.up.Store(false)
+	g.start()
+}
+
+// start starts a dial unless one runs, and returns the channel closed when
+// the running dial ends; nil after close.
+func (g *connGate) start() chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	if g.pending == nil {
+		g.pending = make(chan struct{})
+		g.wg.Add(1)
+		go g.dial(g.pending)
+	}
+	return g.pending
+}
+
+// dial makes the connection with a PING under the dial timeout. An error
+// reply counts as made (an ACL may refuse PING, and a server that is
+// loading still has the connection); if it was the handshake's (a wrong
+// password), the call that finds no connection retries with a dial of its
+// own and gets that reply (see gated).
+func (g *connGate) dial(done chan struct{}) {
+	defer g.wg.Done()
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), gateDialKey{}, true), g.timeout)
+	err := g.rc.Do(ctx, g.rc.B().Ping().Build()).Error()
+	cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, isReply := rd.IsRedisErr(err); err == nil || isReply {
+		err = nil
+		g.up.Store(true)
+	}
+	g.err = err
+	g.pending = nil
+	close(done)
+}
+
+// close makes later waits fail with errDialerClosed; the caller then
+// closes the rueidis client (which ends a running dial) and waits for wg.
+func (g *connGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// gated runs call on the client behind g once its connection is made. A
+// call whose dial was deferred (the connection went away since) marks the
+// gate down, waits for the gate's dial and runs once more; that second
+// time it may dial itself, under its own deadline, so that a handshake
+// refusal the gate took for a made connection (WRONGPASS) reaches the
+// caller. A deferred dial writes nothing: the call is sent at most once.
+func gated(ctx context.Context, g *connGate, call func(context.Context) (any, error)) (any, error) {
+	if err := g.wait(ctx); err != nil {
+		return nil, err
+	}
+	v, err := call(ctx)
+	if err == nil || !errors.Is(err, errDialDeferred) {
+		return v, err
+	}
+	g.down()
+	if err := g.wait(ctx); err != nil {
+		return nil, err
+	}
+	return call(context.WithValue(ctx, gateDialKey{}, true))
 }
 
 // directClient is the dialed client of a single server: two rueidis
@@ -187,20 +348,38 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 // the other: harmless under a token no one else knows, which is why only a
 // private token's release is direct and an acquisition under a chosen
 // token, or Attach's read, never is (see Lock.private).
+//
+// Each of the two clients makes its connection through a connGate (gate,
+// syncGate), under the dial timeout rather than a call's deadline.
 type directClient struct {
 	*rueidisadapter.Client // pipelined: every call that is not direct
 
 	sync *rueidisadapter.Client // direct calls, synchronous when alone
 	off  atomic.Bool            // a direct call failed without a reply: none since
 	busy atomic.Bool            // a direct call is on sync
+
+	gate, syncGate connGate // the connections of Client and sync
 }
 
 // EvalSha implements Client.
 func (c *directClient) EvalSha(ctx context.Context, sha1 string, keys, args []string) (any, error) {
 	if !c.enter(ctx) {
-		return c.Client.EvalSha(ctx, sha1, keys, args)
+		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) })
+	}
+	if !c.syncGate.ready() {
+		// No connection yet (its dial runs meanwhile): the call goes to
+		// the pipelined client.
+		c.leave(nil)
+		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) })
 	}
 	v, err := c.sync.EvalSha(ctx, sha1, keys, args)
+	if errors.Is(err, errDialDeferred) {
+		// The connection went away: nothing was sent. The call goes to
+		// the pipelined client, and the gate dials again.
+		c.syncGate.down()
+		c.leave(nil)
+		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) })
+	}
 	c.leave(err)
 	return v, err
 }
@@ -208,11 +387,27 @@ func (c *directClient) EvalSha(ctx context.Context, sha1 string, keys, args []st
 // Eval implements Client.
 func (c *directClient) Eval(ctx context.Context, script string, keys, args []string) (any, error) {
 	if !c.enter(ctx) {
-		return c.Client.Eval(ctx, script, keys, args)
+		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) })
+	}
+	if !c.syncGate.ready() {
+		c.leave(nil)
+		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) })
 	}
 	v, err := c.sync.Eval(ctx, script, keys, args)
+	if errors.Is(err, errDialDeferred) {
+		c.syncGate.down()
+		c.leave(nil)
+		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) })
+	}
 	c.leave(err)
 	return v, err
+}
+
+// LoadScripts implements ScriptLoader on the pipelined client, once its
+// connection is made.
+func (c *directClient) LoadScripts(ctx context.Context, scripts []string) error {
+	_, err := gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return nil, c.Client.LoadScripts(ctx, scripts) })
+	return err
 }
 
 // enter reports whether a call under ctx goes to the synchronous client:

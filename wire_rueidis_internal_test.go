@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -244,29 +245,42 @@ func TestDialRueidisManager(t *testing.T) {
 
 // TestDialRueidisMinimalACL: the rueidis connection set-up works for a user
 // allowed only the commands the scripts use (connMinimalACL in
-// connections_test.go) and SCRIPT LOAD (connQuietACL), and nothing it
-// sends is denied (the ACL log stays empty). redis-server 7.0 has no
-// CLIENT SETINFO, so this does not show that dialRueidis disables it (it
-// does, for 7.2 and later).
+// connections_test.go), SCRIPT LOAD and PING (connQuietACL: the connection
+// probe of connGate and rueidis's keep-alive), and nothing it sends is
+// denied (the ACL log stays empty). Without +ping it works too, and the
+// log shows only PING's denials. redis-server 7.0 has no CLIENT SETINFO,
+// so this does not show that dialRueidis disables it (it does, for 7.2
+// and later).
 func TestDialRueidisMinimalACL(t *testing.T) {
-	s := redistest.Start(t, 1)[0]
-	args := []string{"ACL", "SETUSER", "locker", "reset", "on", ">locker-pw", "~lock:*", "resetchannels",
-		"-@all", "+evalsha", "+eval", "+get", "+set", "+pexpire", "+del", "+pttl", "+script|load"}
-	if got := s.Do(t, args...); got != "OK" {
-		t.Fatalf("ACL SETUSER: %s", got)
-	}
-	c := dialRueidisT(t, Endpoint{Addr: s.Addr(), Username: "locker", Password: "locker-pw"})
-	ctx := rueidisCtx(t)
-	in := &instance{client: c, name: "acl"}
-	for _, sc := range []struct {
-		s    *script
-		args []string
-	}{{scriptAcquire, []string{"tok", "60000"}}, {scriptExtend, []string{"tok", "60000"}}, {scriptRelease, []string{"tok"}}} {
-		if v, err := call(ctx, in, sc.s, []string{"lock:res"}, sc.args); err != nil || v != int64(1) {
-			t.Fatalf("%s with the minimal ACL = (%#v, %v), want (1, nil)", sc.s.name, v, err)
-		}
-	}
-	if log := s.Do(t, "ACL", "LOG"); log != "" {
-		t.Fatalf("ACL LOG is not empty:\n%s", log)
+	for _, ping := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ping=%v", ping), func(t *testing.T) {
+			s := redistest.Start(t, 1)[0]
+			args := []string{"ACL", "SETUSER", "locker", "reset", "on", ">locker-pw", "~lock:*", "resetchannels",
+				"-@all", "+evalsha", "+eval", "+get", "+set", "+pexpire", "+del", "+pttl", "+script|load"}
+			if ping {
+				args = append(args, "+ping")
+			}
+			if got := s.Do(t, args...); got != "OK" {
+				t.Fatalf("ACL SETUSER: %s", got)
+			}
+			c := dialRueidisT(t, Endpoint{Addr: s.Addr(), Username: "locker", Password: "locker-pw"})
+			ctx := rueidisCtx(t)
+			in := &instance{client: c, name: "acl"}
+			for _, sc := range []struct {
+				s    *script
+				args []string
+			}{{scriptAcquire, []string{"tok", "60000"}}, {scriptExtend, []string{"tok", "60000"}}, {scriptRelease, []string{"tok"}}} {
+				if v, err := call(ctx, in, sc.s, []string{"lock:res"}, sc.args); err != nil || v != int64(1) {
+					t.Fatalf("%s with the minimal ACL = (%#v, %v), want (1, nil)", sc.s.name, v, err)
+				}
+			}
+			log := s.Do(t, "ACL", "LOG")
+			switch {
+			case ping && log != "":
+				t.Fatalf("ACL LOG is not empty:\n%s", log)
+			case !ping && (!strings.Contains(log, "ping") || strings.Contains(log, "eval") || strings.Contains(log, "script")):
+				t.Fatalf("ACL LOG without +ping: want PING's denials only:\n%s", log)
+			}
+		})
 	}
 }

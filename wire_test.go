@@ -144,6 +144,9 @@ func TestDirectCallTimeoutEndsDirectCalls(t *testing.T) {
 	if on := redlock.DirectCallsOn(m); !on[0] {
 		t.Fatalf("direct calls on = %v after a lock, want [true]", on)
 	}
+	// The first call went to the pipelined connection while the one of
+	// the direct calls was made (see connGate).
+	waitFor(t, 10*time.Second, "the direct calls' connection", func() bool { return redlock.DirectConnected(m)[0] })
 	s.Pause(t)
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	_, err = m.Lock(short, "b", redlock.TTL(time.Second))
