@@ -243,11 +243,7 @@ func TestAttack6ReplicaNeverVotesYesMore(t *testing.T) {
 		master := redistest.Start(t, 1)[0]
 		replicas := replicasOf(t, master, 2)
 		one := newManager(t, []*redistest.Server{master}, redlock.Config{RetryCount: 1})
-		mis, err := redlock.New(addrs(append([]*redistest.Server{master}, replicas...)), redlock.Config{RetryCount: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = mis.Close(context.Background()) })
+		mis := newMisconfiguredManager(t, master, replicas)
 		const tok = "attack6-replica-token-0123456789abcdef"
 		if _, err := one.Semaphore("sem6", 2).Acquire(ctx, redlock.TTL(time.Minute)); err != nil {
 			t.Fatal(err)

@@ -28,6 +28,20 @@ func replicasOf(t *testing.T, master *redistest.Server, n int) []*redistest.Serv
 	return out
 }
 
+// newMisconfiguredManager is a Manager over master and its replicas (one
+// attempt per call), closed in t.Cleanup. It keeps the locks Attach gave
+// it, whose release the replicas refuse too: its Close reports that, which
+// is not what the tests check, so the error is ignored.
+func newMisconfiguredManager(t *testing.T, master *redistest.Server, replicas []*redistest.Server) *redlock.Manager {
+	t.Helper()
+	m, err := redlock.New(addrs(append([]*redistest.Server{master}, replicas...)), redlock.Config{RetryCount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m
+}
+
 // replOffset is the field (master_repl_offset, slave_repl_offset) of s's
 // INFO replication.
 func replOffset(t *testing.T, s *redistest.Server, field string) int64 {
@@ -60,13 +74,7 @@ func TestReplicaNeverVotesYes(t *testing.T) {
 	master := redistest.Start(t, 1)[0]
 	replicas := replicasOf(t, master, 2)
 	one := newManager(t, []*redistest.Server{master}, redlock.Config{RetryCount: 1})
-	// mis holds the locks Attach gave it, whose release the replicas
-	// refuse too: its Close reports that, and is not what this tests.
-	mis, err := redlock.New(addrs(append([]*redistest.Server{master}, replicas...)), redlock.Config{RetryCount: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mis.Close(context.Background()) })
+	mis := newMisconfiguredManager(t, master, replicas)
 	const tok = "replica-test-token-0123456789abcdef"
 	long, short := redlock.TTL(30*time.Second), redlock.TTL(10*time.Second)
 
