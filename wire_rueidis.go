@@ -177,6 +177,13 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		src.Close()
 		dc.gate.wg.Wait()
 		dc.syncGate.wg.Wait()
+		// rueidis's Close does not stop a dial under way: one that ends
+		// after it stores its new connection over the closed client's
+		// (and the gate's PING then starts its reader and writer), which
+		// nothing would close. Closing again, now that the gates' dials
+		// ended, closes it (TestAttack7CloseDuringGateDial).
+		rc.Close()
+		src.Close()
 	}), nil
 }
 
