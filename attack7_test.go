@@ -1,7 +1,14 @@
 package redlock_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,4 +51,115 @@ func TestAttack7CloseDuringGateDial(t *testing.T) {
 		t.Errorf("goroutines left after Close: %v", err)
 	}
 	t.Logf("clients of the server after Close: %v", s.Do(t, "CLIENT", "LIST"))
+}
+
+// TestAttack7ConnectionsKilledUnderLoad: callers busy on every instance
+// while the server kills every client connection, again and again: the
+// calls that find their connection gone wait for the gate's new one and
+// are sent; none fails with the gate's internal errDialDeferred.
+func TestAttack7ConnectionsKilledUnderLoad(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+			servers := redistest.Start(t, n)
+			m := newManager(t, servers, redlock.Config{NodeTimeout: 500 * time.Millisecond, RetryCount: 0})
+			ctx := testCtx(t)
+			var (
+				mu     sync.Mutex
+				errs   = map[string]int{}
+				ok     atomic.Int64
+				stop   atomic.Bool
+				wg     sync.WaitGroup
+				rounds = 0
+			)
+			record := func(err error) {
+				e := err.Error()
+				if i := strings.LastIndex(e, ": "); i >= 0 {
+					e = e[i+2:] // the last instance's cause
+				}
+				mu.Lock()
+				errs[e]++
+				mu.Unlock()
+			}
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 2000 && !stop.Load(); i++ {
+						l, err := m.TryLock(ctx, fmt.Sprintf("killed-%d-%d", g, i), redlock.TTL(5*time.Second))
+						if err != nil {
+							record(err)
+							continue
+						}
+						if err := l.Unlock(ctx); err != nil {
+							record(err)
+							continue
+						}
+						ok.Add(1)
+					}
+				}()
+			}
+			deadline := time.Now().Add(4 * time.Second)
+			for ; rounds < 40 && time.Now().Before(deadline); rounds++ {
+				for _, s := range servers {
+					s.Do(t, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+				}
+				// Let some calls through on the new connections.
+				for start := ok.Load(); ok.Load() < start+5 && time.Now().Before(deadline); {
+					runtime.Gosched()
+				}
+			}
+			stop.Store(true)
+			wg.Wait()
+			t.Logf("%d kills, %d lock+unlock cycles; errors: %v", rounds, ok.Load(), errs)
+			for e, c := range errs {
+				if strings.Contains(e, "connection is being dialed") {
+					t.Errorf("%d calls failed with the gate's internal error: %s", c, e)
+				}
+			}
+		})
+	}
+}
+
+// TestAttack7CloseDoesNotWaitForGateDial: Close does not wait for a
+// connGate's dial to run its course (up to Endpoint.DialTimeout, here
+// 10 s): the proxy holds the new connections 3 s, and Close returns
+// before the server has seen any of them.
+func TestAttack7CloseDoesNotWaitForGateDial(t *testing.T) {
+	s := redistest.Start(t, 1)[0]
+	p := startSetupDelayProxy(t, s.Addr(), 3*time.Second)
+	m, err := redlock.NewFromEndpoints([]redlock.Endpoint{{Addr: p.Addr(), DialTimeout: 10 * time.Second}},
+		redlock.Config{NodeTimeout: 100 * time.Millisecond, RetryCount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	if _, err := m.Lock(ctx, "close-no-wait"); err == nil {
+		t.Fatal("Lock succeeded behind a 3s connection set-up with NodeTimeout 100ms")
+	}
+	base := connectionsReceived(t, s)
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := m.Close(cctx); err != nil && !errors.Is(err, redlock.ErrUnavailable) {
+		t.Fatalf("Close: %v", err)
+	}
+	// connectionsReceived's own connection counts once.
+	if got := connectionsReceived(t, s) - base - 1; got != 0 {
+		t.Errorf("Close returned after the server saw %d connection(s) of the proxy: it waited for the gate's dial (accepted by the proxy: %d)", got, p.accepted.Load())
+	}
+}
+
+// connectionsReceived is the server's total_connections_received.
+func connectionsReceived(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	for _, line := range strings.Split(s.Do(t, "INFO", "stats"), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no total_connections_received in INFO stats")
+	return 0
 }
