@@ -64,12 +64,13 @@ func TestAttack7ConnectionsKilledUnderLoad(t *testing.T) {
 			m := newManager(t, servers, redlock.Config{NodeTimeout: 500 * time.Millisecond, RetryCount: 0})
 			ctx := testCtx(t)
 			var (
-				mu     sync.Mutex
-				errs   = map[string]int{}
-				ok     atomic.Int64
-				stop   atomic.Bool
-				wg     sync.WaitGroup
-				rounds = 0
+				mu       sync.Mutex
+				errs     = map[string]int{}
+				ok       atomic.Int64
+				outlived atomic.Int32
+				stop     atomic.Bool
+				wg       sync.WaitGroup
+				rounds   = 0
 			)
 			record := func(err error) {
 				e := err.Error()
@@ -95,6 +96,15 @@ func TestAttack7ConnectionsKilledUnderLoad(t *testing.T) {
 							continue
 						}
 						ok.Add(1)
+						// At N=1 a release that returned deleted the key:
+						// nothing of the lock may set it again.
+						if n == 1 {
+							key := fmt.Sprintf("killed-%d-%d", g, i)
+							if v, err := servers[0].TryDo(time.Second, "PTTL", key); err == nil && v != "-2" {
+								outlived.Add(1)
+								t.Errorf("%s: PTTL %s after its Unlock returned", key, v)
+							}
+						}
 					}
 				}()
 			}
@@ -162,4 +172,55 @@ func connectionsReceived(t *testing.T, s *redistest.Server) int {
 	}
 	t.Fatal("no total_connections_received in INFO stats")
 	return 0
+}
+
+// TestAttack7SlowReconnectNoKeyOutlivesRelease: N=1, private tokens,
+// 8 callers; the connections are dropped again and again and each new one
+// takes longer than NodeTimeout to make (the calls wait at the gates, the
+// direct ones go pipelined meanwhile): a release that returned leaves no
+// key behind (no acquisition of the lock reaches the instance after it).
+func TestAttack7SlowReconnectNoKeyOutlivesRelease(t *testing.T) {
+	s := redistest.Start(t, 1)[0]
+	p := startSetupDelayProxy(t, s.Addr(), 150*time.Millisecond)
+	m := newManagerAt(t, []string{p.Addr()}, redlock.Config{NodeTimeout: 100 * time.Millisecond, RetryCount: 0})
+	ctx := testCtx(t)
+	var ok, failed atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5000 && !stop.Load(); i++ {
+				key := fmt.Sprintf("slow-%d-%d", g, i)
+				l, err := m.TryLock(ctx, key, redlock.TTL(10*time.Second))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				if err := l.Unlock(ctx); err != nil {
+					failed.Add(1)
+					continue
+				}
+				ok.Add(1)
+				if v, err := s.TryDo(time.Second, "PTTL", key); err == nil && v != "-2" {
+					t.Errorf("%s: PTTL %s after its Unlock returned", key, v)
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	drops := 0
+	for ; drops < 10 && time.Now().Before(deadline); drops++ {
+		for start := ok.Load(); ok.Load() < start+20 && time.Now().Before(deadline); {
+			runtime.Gosched()
+		}
+		p.drop()
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d drops, %d cycles, %d failed; connections accepted: %d", drops, ok.Load(), failed.Load(), p.accepted.Load())
+	if ok.Load() == 0 {
+		t.Fatal("no lock+unlock cycle completed")
+	}
 }
