@@ -148,11 +148,18 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		if unix {
 			network = "unix"
 		}
+		var conn net.Conn
+		var err error
 		if tc != nil {
 			td := tls.Dialer{NetDialer: d, Config: tc}
-			return td.DialContext(ctx, network, addr)
+			conn, err = td.DialContext(ctx, network, addr)
+		} else {
+			conn, err = d.DialContext(ctx, network, addr)
 		}
-		return d.DialContext(ctx, network, addr)
+		if g, ok := ctx.Value(gateDialKey{}).(*connGate); ok && err == nil {
+			g.abortOnClose(ctx, conn)
+		}
+		return conn, err
 	}
 	rc, err := rd.NewClient(opt)
 	if rc == nil {
@@ -177,12 +184,19 @@ func dialRueidis(ep Endpoint, cfg Config) (Client, io.Closer, error) {
 		src.Close()
 		dc.gate.wg.Wait()
 		dc.syncGate.wg.Wait()
+		// rueidis's Close does not stop a dial under way: one that ends
+		// after it stores its new connection over the closed client's
+		// (and the gate's PING then starts its reader and writer), which
+		// nothing would close. Closing again, now that the gates' dials
+		// ended, closes it (TestAttack7CloseDuringGateDial).
+		rc.Close()
+		src.Close()
 	}), nil
 }
 
-// gateDialKey marks the context under which a connGate dials (and the
-// retry of a call whose deferred dial the gate could not make: see
-// gated).
+// gateDialKey marks the context under which a connGate dials (its value
+// is the gate) and the retry of a call whose deferred dial the gate could
+// not make (true: see gated).
 type gateDialKey struct{}
 
 // connGate makes the connection of one rueidis client of a single server
@@ -206,8 +220,9 @@ type connGate struct {
 	up atomic.Bool // the last dial made the connection, and no call found it gone since
 
 	mu      sync.Mutex
-	pending chan struct{} // closed when the running dial ends; nil if none
-	err     error         // the last dial's error
+	pending chan struct{}      // closed when the running dial ends; nil if none
+	cancel  context.CancelFunc // ends the running dial's context
+	err     error              // the last dial's error
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -261,8 +276,10 @@ func (g *connGate) start() chan struct{} {
 	}
 	if g.pending == nil {
 		g.pending = make(chan struct{})
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), gateDialKey{}, g), g.timeout)
+		g.cancel = cancel
 		g.wg.Add(1)
-		go g.dial(g.pending)
+		go g.dial(ctx, g.pending)
 	}
 	return g.pending
 }
@@ -272,13 +289,12 @@ func (g *connGate) start() chan struct{} {
 // loading still has the connection); if it was the handshake's (a wrong
 // password), the call that finds no connection retries with a dial of its
 // own and gets that reply (see gated).
-func (g *connGate) dial(done chan struct{}) {
+func (g *connGate) dial(ctx context.Context, done chan struct{}) {
 	defer g.wg.Done()
-	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), gateDialKey{}, true), g.timeout)
 	err := g.rc.Do(ctx, g.rc.B().Ping().Build()).Error()
-	cancel()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.cancel()
 	if _, isReply := rd.IsRedisErr(err); err == nil || isReply {
 		err = nil
 		g.up.Store(true)
@@ -288,11 +304,31 @@ func (g *connGate) dial(done chan struct{}) {
 	close(done)
 }
 
-// close makes later waits fail with errDialerClosed; the caller then
-// closes the rueidis client (which ends a running dial) and waits for wg.
+// abortOnClose closes conn, dialed under the gate's dial context ctx, if
+// the gate is closed while that dial runs: rueidis runs the handshake
+// under the context's deadline only (its cancellation does not stop it),
+// and Close would otherwise wait for the dial timeout
+// (TestAttack7CloseDoesNotWaitForGateDial).
+func (g *connGate) abortOnClose(ctx context.Context, conn net.Conn) {
+	context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		closed := g.closed
+		g.mu.Unlock()
+		if closed {
+			_ = conn.Close()
+		}
+	})
+}
+
+// close makes later waits fail with errDialerClosed and ends a running
+// dial (its context, and the connection it dialed); the caller then
+// closes the rueidis client and waits for wg.
 func (g *connGate) close() {
 	g.mu.Lock()
 	g.closed = true
+	if g.pending != nil {
+		g.cancel()
+	}
 	g.mu.Unlock()
 }
 
