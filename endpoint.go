@@ -75,7 +75,11 @@ type Endpoint struct {
 	CAFile string
 
 	// DialTimeout bounds establishing one connection (TCP, TLS, HELLO).
-	// Default: the larger of Config.NodeTimeout and 1s.
+	// Default: the larger of Config.NodeTimeout and 1s. A single server's
+	// connection is made with all of it, on a goroutine of its own, while
+	// the calls that need it wait within their own deadlines; a Sentinel
+	// or cluster endpoint's connections are also cut by the deadline of
+	// the call that dials them (at most Config.NodeTimeout).
 	DialTimeout time.Duration
 	// ReadTimeout and WriteTimeout bound waiting on one connection: the
 	// larger of the two becomes rueidis's ConnWriteTimeout, after which the
