@@ -30,6 +30,14 @@ const connWrongPassword = "Wr0ng-Pa55w0rd-SECRET"
 // connCfg is the configuration of the connection tests: short retries.
 var connCfg = redlock.Config{RetryCount: 2, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond}
 
+// connFailCfg is connCfg with a 5 s NodeTimeout, for the tests that want a
+// connection's own error (a certificate refused, a protocol mismatch) and
+// not a timeout: a call waits for its connection's dial within its
+// deadline, and on a loaded machine a failing TLS dial took longer than
+// the default 500 ms (the call then reported "context deadline exceeded").
+// The dial itself is bounded by the dial timeout, max(NodeTimeout, 1 s).
+var connFailCfg = func() redlock.Config { c := connCfg; c.NodeTimeout = 5 * time.Second; return c }()
+
 // connCtx bounds one connection test.
 func connCtx(t *testing.T) context.Context {
 	t.Helper()
@@ -317,15 +325,16 @@ func TestConnTLS(t *testing.T) {
 		}
 	})
 	t.Run("system pool rejects the test CA", func(t *testing.T) {
-		m := newManagerAt(t, []string{"rediss://" + servers[0].Addr()}, connCfg)
-		_, err := m.TryLock(ctx, "tls-untrusted", redlock.TTL(time.Second))
+		// TTL 10 s: an attempt is never longer than the lock's TTL.
+		m := newManagerAt(t, []string{"rediss://" + servers[0].Addr()}, connFailCfg)
+		_, err := m.TryLock(ctx, "tls-untrusted", redlock.TTL(10*time.Second))
 		var cve *tls.CertificateVerificationError
 		if !errors.Is(err, redlock.ErrUnavailable) || !errors.As(err, &cve) {
 			t.Fatalf("TryLock with an untrusted certificate = %v, want ErrUnavailable from a certificate verification error", err)
 		}
 	})
 	t.Run("plain text to the TLS port", func(t *testing.T) {
-		m := newManagerAt(t, []string{"redis://" + servers[0].Addr()}, connCfg)
+		m := newManagerAt(t, []string{"redis://" + servers[0].Addr()}, connFailCfg)
 		connFailsFast(ctx, t, m)
 	})
 	t.Run("TLS to a plain port", func(t *testing.T) {
