@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -669,6 +670,29 @@ func TestConnCluster(t *testing.T) {
 	// cluster-2"). This test is about connection forms, not deadlines.
 	cfg := connCfg
 	cfg.NodeTimeout = 5 * time.Second
+	// The cluster's calls and the test's steps, shown when the test fails
+	// (diagnostic: the "keys left: cluster-2" failure is a top-up of the
+	// lock's late extension after the release through the Attach handle,
+	// TestTopUpAfterReleaseThroughAttach).
+	var evMu sync.Mutex
+	var events []string
+	note := func(f string, a ...any) {
+		evMu.Lock()
+		events = append(events, time.Now().Format("15:04:05.000000 ")+fmt.Sprintf(f, a...))
+		evMu.Unlock()
+	}
+	cfg.Observer = &callHook{onCall: func(e redlock.InstanceCallEvent) {
+		if strings.Contains(e.Endpoint, "cluster") {
+			note("call %s %s %v", e.Endpoint, e.Outcome, e.Duration)
+		}
+	}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			evMu.Lock()
+			t.Logf("events:\n%s", strings.Join(events, "\n"))
+			evMu.Unlock()
+		}
+	})
 	m := newManagerAt(t, []string{"redis+cluster://" + c.Masters[0].Addr(), plain[0].Addr(), plain[1].Addr()}, cfg)
 
 	// Lock resources until every master holds one.
@@ -709,6 +733,7 @@ func TestConnCluster(t *testing.T) {
 		s.Do(t, "SCRIPT", "FLUSH")
 	}
 	for _, l := range locks {
+		note("%s: is-locked, extend", l.Resource())
 		if ok, err := m.IsLocked(ctx, l.Resource()); err != nil || !ok {
 			t.Errorf("%s: is-locked = %v, %v", l.Resource(), ok, err)
 		}
@@ -724,15 +749,19 @@ func TestConnCluster(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+		note("%s: attach", l.Resource())
 		a, err := m.Attach(ctx, l.Resource(), l.Token())
 		if err != nil {
 			t.Errorf("%s: attach: %v", l.Resource(), err)
 			continue
 		}
+		note("%s: unlock", l.Resource())
 		if err := a.Unlock(ctx); err != nil {
 			t.Errorf("%s: unlock: %v", l.Resource(), err)
 		}
+		note("%s: unlocked", l.Resource())
 	}
+	note("wantNoKeys")
 	wantNoKeys(t, append(append([]*redistest.Server{}, c.Masters...), plain...))
 
 	// The struct form, the cluster alone, as a restricted ACL user (which
