@@ -167,9 +167,13 @@ func TestAttack6WaiterWakesPerRefresh(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"extend-longer", 5 * time.Second, func(ctx context.Context, t *testing.T, holder *redlock.Manager, l *redlock.Lock, res, tok string) {
+		// The lease (30 s) outlasts the set-up before the first refresh
+		// (the waiter's watches, at most 20 s, and a settle of at most
+		// 2 s): a shorter one could run out on a loaded machine and let
+		// the waiter in.
+		{"extend-longer", 30 * time.Second, func(ctx context.Context, t *testing.T, holder *redlock.Manager, l *redlock.Lock, res, tok string) {
 			// what an auto-extension does: the lease is renewed to the TTL
-			if err := l.Extend(ctx, 20*time.Second); err != nil {
+			if err := l.Extend(ctx, time.Minute); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -179,7 +183,9 @@ func TestAttack6WaiterWakesPerRefresh(t *testing.T) {
 			t.Parallel()
 			ctx := testCtx(t)
 			servers := redistest.Start(t, 3)
-			holder := newManager(t, servers, redlock.Config{})
+			// 5 s NodeTimeout: the refreshes must not time out on a
+			// loaded machine (the test counts wake-ups, not deadlines).
+			holder := newManager(t, servers, redlock.Config{NodeTimeout: 5 * time.Second})
 			const tok = "attack6-wake-token-0123456789abcdef"
 			res := "wake6-" + kind.name
 			l, err := holder.Lock(ctx, res, redlock.Token(tok), redlock.TTL(kind.ttl))
@@ -242,7 +248,9 @@ func TestAttack6ReplicaNeverVotesYesMore(t *testing.T) {
 		ctx := testCtx(t)
 		master := redistest.Start(t, 1)[0]
 		replicas := replicasOf(t, master, 2)
-		one := newManager(t, []*redistest.Server{master}, redlock.Config{RetryCount: 1})
+		// 5 s NodeTimeout: the holds on the master alone must not time
+		// out on a loaded machine (the test is about votes, not deadlines).
+		one := newManager(t, []*redistest.Server{master}, redlock.Config{RetryCount: 1, NodeTimeout: 5 * time.Second})
 		mis := newMisconfiguredManager(t, master, replicas)
 		const tok = "attack6-replica-token-0123456789abcdef"
 		if _, err := one.Semaphore("sem6", 2).Acquire(ctx, redlock.TTL(time.Minute)); err != nil {
@@ -310,13 +318,16 @@ func TestAttack6ReplicaNeverVotesYesMore(t *testing.T) {
 		t.Parallel()
 		ctx := testCtx(t)
 		servers := redistest.Start(t, 3)
-		// mis's Close fails to release through the replicas: not what this tests
-		mis, err := redlock.New(addrs(servers), redlock.Config{RetryCount: 1, DefaultTTL: 3 * time.Second})
+		// mis's Close fails to release through the replicas: not what this
+		// tests. 5 s NodeTimeout (a call is still never longer than its
+		// lock's TTL): the handles must be taken on a loaded machine, and
+		// the test is about votes, not deadlines.
+		mis, err := redlock.New(addrs(servers), redlock.Config{RetryCount: 1, DefaultTTL: 3 * time.Second, NodeTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = mis.Close(context.Background()) })
-		one := newManager(t, servers[:1], redlock.Config{RetryCount: 1})
+		one := newManager(t, servers[:1], redlock.Config{RetryCount: 1, NodeTimeout: 5 * time.Second})
 		const tok = "attack6-replica-ext-token-0123456789ab"
 		many, err := mis.LockMany(ctx, []string{"many6-a", "many6-b"}, redlock.Token(tok), redlock.TTL(10*time.Second))
 		if err != nil {
@@ -400,7 +411,10 @@ func TestAttack6RefreshNeverMovesDeadlineEarlier(t *testing.T) {
 	if v := s.Do(t, "PEXPIRETIME", "none"); v != "-2" {
 		t.Skipf("no PEXPIRETIME (Redis < 7): %q", v)
 	}
-	m, cs := newCountingManager(t, servers, redlock.Config{DefaultTTL: 2 * time.Second})
+	// 5 s NodeTimeout: no refresh (and no watchdog extension of dl-auto,
+	// whose calls its 2 s TTL bounds) may time out on a loaded machine;
+	// the test is about deadlines on the server, not the client's.
+	m, cs := newCountingManager(t, servers, redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: 5 * time.Second})
 	const tok = "attack6-deadline-token-0123456789abcd"
 	hour, second := redlock.TTL(time.Hour), redlock.TTL(time.Second)
 	deadline := func(key string) int64 {

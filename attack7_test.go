@@ -131,30 +131,51 @@ func TestAttack7ConnectionsKilledUnderLoad(t *testing.T) {
 }
 
 // TestAttack7CloseDoesNotWaitForGateDial: Close does not wait for a
-// connGate's dial to run its course (up to Endpoint.DialTimeout, here
-// 10 s): the proxy holds the new connections 3 s, and Close returns
-// before the server has seen any of them.
+// connGate's dial to run its course (up to Endpoint.DialTimeout, here a
+// minute, and the handshake's reply wait, ReadTimeout, a minute too): the
+// proxy holds every new connection until the test ends, so the gate's
+// dial cannot end before its minute, and Close (under a 200 ms
+// context) must return long before that, with the server having seen no
+// connection of the proxy.
+//
+// The proxy used to hold the connections 3 s and the test checked, after
+// Close, that the server had seen none of them: on a loaded machine the
+// Lock, Close and the two INFO reads could together take longer than the
+// 3 s and fail a Close that had not waited. Now nothing reaches the
+// server however slow the machine, and a Close that waited for the dial
+// would still be blocked when waitClosed gives up (30 s, half the dial's
+// minute).
 func TestAttack7CloseDoesNotWaitForGateDial(t *testing.T) {
 	s := redistest.Start(t, 1)[0]
-	p := startSetupDelayProxy(t, s.Addr(), 3*time.Second)
-	m, err := redlock.NewFromEndpoints([]redlock.Endpoint{{Addr: p.Addr(), DialTimeout: 10 * time.Second}},
+	p := startSetupDelayProxy(t, s.Addr(), time.Hour) // held until the proxy closes
+	m, err := redlock.NewFromEndpoints([]redlock.Endpoint{{Addr: p.Addr(), DialTimeout: time.Minute, ReadTimeout: time.Minute}},
 		redlock.Config{NodeTimeout: 100 * time.Millisecond, RetryCount: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := testCtx(t)
-	if _, err := m.Lock(ctx, "close-no-wait"); err == nil {
-		t.Fatal("Lock succeeded behind a 3s connection set-up with NodeTimeout 100ms")
-	}
 	base := connectionsReceived(t, s)
-	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	defer cancel()
-	if err := m.Close(cctx); err != nil && !errors.Is(err, redlock.ErrUnavailable) {
-		t.Fatalf("Close: %v", err)
+	if _, err := m.Lock(ctx, "close-no-wait"); err == nil {
+		t.Fatal("Lock succeeded behind a connection set-up held until the test ends")
 	}
-	// connectionsReceived's own connection counts once.
+	if p.accepted.Load() == 0 {
+		t.Fatal("no connection was dialed")
+	}
+	closed := make(chan struct{})
+	var closeErr error
+	go func() {
+		defer close(closed)
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		closeErr = m.Close(cctx)
+	}()
+	waitClosed(t, closed, 30*time.Second, "Close while a gate's dial (DialTimeout 1m) waits for a held connection: it waited for the dial")
+	if closeErr != nil && !errors.Is(closeErr, redlock.ErrUnavailable) {
+		t.Fatalf("Close: %v", closeErr)
+	}
+	// connectionsReceived's own connections count: one each call.
 	if got := connectionsReceived(t, s) - base - 1; got != 0 {
-		t.Errorf("Close returned after the server saw %d connection(s) of the proxy: it waited for the gate's dial (accepted by the proxy: %d)", got, p.accepted.Load())
+		t.Errorf("the server saw %d connection(s) of the proxy, which holds them all (accepted by the proxy: %d)", got, p.accepted.Load())
 	}
 }
 

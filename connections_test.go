@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,14 @@ const connWrongPassword = "Wr0ng-Pa55w0rd-SECRET"
 
 // connCfg is the configuration of the connection tests: short retries.
 var connCfg = redlock.Config{RetryCount: 2, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 20 * time.Millisecond}
+
+// connFailCfg is connCfg with a 5 s NodeTimeout, for the tests that want a
+// connection's own error (a certificate refused, a protocol mismatch) and
+// not a timeout: a call waits for its connection's dial within its
+// deadline, and on a loaded machine a failing TLS dial took longer than
+// the default 500 ms (the call then reported "context deadline exceeded").
+// The dial itself is bounded by the dial timeout, max(NodeTimeout, 1 s).
+var connFailCfg = func() redlock.Config { c := connCfg; c.NodeTimeout = 5 * time.Second; return c }()
 
 // connCtx bounds one connection test.
 func connCtx(t *testing.T) context.Context {
@@ -317,15 +326,16 @@ func TestConnTLS(t *testing.T) {
 		}
 	})
 	t.Run("system pool rejects the test CA", func(t *testing.T) {
-		m := newManagerAt(t, []string{"rediss://" + servers[0].Addr()}, connCfg)
-		_, err := m.TryLock(ctx, "tls-untrusted", redlock.TTL(time.Second))
+		// TTL 10 s: an attempt is never longer than the lock's TTL.
+		m := newManagerAt(t, []string{"rediss://" + servers[0].Addr()}, connFailCfg)
+		_, err := m.TryLock(ctx, "tls-untrusted", redlock.TTL(10*time.Second))
 		var cve *tls.CertificateVerificationError
 		if !errors.Is(err, redlock.ErrUnavailable) || !errors.As(err, &cve) {
 			t.Fatalf("TryLock with an untrusted certificate = %v, want ErrUnavailable from a certificate verification error", err)
 		}
 	})
 	t.Run("plain text to the TLS port", func(t *testing.T) {
-		m := newManagerAt(t, []string{"redis://" + servers[0].Addr()}, connCfg)
+		m := newManagerAt(t, []string{"redis://" + servers[0].Addr()}, connFailCfg)
 		connFailsFast(ctx, t, m)
 	})
 	t.Run("TLS to a plain port", func(t *testing.T) {
@@ -660,6 +670,29 @@ func TestConnCluster(t *testing.T) {
 	// cluster-2"). This test is about connection forms, not deadlines.
 	cfg := connCfg
 	cfg.NodeTimeout = 5 * time.Second
+	// The cluster's calls and the test's steps, shown when the test fails
+	// (diagnostic: the "keys left: cluster-2" failure is a top-up of the
+	// lock's late extension after the release through the Attach handle,
+	// TestTopUpAfterReleaseThroughAttach).
+	var evMu sync.Mutex
+	var events []string
+	note := func(f string, a ...any) {
+		evMu.Lock()
+		events = append(events, time.Now().Format("15:04:05.000000 ")+fmt.Sprintf(f, a...))
+		evMu.Unlock()
+	}
+	cfg.Observer = &callHook{onCall: func(e redlock.InstanceCallEvent) {
+		if strings.Contains(e.Endpoint, "cluster") {
+			note("call %s %s %v", e.Endpoint, e.Outcome, e.Duration)
+		}
+	}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			evMu.Lock()
+			t.Logf("events:\n%s", strings.Join(events, "\n"))
+			evMu.Unlock()
+		}
+	})
 	m := newManagerAt(t, []string{"redis+cluster://" + c.Masters[0].Addr(), plain[0].Addr(), plain[1].Addr()}, cfg)
 
 	// Lock resources until every master holds one.
@@ -700,6 +733,7 @@ func TestConnCluster(t *testing.T) {
 		s.Do(t, "SCRIPT", "FLUSH")
 	}
 	for _, l := range locks {
+		note("%s: is-locked, extend", l.Resource())
 		if ok, err := m.IsLocked(ctx, l.Resource()); err != nil || !ok {
 			t.Errorf("%s: is-locked = %v, %v", l.Resource(), ok, err)
 		}
@@ -715,15 +749,19 @@ func TestConnCluster(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+		note("%s: attach", l.Resource())
 		a, err := m.Attach(ctx, l.Resource(), l.Token())
 		if err != nil {
 			t.Errorf("%s: attach: %v", l.Resource(), err)
 			continue
 		}
+		note("%s: unlock", l.Resource())
 		if err := a.Unlock(ctx); err != nil {
 			t.Errorf("%s: unlock: %v", l.Resource(), err)
 		}
+		note("%s: unlocked", l.Resource())
 	}
+	note("wantNoKeys")
 	wantNoKeys(t, append(append([]*redistest.Server{}, c.Masters...), plain...))
 
 	// The struct form, the cluster alone, as a restricted ACL user (which

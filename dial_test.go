@@ -16,12 +16,14 @@ import (
 // after holding it for delay once accepted: the kernel completes the
 // client's connect at once, but the server sees (and answers) nothing of
 // the connection before delay has passed, as over a slow link or a TLS
-// handshake across a WAN.
+// handshake across a WAN. A connection still held when the proxy closes is
+// closed, never forwarded.
 type setupDelayProxy struct {
 	ln       net.Listener
 	target   string
 	delay    time.Duration
 	accepted atomic.Int32
+	stop     chan struct{} // closed by close: the held connections are dropped
 
 	mu     sync.Mutex
 	conns  []net.Conn
@@ -35,7 +37,7 @@ func startSetupDelayProxy(t *testing.T, target string, delay time.Duration) *set
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &setupDelayProxy{ln: ln, target: target, delay: delay}
+	p := &setupDelayProxy{ln: ln, target: target, delay: delay, stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -68,6 +70,9 @@ func (p *setupDelayProxy) drop() {
 func (p *setupDelayProxy) close() {
 	_ = p.ln.Close()
 	p.mu.Lock()
+	if !p.closed {
+		close(p.stop)
+	}
 	p.closed = true
 	for _, c := range p.conns {
 		_ = c.Close()
@@ -94,7 +99,11 @@ func (p *setupDelayProxy) accept() {
 			defer c.Close()
 			t := time.NewTimer(p.delay)
 			defer t.Stop()
-			<-t.C
+			select {
+			case <-t.C:
+			case <-p.stop:
+				return
+			}
 			s, err := net.Dial("tcp", p.target)
 			if err != nil || !p.track(s) {
 				return

@@ -30,6 +30,8 @@ func ScriptSHA(name string) string {
 		return scriptInspect.sha
 	case "extend_batch":
 		return scriptExtendBatch.sha
+	case "topup":
+		return scriptTopUp.sha
 	}
 	panic("redlock: no script " + name)
 }

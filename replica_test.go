@@ -31,10 +31,13 @@ func replicasOf(t *testing.T, master *redistest.Server, n int) []*redistest.Serv
 // newMisconfiguredManager is a Manager over master and its replicas (one
 // attempt per call), closed in t.Cleanup. It keeps the locks Attach gave
 // it, whose release the replicas refuse too: its Close reports that, which
-// is not what the tests check, so the error is ignored.
+// is not what the tests check, so the error is ignored. Its NodeTimeout
+// (5 s, not the default 500 ms) lets every instance answer on a loaded
+// machine: a refusal returns only once both replicas' READONLY are in,
+// unless a replica's call times out first.
 func newMisconfiguredManager(t *testing.T, master *redistest.Server, replicas []*redistest.Server) *redlock.Manager {
 	t.Helper()
-	m, err := redlock.New(addrs(append([]*redistest.Server{master}, replicas...)), redlock.Config{RetryCount: 1})
+	m, err := redlock.New(addrs(append([]*redistest.Server{master}, replicas...)), redlock.Config{RetryCount: 1, NodeTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +76,9 @@ func TestReplicaNeverVotesYes(t *testing.T) {
 	ctx := testCtx(t)
 	master := redistest.Start(t, 1)[0]
 	replicas := replicasOf(t, master, 2)
-	one := newManager(t, []*redistest.Server{master}, redlock.Config{RetryCount: 1})
+	// 5 s NodeTimeout: the holds on the master alone must not time out on
+	// a loaded machine (the test is about votes, not deadlines).
+	one := newManager(t, []*redistest.Server{master}, redlock.Config{RetryCount: 1, NodeTimeout: 5 * time.Second})
 	mis := newMisconfiguredManager(t, master, replicas)
 	const tok = "replica-test-token-0123456789abcdef"
 	long, short := redlock.TTL(30*time.Second), redlock.TTL(10*time.Second)
@@ -204,7 +209,9 @@ func TestReplicaNeverVotesYes(t *testing.T) {
 func TestReplicaRefreshKeepsLease(t *testing.T) {
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 1)
-	m := newManager(t, servers, redlock.Config{})
+	// 5 s NodeTimeout: the re-lock and the extension must not time out on
+	// a loaded machine (the test is about the lease, not deadlines).
+	m := newManager(t, servers, redlock.Config{NodeTimeout: 5 * time.Second})
 	const tok = "refresh-keeps-lease-token-0123456789"
 	l, err := m.Lock(ctx, "keep", redlock.Token(tok), redlock.TTL(time.Hour))
 	if err != nil {

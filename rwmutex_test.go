@@ -189,6 +189,13 @@ func TestRWMutexFenceMetadataInspect(t *testing.T) {
 		t.Fatalf("fences %d then %d, want increasing", w1.Fence(), w2.Fence())
 	}
 	mustUnlock(t, ctx, w2)
+	// The release returned at quorum; the third instance's may still wait
+	// behind w2's acquisition there (a call of a lock waits for the
+	// previous one's reply on its instance). Every instance must be free
+	// of the writer before the readers' check below, which wants none.
+	for _, s := range servers {
+		waitFor(t, 20*time.Second, s.String()+" free of writer 2", func() bool { return get(t, s, "{rep}:1") == "(nil)" })
+	}
 
 	r1 := mustLock(t, "reader 1", func() (*redlock.Lock, error) { return rw.TryRLock(ctx, redlock.Metadata("alice")) })
 	r2 := mustLock(t, "reader 2", func() (*redlock.Lock, error) { return rw.TryRLock(ctx) })
