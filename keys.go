@@ -261,3 +261,20 @@ func (ks *keyset) pttlScript() *script {
 	}
 	return scriptPTTLMany
 }
+
+// sharesKey reports whether ks and o name a common lock key of the same
+// kind (a reader's share is not a writer's or a mutex's key): a release of
+// one deletes what the other holds under the same token.
+func (ks *keyset) sharesKey(o *keyset) bool {
+	if ks.rwRead() != o.rwRead() {
+		return false
+	}
+	for _, a := range ks.keys {
+		for _, b := range o.keys {
+			if a == b {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -30,6 +30,7 @@ type Lock struct {
 	until    time.Time
 	released bool          // Unlock was called
 	gone     bool          // the lock is lost (lost, if made, is closed)
+	noTopUp  bool          // another handle of the token released its keys (see releaseSiblings)
 	lost     chan struct{} // made on first use (Lost, onLoss); closed once lost
 	expiry   *time.Timer   // loses the lock at until; nil until watched (auto-extended locks: at once)
 	due      time.Time     // next auto-extension (guarded by m.ext.mu)
@@ -273,6 +274,38 @@ const (
 	reasonClosed  = "manager closed before it could release the lock"
 )
 
+// releaseSiblings tells the other handles of l's token in this Manager
+// whose keys l's release deletes (from Attach, or a Lock under the same
+// Token), before the release is sent, that they must not top their keys
+// up any more (see topUpLocked). Without it, an extension of such a handle
+// that reached an instance after the release found the key missing there
+// and, having succeeded on a quorum before the release, set it again: the
+// key outlived the release for that extension's lease
+// (TestTopUpAfterReleaseThroughAttach; TestConnCluster's "keys left" under
+// load). The handles stay as they were otherwise (their Unlock still
+// succeeds, as aioredlock's does for a key already gone; their next
+// extension finds the keys gone and loses the lock). A private token (see
+// private) has no other handle: nothing to look for.
+func (l *Lock) releaseSiblings() {
+	if l.private() {
+		return
+	}
+	m := l.m
+	var sibs []*Lock
+	m.mu.Lock()
+	for o := range m.locks {
+		if o != l && o.token == l.token && o.ks.sharesKey(&l.ks) {
+			sibs = append(sibs, o)
+		}
+	}
+	m.mu.Unlock()
+	for _, o := range sibs {
+		o.mu.Lock()
+		o.noTopUp = true
+		o.mu.Unlock()
+	}
+}
+
 // forget removes l from the held set, and tells the Observer if it was
 // there.
 func (m *Manager) forget(l *Lock) {
@@ -474,7 +507,7 @@ func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
 	m := l.m
 	now := m.now()
 	left := (ttl - now.Sub(start)).Truncate(time.Millisecond)
-	if missing == nil || l.released || l.gone || !now.Before(l.until) || left < time.Millisecond || l.ks.rwRead() {
+	if missing == nil || l.released || l.gone || l.noTopUp || !now.Before(l.until) || left < time.Millisecond || l.ks.rwRead() {
 		return // a reader's share is not topped up (docs/primitives.md)
 	}
 	if l.ks.hasMeta() {
@@ -545,6 +578,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	for _, f := range fs {
 		f()
 	}
+	l.releaseSiblings()
 	release, classify := l.ks.releaseScript()
 	if !l.ks.rwRead() {
 		release = m.hooks.releaseScript(release)
