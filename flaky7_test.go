@@ -22,7 +22,6 @@ import (
 // the plain servers' after SCRIPT FLUSH, so the Attach handle's release
 // reached the cluster before the original handle's extension.
 func TestTopUpAfterReleaseThroughAttach(t *testing.T) {
-	t.Skip("library bug (flaky7 report): a top-up re-creates a key released through another handle of the token; remove this skip with the fix")
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
 	m, cs := newCountingManager(t, servers, redlock.Config{NodeTimeout: 5 * time.Second})

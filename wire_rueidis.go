@@ -292,6 +292,12 @@ func (g *connGate) start() chan struct{} {
 func (g *connGate) dial(ctx context.Context, done chan struct{}) {
 	defer g.wg.Done()
 	err := g.rc.Do(ctx, g.rc.B().Ping().Build()).Error()
+	// rueidis lets the calls that wait for one connection attempt share
+	// its outcome: this PING may have joined a call's dial that was
+	// refused (errDialDeferred). Dial again, a few times at most.
+	for i := 0; i < deferredRetries && errors.Is(err, errDialDeferred) && ctx.Err() == nil; i++ {
+		err = g.rc.Do(ctx, g.rc.B().Ping().Build()).Error()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.cancel()
@@ -346,12 +352,23 @@ func gated(ctx context.Context, g *connGate, call func(context.Context) (any, er
 	if err == nil || !errors.Is(err, errDialDeferred) {
 		return v, err
 	}
-	g.down()
-	if err := g.wait(ctx); err != nil {
-		return nil, err
+	ctx = context.WithValue(ctx, gateDialKey{}, true)
+	for i := 0; ; i++ {
+		g.down()
+		if err := g.wait(ctx); err != nil {
+			return nil, err
+		}
+		// This time the call may dial; it may still join a refused dial
+		// of another call (see dial), which wrote nothing either.
+		if v, err = call(ctx); !errors.Is(err, errDialDeferred) || i == deferredRetries {
+			return v, err
+		}
 	}
-	return call(context.WithValue(ctx, gateDialKey{}, true))
 }
+
+// deferredRetries bounds how often a dial that joined another call's
+// refused dial (errDialDeferred) is tried again.
+const deferredRetries = 3
 
 // directClient is the dialed client of a single server: two rueidis
 // clients, each with one connection (dialed on first use). The first
