@@ -31,6 +31,7 @@ type Lock struct {
 	released bool          // Unlock was called
 	gone     bool          // the lock is lost (lost, if made, is closed)
 	noTopUp  bool          // another handle of the token released its keys (see releaseSiblings)
+	topUp    *round        // the last top-up sent (see releaseSiblings)
 	lost     chan struct{} // made on first use (Lost, onLoss); closed once lost
 	expiry   *time.Timer   // loses the lock at until; nil until watched (auto-extended locks: at once)
 	due      time.Time     // next auto-extension (guarded by m.ext.mu)
@@ -286,9 +287,15 @@ const (
 // succeeds, as aioredlock's does for a key already gone; their next
 // extension finds the keys gone and loses the lock). A private token (see
 // private) has no other handle: nothing to look for.
-func (l *Lock) releaseSiblings() {
+//
+// A top-up such a handle sent before it was told may still be on its way:
+// the release must follow it on its instances, or it reaches an instance
+// after the release and sets the key again
+// (TestAttack8TopUpQueuedBeforeSiblingRelease). releaseSiblings returns
+// after combined with those top-ups, the predecessor of the release.
+func (l *Lock) releaseSiblings(after predecessor) predecessor {
 	if l.private() {
-		return
+		return after
 	}
 	m := l.m
 	var sibs []*Lock
@@ -299,11 +306,50 @@ func (l *Lock) releaseSiblings() {
 		}
 	}
 	m.mu.Unlock()
+	var preds predecessors
 	for _, o := range sibs {
 		o.mu.Lock()
 		o.noTopUp = true
+		if o.topUp != nil {
+			preds = append(preds, o.topUp)
+		}
 		o.mu.Unlock()
 	}
+	if len(preds) == 0 {
+		return after
+	}
+	if after != nil {
+		preds = append(preds, after)
+	}
+	return preds
+}
+
+// predecessors is a predecessor made of several: a call to instance i
+// follows every one's call to i.
+type predecessors []predecessor
+
+// pendingCh implements predecessor.
+func (ps predecessors) pendingCh(i int) <-chan struct{} {
+	var chs []<-chan struct{}
+	for _, p := range ps {
+		if ch := p.pendingCh(i); ch != nil {
+			chs = append(chs, ch)
+		}
+	}
+	switch len(chs) {
+	case 0:
+		return nil
+	case 1:
+		return chs[0]
+	}
+	all := make(chan struct{})
+	go func() { // each returns by its round's deadline
+		for _, ch := range chs {
+			<-ch
+		}
+		close(all)
+	}()
+	return all
 }
 
 // forget removes l from the held set, and tells the Observer if it was
@@ -510,11 +556,13 @@ func (l *Lock) topUpLocked(missing []bool, start time.Time, ttl time.Duration) {
 	if missing == nil || l.released || l.gone || l.noTopUp || !now.Before(l.until) || left < time.Millisecond || l.ks.rwRead() {
 		return // a reader's share is not topped up (docs/primitives.md)
 	}
+	var r *round
 	if l.ks.hasMeta() {
-		l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km(), []string{l.token, fmtMillis(left), l.ks.metadata()})
-		return
+		r = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.km(), []string{l.token, fmtMillis(left), l.ks.metadata()})
+	} else {
+		r = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.keys, []string{l.token, fmtMillis(left)})
 	}
-	l.tail = m.fanoutTo(context.Background(), min(m.cfg.NodeTimeout, left), missing, l.tail, scriptTopUp, l.ks.keys, []string{l.token, fmtMillis(left)})
+	l.tail, l.topUp = r, r
 }
 
 // topUpLate is topUpLocked for extension round r once it is over: the
@@ -578,7 +626,7 @@ func (l *Lock) unlock(ctx context.Context) error {
 	for _, f := range fs {
 		f()
 	}
-	l.releaseSiblings()
+	after = l.releaseSiblings(after)
 	release, classify := l.ks.releaseScript()
 	if !l.ks.rwRead() {
 		release = m.hooks.releaseScript(release)
