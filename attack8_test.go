@@ -17,8 +17,8 @@ type shaGateClient struct {
 	mu       sync.Mutex
 	sha      string
 	gate     chan struct{}
-	entered  chan struct{} // one value per held call (non-blocking)
-	returned chan struct{} // one value per held call that returned (non-blocking)
+	entered  chan struct{}  // one value per held call (non-blocking)
+	returned chan struct{}  // one value per held call that returned (non-blocking)
 	done     map[string]int // EvalSha calls returned, by SHA1
 }
 
