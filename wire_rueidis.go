@@ -349,7 +349,7 @@ func gated(ctx context.Context, g *connGate, call func(context.Context) (any, er
 		return nil, err
 	}
 	v, err := call(ctx)
-	if err == nil || !errors.Is(err, errDialDeferred) {
+	if !errors.Is(err, errDialDeferred) {
 		return v, err
 	}
 	ctx = context.WithValue(ctx, gateDialKey{}, true)
@@ -416,41 +416,37 @@ type directClient struct {
 
 // EvalSha implements Client.
 func (c *directClient) EvalSha(ctx context.Context, sha1 string, keys, args []string) (any, error) {
-	if !c.enter(ctx) {
-		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) })
-	}
-	if !c.syncGate.ready() {
-		// No connection yet (its dial runs meanwhile): the call goes to
-		// the pipelined client.
-		c.leave(nil)
-		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) })
-	}
-	v, err := c.sync.EvalSha(ctx, sha1, keys, args)
-	if errors.Is(err, errDialDeferred) {
-		// The connection went away: nothing was sent. The call goes to
-		// the pipelined client, and the gate dials again.
-		c.syncGate.down()
-		c.leave(nil)
-		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) })
-	}
-	c.leave(err)
-	return v, err
+	return c.route(ctx,
+		func(ctx context.Context) (any, error) { return c.Client.EvalSha(ctx, sha1, keys, args) },
+		func(ctx context.Context) (any, error) { return c.sync.EvalSha(ctx, sha1, keys, args) })
 }
 
 // Eval implements Client.
 func (c *directClient) Eval(ctx context.Context, script string, keys, args []string) (any, error) {
+	return c.route(ctx,
+		func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) },
+		func(ctx context.Context) (any, error) { return c.sync.Eval(ctx, script, keys, args) })
+}
+
+// route runs a call on the synchronous client (direct) when it may go
+// there (enter) and that client's connection is made; otherwise, or when
+// that connection turns out to be gone (nothing was sent), on the
+// pipelined one (pipelined), once its connection is made (gated). A
+// direct call that finds no connection does not wait for one: the gate
+// dials meanwhile.
+func (c *directClient) route(ctx context.Context, pipelined, direct func(context.Context) (any, error)) (any, error) {
 	if !c.enter(ctx) {
-		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) })
+		return gated(ctx, &c.gate, pipelined)
 	}
 	if !c.syncGate.ready() {
 		c.leave(nil)
-		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) })
+		return gated(ctx, &c.gate, pipelined)
 	}
-	v, err := c.sync.Eval(ctx, script, keys, args)
+	v, err := direct(ctx)
 	if errors.Is(err, errDialDeferred) {
 		c.syncGate.down()
 		c.leave(nil)
-		return gated(ctx, &c.gate, func(ctx context.Context) (any, error) { return c.Client.Eval(ctx, script, keys, args) })
+		return gated(ctx, &c.gate, pipelined)
 	}
 	c.leave(err)
 	return v, err
