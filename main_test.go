@@ -130,11 +130,14 @@ type countingClient struct {
 	returned atomic.Int64 // EvalSha calls that returned
 	evalDone atomic.Int64 // Eval calls that returned
 
-	mu    sync.Mutex
-	bySHA map[string]int
-	// gate, when non-nil, holds every call until it is closed; entered
-	// receives one value per held call (non-blocking).
+	mu     sync.Mutex
+	bySHA  map[string]int
+	doneBy map[string]int // EvalSha calls that returned, by SHA1
+	// gate, when non-nil, holds every call (or, with gateSHA set, every
+	// EvalSha of that script) until it is closed; entered receives one
+	// value per held call (non-blocking).
 	gate    chan struct{}
+	gateSHA string
 	entered chan struct{}
 	// replied, when non-nil, receives one value per answered EvalSha
 	// (non-blocking).
@@ -150,6 +153,9 @@ func (c *countingClient) hold(ctx context.Context, sha string) error {
 	}
 	c.bySHA[sha]++
 	gate, entered := c.gate, c.entered
+	if c.gateSHA != "" && sha != c.gateSHA {
+		gate = nil
+	}
 	c.mu.Unlock()
 	if gate == nil {
 		return nil
@@ -175,6 +181,10 @@ func (c *countingClient) EvalSha(ctx context.Context, sha string, keys, args []s
 	v, err := c.inner.EvalSha(ctx, sha, keys, args)
 	c.mu.Lock()
 	replied := c.replied
+	if c.doneBy == nil {
+		c.doneBy = make(map[string]int)
+	}
+	c.doneBy[sha]++
 	c.mu.Unlock()
 	if replied != nil {
 		select {
@@ -207,10 +217,27 @@ func (c *countingClient) calls(script string) int {
 
 func (c *countingClient) total() int64 { return c.evalsha.Load() + c.eval.Load() }
 
-// setGate installs (or with nil removes) a gate.
-func (c *countingClient) setGate(gate chan struct{}, entered chan struct{}) {
+// doneCalls returns how many EvalSha calls of the named script returned.
+func (c *countingClient) doneCalls(script string) int {
 	c.mu.Lock()
-	c.gate, c.entered = gate, entered
+	defer c.mu.Unlock()
+	return c.doneBy[redlock.ScriptSHA(script)]
+}
+
+// setGate installs (or with nil removes) a gate for every call.
+func (c *countingClient) setGate(gate chan struct{}, entered chan struct{}) {
+	c.setGateFor("", gate, entered)
+}
+
+// setGateFor installs (or with nil removes) a gate for the EvalSha calls
+// of the named script only ("": every call).
+func (c *countingClient) setGateFor(script string, gate chan struct{}, entered chan struct{}) {
+	sha := ""
+	if script != "" {
+		sha = redlock.ScriptSHA(script)
+	}
+	c.mu.Lock()
+	c.gate, c.gateSHA, c.entered = gate, sha, entered
 	c.mu.Unlock()
 }
 
