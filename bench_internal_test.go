@@ -330,6 +330,34 @@ func BenchmarkHandoffContended(b *testing.B) {
 // plainClient is a Client without its optional interfaces.
 type plainClient struct{ Client }
 
+// newPlainManager is a Manager of rueidis clients to servers without
+// their optional interfaces (plainClient): no key watch, no release
+// subscription; its waiters are woken only by this Manager and by time.
+func newPlainManager(t testing.TB, servers []*redistest.Server, cfg Config) *Manager {
+	t.Helper()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := make([]*instance, len(servers))
+	var closers []io.Closer
+	for i, s := range servers {
+		ep := Endpoint{Addr: s.Addr()}
+		c, closer, err := dialRueidis(ep, cfg)
+		if err != nil {
+			for _, c := range closers {
+				_ = c.Close()
+			}
+			t.Fatal(err)
+		}
+		closers = append(closers, closer)
+		inst[i] = &instance{client: plainClient{c}, name: ep.String()}
+	}
+	m := newManager(inst, closers, cfg)
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m
+}
+
 // benchHandoffs runs b.N handoffs of resource among 16 waiters of m.
 func benchHandoffs(b *testing.B, m *Manager, resource string) {
 	const waiters, hold = 16, time.Millisecond

@@ -355,23 +355,7 @@ func (p *stubPredecessor) pendingCh(int) <-chan struct{} { return p.ch }
 // attempt started once the release had returned: no such attempt.
 func TestUnlockHandsOffToHead(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	cfg, err := Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst := make([]*instance, len(servers))
-	var closers []io.Closer
-	for i, s := range servers {
-		ep := Endpoint{Addr: s.Addr()}
-		c, closer, err := dialRueidis(ep, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		closers = append(closers, closer)
-		inst[i] = &instance{client: plainClient{c}, name: ep.String()}
-	}
-	m := newManager(inst, closers, cfg)
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	m := newPlainManager(t, servers, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	const handoffs = 20
@@ -561,9 +545,12 @@ func watched(m *Manager) int {
 // so its auto-extension is refused), the waiters behind it must be woken:
 // with a one-minute retry delay and the holder's refusal saying a whole
 // TTL is left, nothing else would wake the last waiter within its 20 s.
+// The clients have no key watch and no subscription (plainClient): a key
+// watch's report of the deletion, late on a loaded machine, reached the
+// waiter once the loss had ended heldHere and woke it first (changed).
 func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	m := newInternalManager(t, servers, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute, DefaultTTL: 30 * time.Second})
+	m := newPlainManager(t, servers, Config{RetryDelayMin: time.Minute, RetryDelayMax: time.Minute, DefaultTTL: 30 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	key := m.cfg.KeyPrefix + "lost-here"
@@ -589,6 +576,10 @@ func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 	if second == nil || !m.waits.heldHere(key) {
 		t.Fatal("the lock the head took is not recorded as held here")
 	}
+	// The head's own acquisition may count as nudged too: an attempt it
+	// started on an earlier nudge (a first attempt's clean-up, where the
+	// first lock missed an instance) can land behind the release.
+	nudged := m.acquiredAfter[wakeNudged].Load()
 	// Its keys go (an operator's ForceRelease elsewhere), then its next
 	// extension is refused and the lock is lost.
 	for _, s := range servers {
@@ -604,8 +595,8 @@ func TestLossOfLockHeldHereWakesWaiters(t *testing.T) {
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := m.acquiredAfter[wakeNudged].Load(); n != 1 {
-		t.Errorf("acquisitions after a nudge = %d, want 1 (woken by the loss); all: %v", n, AcquiredAfter(m))
+	if n := m.acquiredAfter[wakeNudged].Load() - nudged; n != 1 {
+		t.Errorf("acquisitions after a nudge since the head's = %d, want 1 (woken by the loss); all: %v", n, AcquiredAfter(m))
 	}
 }
 
