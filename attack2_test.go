@@ -1104,15 +1104,21 @@ func TestAttack2HeldBatchSkipsPendingThenClose(t *testing.T) {
 // multi-key lock 0.6×TTL after the previous one returned (autoExtend:
 // refresh.Reset(refreshDelay) after extend). An acquisition or extension
 // that took more than ~0.4×TTL therefore leaves the lock to expire before
-// its next extension, though every instance answers. DefaultTTL 1s,
-// NodeTimeout 1s:
+// its next extension, though every instance answers. DefaultTTL 2s,
+// NodeTimeout 2s:
 //
-//	acquisition: the process pauses 500ms after the replies
+//	acquisition: the process pauses 1s after the replies
 //	(testhooks.AfterReplies; or a fenced lock whose two rounds take
-//	250ms each): Lock returns a lock valid until start+990ms whose first
-//	extension is due at start+1100ms.
-//	multi-key: every extend_many is answered in 450ms: extension k
-//	proves start_k+990ms, the next starts at start_k+1050ms.
+//	500ms each): Lock returns a lock valid until start+1.98s whose first
+//	extension was due at start+2.2s.
+//	multi-key: every extend_many is answered in 520ms: extension k
+//	proves start_k+1.98s, the next started at start_k+1.72s and
+//	returned at start_k+2.24s.
+//
+// The figures leave the scheduling from the start a wide margin (an
+// extension may take 780ms, 260ms beyond the injected 520ms, before the
+// lock runs out; with TTL 1s and 300ms it was 90ms, which a loaded -race
+// run overran), and the scheduling from the return none.
 //
 // (This also loses short-TTL locks on a loaded machine: with DefaultTTL
 // 300ms under -race, Lock takes >120ms often enough that the holder of
@@ -1127,11 +1133,11 @@ func TestAttack2WatchdogScheduledFromReturn(t *testing.T) {
 		t.Parallel()
 		ctx := testCtx(t)
 		servers := redistest.Start(t, 3)
-		m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: time.Second})
+		m := newManager(t, servers, redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: 2 * time.Second})
 		var n atomic.Int32
 		installHooks(t, m, &testhooks.Hooks{AfterReplies: func(string) {
 			if n.Add(1) == 1 {
-				time.Sleep(500 * time.Millisecond)
+				time.Sleep(time.Second)
 			}
 		}})
 		l, err := m.Lock(ctx, "res")
@@ -1145,7 +1151,7 @@ func TestAttack2WatchdogScheduledFromReturn(t *testing.T) {
 		case <-time.After(time.Until(first) + time.Second):
 		}
 		if !l.Valid() {
-			t.Errorf("the lock was lost at its first deadline (Lost closed %v): its first extension was due 600ms after Lock returned, after that deadline",
+			t.Errorf("the lock was lost at its first deadline (Lost closed %v): its first extension was due 1.2s after Lock returned, after that deadline",
 				isClosed(l.Lost()))
 		}
 		_ = l.Unlock(ctx)
@@ -1157,9 +1163,9 @@ func TestAttack2WatchdogScheduledFromReturn(t *testing.T) {
 		loadScripts(t, servers)
 		clients := make([]redlock.Client, len(servers))
 		for i, s := range servers {
-			clients[i] = &latencyClient{inner: goredis.New(newGoRedis(t, s.Addr())), script: "extend_many", d: 300 * time.Millisecond}
+			clients[i] = &latencyClient{inner: goredis.New(newGoRedis(t, s.Addr())), script: "extend_many", d: 520 * time.Millisecond}
 		}
-		m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: time.Second, NodeTimeout: time.Second})
+		m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1170,11 +1176,11 @@ func TestAttack2WatchdogScheduledFromReturn(t *testing.T) {
 		}
 		select {
 		case <-l.Lost():
-		case <-time.After(3 * time.Second):
+		case <-time.After(5 * time.Second):
 		}
 		if !l.Valid() {
-			t.Errorf("the multi-key lock was lost (Lost closed %v) though every extension succeeded in 300ms (NodeTimeout 1s, TTL 1s): "+
-				"the next one was due 600ms after the previous returned", isClosed(l.Lost()))
+			t.Errorf("the multi-key lock was lost (Lost closed %v) though every extension succeeded in 520ms (NodeTimeout 2s, TTL 2s): "+
+				"the next one was due 1.2s after the previous returned", isClosed(l.Lost()))
 		}
 		_ = l.Unlock(ctx)
 	})
