@@ -322,13 +322,18 @@ func (o *eventObserver) events() []redlock.AcquireEvent {
 }
 
 // TestAttack3HeldNoWakeStormBehindExtendedHolder: a waiter (retry delay
-// 30s) behind a holder whose lock is auto-extended every ~100ms (TTL
-// 300ms). With CLIENT TRACKING every PEXPIRE of the extension invalidates
+// 30s) behind a holder whose lock is auto-extended every 0.9s (TTL 1.5s),
+// for 2s. With CLIENT TRACKING every PEXPIRE of the extension invalidates
 // the watched key and wakes the waiter; it must not wake more than once
 // per change of the key (at round-trip speed it would make hundreds of
 // attempts in the window). Bound: the holder's extensions (each a change
 // on every instance, one wake each at most since the watch is one-shot)
 // plus the expiry-timed retries (one per lease at most) plus a few.
+//
+// The holder must keep its lock through the window (else the waiter
+// acquires it): an extension may be 0.6s late (0.4×TTL less the drift)
+// before the lease runs out. With TTL 300ms it was 0.115s, which a loaded
+// -race run overran.
 func TestAttack3HeldNoWakeStormBehindExtendedHolder(t *testing.T) {
 	wakeWiresCfg(t, func(cfg redlock.Config) (redlock.Config, *eventObserver) {
 		o := &eventObserver{}
@@ -337,14 +342,18 @@ func TestAttack3HeldNoWakeStormBehindExtendedHolder(t *testing.T) {
 	}, func(t *testing.T, servers []*redistest.Server, wm *redlock.Manager, wobs *eventObserver) {
 		ctx := testCtx(t)
 		hobs := &eventObserver{}
-		h := newManager(t, servers, redlock.Config{DefaultTTL: 300 * time.Millisecond, Observer: hobs})
-		const key = "attack3-storm"
+		const (
+			key    = "attack3-storm"
+			ttl    = 1500 * time.Millisecond
+			window = 2 * time.Second
+		)
+		h := newManager(t, servers, redlock.Config{DefaultTTL: ttl, Observer: hobs})
 		l, err := h.Lock(ctx, key)
 		if err != nil {
 			t.Fatalf("Lock: %v", err)
 		}
 		ext0 := hobs.extended.Load()
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, window)
 		_, werr := wm.LockWait(wctx, key, redlock.TTL(10*time.Second))
 		cancel()
 		ext := hobs.extended.Load() - ext0
@@ -357,11 +366,11 @@ func TestAttack3HeldNoWakeStormBehindExtendedHolder(t *testing.T) {
 		}
 		attempts := len(evs[0].Attempts)
 		// Each extension can wake the waiter once per instance it watches
-		// (3), and the expiry-timed retry once per lease (2s / 300ms).
-		bound := 3*int(ext) + 2000/300 + 5
-		t.Logf("waiter made %d attempts in 2s while the holder extended %d times (bound %d); the lock is Valid: %v", attempts, ext, bound, l.Valid())
+		// (3), and the expiry-timed retry once per lease (window / TTL).
+		bound := 3*int(ext) + int(window/ttl) + 5
+		t.Logf("waiter made %d attempts in %v while the holder extended %d times (bound %d); the lock is Valid: %v", attempts, window, ext, bound, l.Valid())
 		if attempts > bound {
-			t.Errorf("wake-up storm: %d attempts in 2s behind a holder that extended %d times", attempts, ext)
+			t.Errorf("wake-up storm: %d attempts in %v behind a holder that extended %d times", attempts, window, ext)
 		}
 		if err := l.Unlock(ctx); err != nil {
 			t.Errorf("Unlock: %v", err)
