@@ -60,32 +60,44 @@ func TestFixedTTLExpires(t *testing.T) {
 	})
 }
 
-// TestAutoExtendHolds keeps 1s-TTL locks (one per N) held for 5s by the
-// watchdog: other managers are refused throughout, and the keys keep a TTL.
+// TestAutoExtendHolds keeps 2s-TTL locks (one per N) held for 3 TTLs by
+// the watchdog: other managers are refused throughout, and the keys keep
+// a TTL.
+//
+// The watchdog extends every 0.6×TTL, so an extension may be 0.4×TTL less
+// the drift late before the lock runs out: 780ms here. (With TTL 1s it was
+// 388ms, and the locks were taken one by one while the next N's servers
+// started: a loaded -race run lost N=1's lock before the first probe.)
 func TestAutoExtendHolds(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	const (
-		ttl  = time.Second
-		hold = 5 * time.Second
+		ttl  = 2 * time.Second
+		hold = 3 * ttl
 		res  = "auto"
 	)
 	type setup struct {
 		n       int
 		servers []*redistest.Server
+		m       *redlock.Manager
 		other   *redlock.Manager
 		l       *redlock.Lock
 	}
 	var all []setup
+	// Every server first: the locks are taken together, just before the
+	// probes start.
 	for _, n := range sizes {
 		servers := redistest.Start(t, n)
 		m := newManager(t, servers, redlock.Config{DefaultTTL: ttl})
 		other := newManager(t, servers, redlock.Config{RetryCount: 1})
-		l, err := m.Lock(ctx, res)
+		all = append(all, setup{n: n, servers: servers, m: m, other: other})
+	}
+	for i := range all {
+		l, err := all[i].m.Lock(ctx, res)
 		if err != nil {
-			t.Fatalf("N=%d: Lock: %v", n, err)
+			t.Fatalf("N=%d: Lock: %v", all[i].n, err)
 		}
-		all = append(all, setup{n, servers, other, l})
+		all[i].l = l
 	}
 	deadline := time.Now().Add(hold)
 	probes, unavailable := 0, 0
@@ -96,7 +108,8 @@ func TestAutoExtendHolds(t *testing.T) {
 			l, err := s.other.TryLock(ctx, res)
 			switch {
 			case l != nil:
-				t.Fatalf("N=%d after %d probes: another manager acquired the auto-extended lock", s.n, probes)
+				t.Fatalf("N=%d after %d probes: another manager acquired the auto-extended lock (ours Valid %v, Lost closed %v)",
+					s.n, probes, s.l.Valid(), isClosed(s.l.Lost()))
 			case errors.Is(err, redlock.ErrUnavailable):
 				unavailable++
 			case !errors.Is(err, redlock.ErrNotAcquired):
@@ -114,8 +127,8 @@ func TestAutoExtendHolds(t *testing.T) {
 		}
 	}
 	for _, s := range all {
-		// 5s after taking a 1s lease, the keys are still ours with a TTL
-		// of at most 1s: the watchdog renewed them.
+		// 3 TTLs after taking the lease, the keys are still ours with a
+		// TTL of at most one lease: the watchdog renewed them.
 		wantKeyEverywhere(t, s.servers, res, s.l.Token(), ttl)
 		if err := s.l.Unlock(ctx); err != nil {
 			t.Errorf("N=%d: Unlock: %v", s.n, err)
