@@ -42,6 +42,12 @@ func (c *batchCounter) Eval(ctx context.Context, src string, keys, args []string
 // 10,000 auto-extended locks in one manager: a bounded number of
 // goroutines, extensions batched into a few calls per instance, and every
 // lock still held after several TTLs.
+//
+// TTL 3s and NodeTimeout 2s: every lock must stay held while the others
+// are acquired and through the watch, and a batch may return 0.4×TTL less
+// the drift late (1.17s) before its locks run out, uncut by NodeTimeout.
+// (With TTL 2s and the default 500ms NodeTimeout it was 780ms, and a batch
+// call cut at 500ms left one retry: a loaded -race run lost lock 0.)
 func TestAutoExtensionScales(t *testing.T) {
 	// 2,000 by default; REDLOCK_SCALE_LOCKS=10000 for the figure in the
 	// notes (on a loaded 2-core machine under -race, 10,000 acquisitions
@@ -59,8 +65,8 @@ func TestAutoExtensionScales(t *testing.T) {
 		counters = append(counters, c)
 		clients = append(clients, c)
 	}
-	const ttl = 2 * time.Second
-	m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: ttl})
+	const ttl = 3 * time.Second
+	m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,31 +100,37 @@ func TestAutoExtensionScales(t *testing.T) {
 		c.batched.Store(0)
 		c.single.Store(0)
 	}
-	// Watch for three TTLs: the goroutine count stays bounded while the
+	// Watch for two TTLs: the goroutine count stays bounded while the
 	// extensions run.
 	before := runtime.NumGoroutine()
 	peak := before
-	end := time.Now().Add(3 * ttl)
+	end := time.Now().Add(2 * ttl)
 	for time.Now().Before(end) {
 		peak = max(peak, runtime.NumGoroutine())
 		time.Sleep(10 * time.Millisecond)
 	}
+	lost, first := 0, -1
 	for i, l := range held {
 		if !l.Valid() {
-			t.Fatalf("lock %d lost while auto-extended", i)
+			if lost++; first < 0 {
+				first = i
+			}
 		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d locks lost while auto-extended (first: lock %d)", lost, locks, first)
 	}
 	if peak > before+50 {
 		t.Fatalf("goroutines rose from %d to %d with %d locks: not bounded", before, peak, locks)
 	}
 	for i, c := range counters {
 		b, s := c.batched.Load(), c.single.Load()
-		// Every lock was extended at least twice in 3 TTLs; one call per
-		// lock would be 2*locks calls.
+		// Every lock was extended at least three times in 2 TTLs (every
+		// 0.6×TTL); one call per lock would be 3*locks calls.
 		if b == 0 || b+s > int64(locks)/10 {
-			t.Fatalf("instance %d: %d batched and %d single calls for %d locks over 3 TTLs", i, b, s, locks)
+			t.Fatalf("instance %d: %d batched and %d single calls for %d locks over 2 TTLs", i, b, s, locks)
 		}
-		t.Logf("instance %d: %d batched extension calls for %d locks over %v", i, b, locks, 3*ttl)
+		t.Logf("instance %d: %d batched extension calls for %d locks over %v", i, b, locks, 2*ttl)
 	}
 	t.Logf("goroutines: %d before, peak %d", before, peak)
 }
