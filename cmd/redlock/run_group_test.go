@@ -156,6 +156,12 @@ func TestRunKillsGroupAfterCommandExits(t *testing.T) {
 // instance may have been denied a round earlier than the others, and its
 // key may expire before Until.) A grace of 1s: the shell must run its
 // trap within it (400ms was too short on a loaded machine).
+//
+// --drift-factor 0.1: the SIGKILL point is the 250ms kill margin before
+// Until, which is the drift allowance (302ms) before a majority's keys
+// expire, so run may be 550ms late killing the group before the test sees
+// the keys gone. With the default 0.01 (32ms) it was 280ms, which a
+// scheduling stall of a loaded -race run can exceed.
 func TestRunStopsWithinValidity(t *testing.T) {
 	t.Parallel()
 	servers := redistest.Start(t, 3)
@@ -164,7 +170,7 @@ func TestRunStopsWithinValidity(t *testing.T) {
 sh -c "$2" sh "$d" "$3" >/dev/null 2>&1 &
 echo $$ > "$d/pid.tmp"; mv "$d/pid.tmp" "$d/pid"
 spin`
-	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "3s", "--node-timeout", "200ms", "--kill-grace", "1s"), redisFlags(servers),
+	ch := cliAsync(testCtx(t), args(a("run", "-n", "--ttl", "3s", "--drift-factor", "0.1", "--node-timeout", "200ms", "--kill-grace", "1s"), redisFlags(servers),
 		a("job", "--", "sh", "-c", leader, "sh", dir, grandScript, "ignore-term"))...)
 	pid, gpid := readPid(t, filepath.Join(dir, "pid")), readPid(t, filepath.Join(dir, "gpid"))
 	killOnFailure(t, pid, gpid)
