@@ -475,10 +475,14 @@ func TestAttack5HeldHandoffFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for round := 0; round < 3; round++ {
+		// prev's token (not read with Token: that ends handoffs), once
+		// prev holds every instance: W's first attempt, made before
+		// prev's call to the last instance, would take the key there
+		// and its clean-up delete it, and prev would hold only a quorum.
+		token := tokenOnAll(t, servers, "f")
 		got := lockWaitAsync(t, ctx, m, "W", "f", redlock.TTL(2*time.Minute), redlock.Fenced())
 		waitFor(t, 5*time.Second, "W queued on f", func() bool { return redlock.Queued(m, "f") == 1 })
 		replies := make(chan struct{})
-		token := tokenOnAll(t, servers, "f") // prev's (not read with Token: that ends handoffs)
 		for _, pc := range pcs {
 			pc.mu.Lock()
 			pc.rules = nil

@@ -120,7 +120,10 @@ func TestContention(t *testing.T) {
 	forEachN(t, func(t *testing.T, n int) {
 		ctx := testCtx(t)
 		servers := redistest.Start(t, n)
-		holder := newManager(t, servers, redlock.Config{})
+		// 5 s NodeTimeout, here and for m: a call that times out on a
+		// loaded machine leaves the holder's key off an instance, or
+		// makes a vote a failure (the test counts refusals, not deadlines).
+		holder := newManager(t, servers, redlock.Config{NodeTimeout: 5 * time.Second})
 		const res = "contended"
 		held, err := holder.Lock(ctx, res, redlock.TTL(time.Minute))
 		if err != nil {
@@ -129,7 +132,7 @@ func TestContention(t *testing.T) {
 		wantKeyEverywhere(t, servers, res, held.Token(), time.Minute)
 		for _, retries := range []int{1, 3, 5} {
 			m, cs := newCountingManager(t, servers, redlock.Config{
-				RetryCount: retries, RetryDelayMin: time.Millisecond, RetryDelayMax: 2 * time.Millisecond,
+				RetryCount: retries, RetryDelayMin: time.Millisecond, RetryDelayMax: 2 * time.Millisecond, NodeTimeout: 5 * time.Second,
 			})
 			for _, tc := range []struct {
 				name     string
@@ -148,6 +151,11 @@ func TestContention(t *testing.T) {
 				if qe.Attempts != tc.attempts || qe.Votes != 0 || qe.Quorum != n/2+1 || qe.N != n || qe.Op != "lock" || qe.Resource != res {
 					t.Errorf("RetryCount %d %s: %+v", retries, tc.name, qe)
 				}
+				// An attempt returns once the refusals decide it: its
+				// calls to the other instances may not have been made
+				// yet. Wait for them (the count must not fall short),
+				// then count (nor exceed).
+				waitFor(t, 10*time.Second, "every attempt's call to every instance", func() bool { return cs.calls("acquire")-before >= tc.attempts*n })
 				if got := cs.calls("acquire") - before; got != tc.attempts*n {
 					t.Errorf("RetryCount %d %s: %d acquire calls, want %d attempts × %d", retries, tc.name, got, tc.attempts, n)
 				}

@@ -75,6 +75,10 @@ func waitBehind(t *testing.T, m *redlock.Manager, key string) <-chan error {
 		done <- err
 	}()
 	waitWatchesOnQuorum(t, m, 30*time.Second)
+	// Queued too: a key watch counts as watched once asked for, before
+	// the waiter joined the queue; a change seen before the join wakes it
+	// as a release came meanwhile (released), not as a change.
+	waitFor(t, 30*time.Second, "the waiter queued", func() bool { return redlock.Queued(m, key) == 1 })
 	return done
 }
 
@@ -104,14 +108,20 @@ func TestWakeOnForeignRelease(t *testing.T) {
 
 // A waiter behind a holder that vanished acquires when the holder's key
 // expires: by the key watch (the expiry deletes the key) or by the retry
-// timed from the refusals' PTTL, never by its retry delay.
+// timed from the refusals' PTTL, never by its retry delay. The key's
+// lease is cut short once the waiter waits: one of 1.5 s from the start
+// could run out before a loaded machine made the waiter's first attempt.
+// (The PEXPIRE is a change too: the waiter retries and is refused.)
 func TestWakeOnExpiry(t *testing.T) {
 	wakeWires(t, func(t *testing.T, servers []*redistest.Server, m *redlock.Manager) {
 		const key = "wake-expiry"
 		for _, s := range servers {
-			s.Do(t, "SET", key, "crashed-holder", "PX", "1500")
+			s.Do(t, "SET", key, "crashed-holder", "PX", "60000")
 		}
 		done := waitBehind(t, m, key)
+		for _, s := range servers {
+			s.Do(t, "PEXPIRE", key, "1500")
+		}
 		if err := <-done; err != nil {
 			t.Fatalf("LockWait: %v", err)
 		}
@@ -350,21 +360,35 @@ func TestWakeGoRedisAfterPubSubReconnect(t *testing.T) {
 		s.Do(t, "SET", key, token, "PX", "60000")
 	}
 	done := waitBehind(t, m, key)
-	for _, s := range servers {
+	// The subscriptions start in the background (the release channel's on
+	// every server, the key's on those that refused): on a loaded machine
+	// one may not be up yet when the waiter waits ("no subscribed
+	// connection"). Wait until the key's are up on a quorum, and every
+	// server has a subscribed connection.
+	watchedOnQuorum(t, servers, m, key, "the key's keyspace channel subscribed on a quorum")
+	subscribed := func(s *redistest.Server) (ids []string, list string) {
 		// The subscribed connections (sub=N, N > 0): CLIENT KILL TYPE
 		// pubsub misses RESP3 ones.
-		rc := newGoRedis(t, s.Addr())
-		list, err := rc.ClientList(ctx).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
+		list = s.Do(t, "CLIENT", "LIST")
 		for _, line := range strings.Split(list, "\n") {
 			f := strings.Fields(line)
 			if len(f) > 0 && !slices.Contains(f, "sub=0") && slices.ContainsFunc(f, func(x string) bool { return strings.HasPrefix(x, "sub=") }) {
 				ids = append(ids, strings.TrimPrefix(f[0], "id="))
 			}
 		}
+		return ids, list
+	}
+	waitFor(t, 15*time.Second, "a subscribed connection on every server", func() bool {
+		for _, s := range servers {
+			if ids, _ := subscribed(s); len(ids) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, s := range servers {
+		rc := newGoRedis(t, s.Addr())
+		ids, list := subscribed(s)
 		if len(ids) == 0 {
 			t.Fatalf("no subscribed connection on %v:\n%s", s, list)
 		}
