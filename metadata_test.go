@@ -381,12 +381,15 @@ func TestMetadataCleanupTopUpForceRelease(t *testing.T) {
 }
 
 // An auto-extended lock with metadata keeps it extended (by a timer of
-// its own: the batched extender does not carry metadata keys).
+// its own: the batched extender does not carry metadata keys). TTL 2s: an
+// extension may be 780ms late (0.4×TTL less the drift) before the lease
+// runs out; with TTL 1s a loaded -race run overran the 388ms once (the
+// lock lost, "timed out after 20s waiting for three automatic extensions").
 func TestMetadataAutoExtend(t *testing.T) {
 	t.Parallel()
 	servers := redistest.Start(t, 3)
 	rec := &recorder{}
-	m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: 500 * time.Millisecond, Observer: rec})
+	m := newManager(t, servers, redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: loadedNodeTimeout, Observer: rec})
 	ctx := testCtx(t)
 	l, err := m.Lock(ctx, "auto", redlock.Metadata("md"))
 	if err != nil {
@@ -394,7 +397,7 @@ func TestMetadataAutoExtend(t *testing.T) {
 	}
 	wantMetaBeside(t, servers, l, "auto", "{auto}:redlock-meta", "md")
 	// Three automatic extensions: without the metadata's, it would have
-	// expired after the first second.
+	// expired after its first two seconds.
 	waitFor(t, 20*time.Second, "three automatic extensions", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
