@@ -254,10 +254,16 @@ func TestRWMutexFenceMetadataInspect(t *testing.T) {
 // TTL and is never unlocked) stops holding at the end of its lease, by the
 // servers' clocks, while another reader keeps extending its own share: the
 // readers key's TTL, which that reader keeps moving, does not keep it.
+//
+// The live reader must keep its share throughout: DefaultTTL 2s, so that an
+// extension may be 788ms late (0.4×TTL less the drift) before its lease
+// runs out (388ms with 1s). The crashed reader's fixed 600ms lease still
+// expires.
 func TestRWMutexCrashedReaderExpires(t *testing.T) {
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: loadedNodeTimeout})
+	const ttl = 2 * time.Second
+	m := newManager(t, servers, redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	rw := m.RWMutex("files")
 
 	crashed := mustLock(t, "reader to crash", func() (*redlock.Lock, error) { return rw.RLock(ctx, redlock.TTL(600*time.Millisecond)) })
@@ -266,9 +272,10 @@ func TestRWMutexCrashedReaderExpires(t *testing.T) {
 
 	// Wait for the crashed reader's lease to end (its own expiry timer),
 	// then for the other reader to have extended past it: an extension
-	// prunes the expired share on each instance.
+	// prunes the expired share on each instance. A deadline past the
+	// crashed one by a TTL is set by an extension that started after it.
 	<-crashed.Lost()
-	deadline := crashed.Until().Add(time.Second)
+	deadline := crashed.Until().Add(ttl)
 	for !alive.Until().After(deadline) {
 		select {
 		case <-alive.Lost():
