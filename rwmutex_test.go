@@ -407,10 +407,17 @@ func TestRWMutexWriterPreference(t *testing.T) {
 // writer in the Manager's batches, as a mutex; a reader by a timer of its
 // own), and a reader whose share vanished from the instances is told it
 // lost the lock.
+//
+// DefaultTTL 1.5s: an extension may be 583ms late (0.4×TTL less the
+// drift) before the lease runs out (388ms with 1s).
 func TestRWMutexAutoExtensionAndLoss(t *testing.T) {
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: loadedNodeTimeout})
+	const (
+		ttl = 1500 * time.Millisecond
+		two = 2 * ttl * 6 / 10 // two extensions (every 0.6×TTL)
+	)
+	m := newManager(t, servers, redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	rw := m.RWMutex("auto")
 
 	// waitPast waits until l's deadline has moved past u (extensions).
@@ -428,13 +435,13 @@ func TestRWMutexAutoExtensionAndLoss(t *testing.T) {
 	}
 	w := mustLock(t, "writer", func() (*redlock.Lock, error) { return rw.TryLock(ctx) })
 	first := w.Until()
-	waitPast("the writer", w, first.Add(1200*time.Millisecond)) // two extensions (every 0.6×TTL) past its first deadline
+	waitPast("the writer", w, first.Add(two)) // two extensions past its first deadline
 	l, err := rw.TryRLock(ctx)
 	wantNotAcquired(t, "reader behind the auto-extended writer", l, err)
 	mustUnlock(t, ctx, w)
 
 	r := mustLock(t, "reader", func() (*redlock.Lock, error) { return rw.TryRLock(ctx) })
-	waitPast("the reader", r, r.Until().Add(1200*time.Millisecond))
+	waitPast("the reader", r, r.Until().Add(two))
 	l, err = rw.TryLock(ctx)
 	wantNotAcquired(t, "writer behind the auto-extended reader", l, err)
 	// The share vanishes everywhere (an operator's DEL): the next
