@@ -575,9 +575,16 @@ func TestAttack2HeldTopUpNeverOverAcquisition(t *testing.T) {
 // the holder's keys expire, and never acquires while the holder is valid.
 // (1) keys without a TTL (acquire answers -1): the waiter polls at its
 // delay. (2) a holder whose keys keep being refreshed (auto-extended,
-// DefaultTTL 1s): the waiter retries at most about once per expiry it
+// DefaultTTL 1.5s): the waiter retries at most about once per expiry it
 // was told of, and never takes the lock. (3) a holder that extends after
 // the refusal: the timed retry is refused again.
+//
+// The holders must keep their locks: in (2) an extension may be 583ms late
+// (0.4×TTL less the drift) before the lease runs out (388ms with 1s); in
+// (3) the holder's fixed 1s lease leaves ~980ms from the waiter's first
+// refusal to its Extend (~390ms with 400ms), and the waiter's attempts
+// (RetryCount 10, every 200ms) outlast that lease, so that an Extend that
+// did not move the keys' expiry would let it in.
 func TestAttack2HeldExpiryWaitNoStorm(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -602,19 +609,22 @@ func TestAttack2HeldExpiryWaitNoStorm(t *testing.T) {
 
 	t.Run("refreshed", func(t *testing.T) {
 		hrec := &recorder{}
-		// DefaultTTL 1s, not shorter: see TestAttack2WatchdogScheduledFromReturn.
-		holder := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, Observer: hrec})
+		// DefaultTTL 1.5s, not shorter: see TestAttack2WatchdogScheduledFromReturn.
+		holder := newManager(t, servers, redlock.Config{DefaultTTL: 1500 * time.Millisecond, Observer: hrec})
 		h, err := holder.Lock(ctx, "hot")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer h.Unlock(ctx)
 		n0 := cs.calls("acquire")
-		wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		// Longer than a lease: a holder whose keys were not refreshed in
+		// time would let the waiter in.
+		const window = 2500 * time.Millisecond
+		wctx, cancel := context.WithTimeout(ctx, window)
 		defer cancel()
 		l, err := m.LockWait(wctx, "hot")
 		calls := cs.calls("acquire") - n0
-		t.Logf("LockWait 1.5s behind a lock extended every 600ms: %v; %d acquire calls", err, calls)
+		t.Logf("LockWait %v behind a lock extended every 900ms: %v; %d acquire calls", window, err, calls)
 		if err == nil {
 			snap := hrec.snapshot()
 			var ext []string
@@ -624,19 +634,21 @@ func TestAttack2HeldExpiryWaitNoStorm(t *testing.T) {
 			t.Errorf("acquired (at %v) while the holder is Valid: %v; holder lost: %+v; extensions: %v", time.Now().Format("05.000"), h.Valid(), snap.lost, ext)
 			_ = l.Unlock(ctx)
 		}
-		// At least 400ms (0.4 TTL) left at each refusal, a 200ms delay: at
-		// most ~8 attempts.
-		if calls > 3*10 {
-			t.Errorf("%d acquire calls in 1.5s: a retry storm", calls)
+		// At least 600ms (0.4 TTL) left at each refusal, a 200ms delay: at
+		// most ~13 attempts.
+		if bound := 3 * (int(window/(200*time.Millisecond)) + 3); calls > bound {
+			t.Errorf("%d acquire calls in %v: a retry storm (bound %d)", calls, window, bound)
 		}
 	})
 
 	t.Run("extended after the refusal", func(t *testing.T) {
 		holder, hgs := newGateManager(t, servers, redlock.Config{})
-		h, err := holder.Lock(ctx, "ext", redlock.TTL(400*time.Millisecond))
+		h, err := holder.Lock(ctx, "ext", redlock.TTL(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A waiter whose attempts outlast the holder's first lease.
+		m, cs := newCountingManager(t, servers, redlock.Config{RetryCount: 10, RetryDelayMin: 200 * time.Millisecond, RetryDelayMax: 200 * time.Millisecond})
 		n0 := cs.calls("acquire")
 		res := goErr(func() error {
 			l, err := m.Lock(ctx, "ext")
