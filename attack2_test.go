@@ -778,13 +778,20 @@ func (o *reentryObserver) InstanceState(redlock.InstanceStateEvent)      { o.pro
 // waits, manual and batched and multi-key extensions with a top-up,
 // unlocks, a loss by expiry and one by refusal, instance state changes,
 // Close) is reported while the Manager holds none of its locks.
+//
+// The auto-extended lock "auto" must still be held when it is extended by
+// hand, after the other two acquisitions: DefaultTTL 1.5s leaves ~1.48s for
+// that (~390ms with 400ms), and NodeTimeout 2s (loadedNodeTimeout) does
+// not cut a slow call of that extension. The fixed 300ms lock still
+// expires, and the multi-key lock is still lost by refusal, after one
+// successful automatic extension.
 func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
 	obs := &reentryObserver{}
-	m, err := redlock.New(addrs(servers), redlock.Config{Observer: obs, DefaultTTL: 400 * time.Millisecond,
-		NodeTimeout: 300 * time.Millisecond, RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 40 * time.Millisecond})
+	m, err := redlock.New(addrs(servers), redlock.Config{Observer: obs, DefaultTTL: 1500 * time.Millisecond,
+		NodeTimeout: loadedNodeTimeout, RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 40 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -797,6 +804,7 @@ func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	manyUntil := many.Until()
 	fixed, err := m.Lock(ctx, "fixed", redlock.TTL(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -811,7 +819,14 @@ func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A loss by refusal: the keys of "many" deleted everywhere.
+	// A loss by refusal: the keys of "many" deleted everywhere, once the
+	// watchdog extended it (a multi-key extension, reported).
+	waitFor(t, 10*time.Second, "an automatic extension of the multi-key lock", func() bool {
+		return many.Until().After(manyUntil) || isClosed(many.Lost())
+	})
+	if !many.Until().After(manyUntil) {
+		t.Errorf("the multi-key lock was lost before its first automatic extension")
+	}
 	for _, s := range servers {
 		s.Do(t, "DEL", "m1", "m2")
 	}
