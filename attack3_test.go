@@ -735,7 +735,13 @@ func TestAttack3HeldUnlockBehindManyTopUp(t *testing.T) {
 	if err := <-uerr; err != nil {
 		t.Errorf("Unlock: %v", err)
 	}
-	wantNoKeys(t, servers)
+	// Once C answered both the top-up and the release, it holds nothing:
+	// checked at once, not waiting (a top-up that landed after the release
+	// leaves keys that expire within a lease).
+	waitDiag("C's replies to the top-up and the release", func() bool {
+		return gs[2].replyCount("topup") >= 1 && gs[2].replyCount("release_many") >= 1
+	})
+	wantNoKeysNow(t, servers)
 	if l.Valid() {
 		t.Errorf("the lock is Valid after Unlock")
 	}
