@@ -201,25 +201,31 @@ func TestAttack2StaleCleanupReleaseWithToken(t *testing.T) {
 // PTTL is below ARGV[2]), so that a topped-up instance holds the whole set
 // until the quorum's lease ends; or extend_many should extend the present
 // keys even when it reports 0.
+//
+// The lock must stay held on A and B throughout: DefaultTTL 1.5s (an
+// extension every 0.9s) and NodeTimeout 2s (loadedNodeTimeout), so that an
+// extension may be 583ms late (0.4×TTL less the drift), uncut, before the
+// lease runs out (388ms with 1s and a 500ms NodeTimeout).
 func TestAttack2TopUpManyNeverRestores(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: time.Second})
+	const ttl = 1500 * time.Millisecond
+	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	l, err := m.LockMany(ctx, []string{"k1", "k2"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Unlock(ctx)
-	wantKeyEverywhere(t, servers, "k1", l.Token(), time.Second)
-	wantKeyEverywhere(t, servers, "k2", l.Token(), time.Second)
+	wantKeyEverywhere(t, servers, "k1", l.Token(), ttl)
+	wantKeyEverywhere(t, servers, "k2", l.Token(), ttl)
 	from := len(gs[2].replyLog())
 	servers[2].Do(t, "DEL", "k2")
 	n0 := gs[2].replyCount("extend_many")
-	// Six extensions after the loss (about 3.6s); the first finds k2
+	// Four extensions after the loss (about 3.6s); the first finds k2
 	// missing and tops it up, so every later one should find both keys.
-	waitFor(t, 15*time.Second, "six extensions on C after the loss", func() bool {
-		return gs[2].replyCount("extend_many") >= n0+6
+	waitFor(t, 15*time.Second, "four extensions on C after the loss", func() bool {
+		return gs[2].replyCount("extend_many") >= n0+4
 	})
 	var ext []string
 	for _, e := range gs[2].replyLog()[from:] {
@@ -569,9 +575,16 @@ func TestAttack2HeldTopUpNeverOverAcquisition(t *testing.T) {
 // the holder's keys expire, and never acquires while the holder is valid.
 // (1) keys without a TTL (acquire answers -1): the waiter polls at its
 // delay. (2) a holder whose keys keep being refreshed (auto-extended,
-// DefaultTTL 1s): the waiter retries at most about once per expiry it
+// DefaultTTL 1.5s): the waiter retries at most about once per expiry it
 // was told of, and never takes the lock. (3) a holder that extends after
 // the refusal: the timed retry is refused again.
+//
+// The holders must keep their locks: in (2) an extension may be 583ms late
+// (0.4×TTL less the drift) before the lease runs out (388ms with 1s); in
+// (3) the holder's fixed 1s lease leaves ~980ms from the waiter's first
+// refusal to its Extend (~390ms with 400ms), and the waiter's attempts
+// (RetryCount 10, every 200ms) outlast that lease, so that an Extend that
+// did not move the keys' expiry would let it in.
 func TestAttack2HeldExpiryWaitNoStorm(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
@@ -596,19 +609,22 @@ func TestAttack2HeldExpiryWaitNoStorm(t *testing.T) {
 
 	t.Run("refreshed", func(t *testing.T) {
 		hrec := &recorder{}
-		// DefaultTTL 1s, not shorter: see TestAttack2WatchdogScheduledFromReturn.
-		holder := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, Observer: hrec})
+		// DefaultTTL 1.5s, not shorter: see TestAttack2WatchdogScheduledFromReturn.
+		holder := newManager(t, servers, redlock.Config{DefaultTTL: 1500 * time.Millisecond, Observer: hrec})
 		h, err := holder.Lock(ctx, "hot")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer h.Unlock(ctx)
 		n0 := cs.calls("acquire")
-		wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		// Longer than a lease: a holder whose keys were not refreshed in
+		// time would let the waiter in.
+		const window = 2500 * time.Millisecond
+		wctx, cancel := context.WithTimeout(ctx, window)
 		defer cancel()
 		l, err := m.LockWait(wctx, "hot")
 		calls := cs.calls("acquire") - n0
-		t.Logf("LockWait 1.5s behind a lock extended every 600ms: %v; %d acquire calls", err, calls)
+		t.Logf("LockWait %v behind a lock extended every 900ms: %v; %d acquire calls", window, err, calls)
 		if err == nil {
 			snap := hrec.snapshot()
 			var ext []string
@@ -618,19 +634,21 @@ func TestAttack2HeldExpiryWaitNoStorm(t *testing.T) {
 			t.Errorf("acquired (at %v) while the holder is Valid: %v; holder lost: %+v; extensions: %v", time.Now().Format("05.000"), h.Valid(), snap.lost, ext)
 			_ = l.Unlock(ctx)
 		}
-		// At least 400ms (0.4 TTL) left at each refusal, a 200ms delay: at
-		// most ~8 attempts.
-		if calls > 3*10 {
-			t.Errorf("%d acquire calls in 1.5s: a retry storm", calls)
+		// At least 600ms (0.4 TTL) left at each refusal, a 200ms delay: at
+		// most ~13 attempts.
+		if bound := 3 * (int(window/(200*time.Millisecond)) + 3); calls > bound {
+			t.Errorf("%d acquire calls in %v: a retry storm (bound %d)", calls, window, bound)
 		}
 	})
 
 	t.Run("extended after the refusal", func(t *testing.T) {
 		holder, hgs := newGateManager(t, servers, redlock.Config{})
-		h, err := holder.Lock(ctx, "ext", redlock.TTL(400*time.Millisecond))
+		h, err := holder.Lock(ctx, "ext", redlock.TTL(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A waiter whose attempts outlast the holder's first lease.
+		m, cs := newCountingManager(t, servers, redlock.Config{RetryCount: 10, RetryDelayMin: 200 * time.Millisecond, RetryDelayMax: 200 * time.Millisecond})
 		n0 := cs.calls("acquire")
 		res := goErr(func() error {
 			l, err := m.Lock(ctx, "ext")
@@ -760,13 +778,20 @@ func (o *reentryObserver) InstanceState(redlock.InstanceStateEvent)      { o.pro
 // waits, manual and batched and multi-key extensions with a top-up,
 // unlocks, a loss by expiry and one by refusal, instance state changes,
 // Close) is reported while the Manager holds none of its locks.
+//
+// The auto-extended lock "auto" must still be held when it is extended by
+// hand, after the other two acquisitions: DefaultTTL 1.5s leaves ~1.48s for
+// that (~390ms with 400ms), and NodeTimeout 2s (loadedNodeTimeout) does
+// not cut a slow call of that extension. The fixed 300ms lock still
+// expires, and the multi-key lock is still lost by refusal, after one
+// successful automatic extension.
 func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
 	obs := &reentryObserver{}
-	m, err := redlock.New(addrs(servers), redlock.Config{Observer: obs, DefaultTTL: 400 * time.Millisecond,
-		NodeTimeout: 300 * time.Millisecond, RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 40 * time.Millisecond})
+	m, err := redlock.New(addrs(servers), redlock.Config{Observer: obs, DefaultTTL: 1500 * time.Millisecond,
+		NodeTimeout: loadedNodeTimeout, RetryDelayMin: 20 * time.Millisecond, RetryDelayMax: 40 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -779,6 +804,7 @@ func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	manyUntil := many.Until()
 	fixed, err := m.Lock(ctx, "fixed", redlock.TTL(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -793,7 +819,14 @@ func TestAttack2HeldObserverNotUnderLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A loss by refusal: the keys of "many" deleted everywhere.
+	// A loss by refusal: the keys of "many" deleted everywhere, once the
+	// watchdog extended it (a multi-key extension, reported).
+	waitFor(t, 10*time.Second, "an automatic extension of the multi-key lock", func() bool {
+		return many.Until().After(manyUntil) || isClosed(many.Lost())
+	})
+	if !many.Until().After(manyUntil) {
+		t.Errorf("the multi-key lock was lost before its first automatic extension")
+	}
 	for _, s := range servers {
 		s.Do(t, "DEL", "m1", "m2")
 	}
@@ -853,7 +886,7 @@ func (c *latencyClient) Eval(ctx context.Context, src string, keys, args []strin
 }
 
 // TestAttack2BatchDeadlineFromShortestTTL: two auto-extended locks S and M
-// (DefaultTTL 1s, NodeTimeout 1s), taken together, so one watchdog batch
+// (DefaultTTL 2s, NodeTimeout 2s), taken together, so one watchdog batch
 // extends both. Every instance answers extend_batch in 20ms. The owner of
 // M calls M.Extend(10ms): leases are never shortened, so nothing changes
 // on the instances and M's Until stays, but M's TTL becomes 10ms, and the
@@ -861,8 +894,12 @@ func (c *latencyClient) Eval(ctx context.Context, src string, keys, args []strin
 // 10ms for S as well. Every batch times out; S and M are retried together
 // (both at min(RetryDelayMin, left/4)) in the same batch, until S's
 // deadline passes: S is lost though every instance answers its extension
-// in 20ms, 1/50 of NodeTimeout. (With a 512-lock batch on a busy server the
-// same holds for every lock batched with the short one.)
+// in 20ms, 1/100 of NodeTimeout. (With a 512-lock batch on a busy server
+// the same holds for every lock batched with the short one.)
+//
+// S must stay held with a correct Manager: its first batch may be 768ms
+// late (0.4×TTL less the drift and the 20ms latency) before its lease runs
+// out (368ms with 1s).
 //
 // Fix: bound each lock's part of the batch by its own TTL (one call per
 // deadline class, or the batch at NodeTimeout and each lock's outcome
@@ -880,7 +917,7 @@ func TestAttack2BatchDeadlineFromShortestTTL(t *testing.T) {
 		lcs[i] = &latencyClient{inner: goredis.New(newGoRedis(t, s.Addr())), script: "extend_batch", d: 20 * time.Millisecond}
 		clients[i] = lcs[i]
 	}
-	m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: time.Second, NodeTimeout: time.Second})
+	m, err := redlock.NewFromClients(clients, redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: loadedNodeTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -904,7 +941,7 @@ func TestAttack2BatchDeadlineFromShortestTTL(t *testing.T) {
 	case <-time.After(time.Until(sDeadline) + 500*time.Millisecond):
 	}
 	if !s.Valid() {
-		t.Errorf("S lost at its first deadline after %d extend_batch calls answered in 20ms each (NodeTimeout 1s): "+
+		t.Errorf("S lost at its first deadline after %d extend_batch calls answered in 20ms each (NodeTimeout 2s): "+
 			"the batch's deadline was M's 10ms TTL", lcs[0].calls.Load())
 	}
 }

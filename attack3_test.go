@@ -691,18 +691,22 @@ func testRWReaderUnlockBehindExpiredShare(t *testing.T, wire string) {
 // The one auto-extension path.
 
 // TestAttack3HeldUnlockBehindManyTopUp: LockMany(k1, k2), auto-extended
-// (DefaultTTL 900ms: a round of its own every ~540ms, scheduled by the
+// (DefaultTTL 1.5s: a round of its own every 900ms, scheduled by the
 // extender), N=3. C loses k2; the next extension round finds it missing
 // there and tops it up, and the top-up is held before it reaches C. Unlock
 // now: its release to C must follow the top-up (the lock's last call
 // there), so that once the top-up lands the release deletes what it set;
 // a release that overtook it would leave k1 and k2 held on C by a lock
 // that was unlocked. The keys are gone everywhere afterwards.
+//
+// The lock must stay held until Unlock: the extension that finds k2
+// missing may be 583ms late (0.4×TTL less the drift) before the lease runs
+// out (349ms with 900ms).
 func TestAttack3HeldUnlockBehindManyTopUp(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 900 * time.Millisecond, NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{DefaultTTL: 1500 * time.Millisecond, NodeTimeout: loadedNodeTimeout})
 	l, err := m.LockMany(ctx, []string{"k1", "k2"})
 	if err != nil {
 		t.Fatalf("LockMany: %v", err)
@@ -731,7 +735,13 @@ func TestAttack3HeldUnlockBehindManyTopUp(t *testing.T) {
 	if err := <-uerr; err != nil {
 		t.Errorf("Unlock: %v", err)
 	}
-	wantNoKeys(t, servers)
+	// Once C answered both the top-up and the release, it holds nothing:
+	// checked at once, not waiting (a top-up that landed after the release
+	// leaves keys that expire within a lease).
+	waitDiag("C's replies to the top-up and the release", func() bool {
+		return gs[2].replyCount("topup") >= 1 && gs[2].replyCount("release_many") >= 1
+	})
+	wantNoKeysNow(t, servers)
 	if l.Valid() {
 		t.Errorf("the lock is Valid after Unlock")
 	}

@@ -727,20 +727,24 @@ func TestAttackUnlockBehindHeldExtend(t *testing.T) {
 	}
 }
 
-// TestAttackFenceSkippedThenExtend: a fenced lock with TTL 400ms and
-// NodeTimeout 2s: the acquisition's calls have 400ms, the fence round only
-// what is left of the validity (~390ms). C's acquisition is held before C
-// until its deadline, so the fence round's call to C is not sent
-// (errOutOfOrder) and counts as returned only after the acquisition's. The
-// lock's tail is the fence round; an Extend(4s) made at once must follow
-// it on C, and the lock's safety must hold.
+// TestAttackFenceSkippedThenExtend: a fenced lock with TTL 1s and
+// NodeTimeout 2s: the acquisition's calls have 1s, the fence round only
+// what is left of the validity (~990ms, so its deadline comes before the
+// acquisition's). C's acquisition is held before C until its deadline, so
+// the fence round's call to C is not sent (errOutOfOrder) and counts as
+// returned only after the acquisition's. The lock's tail is the fence
+// round; an Extend(4s) made at once must follow it on C, and the lock's
+// safety must hold.
+//
+// The lock must still be valid when Extend starts: ~980ms after Lock
+// returned (~380ms with TTL 400ms).
 func TestAttackFenceSkippedThenExtend(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: 2 * time.Second})
+	m, gs := newGateManager(t, servers, redlock.Config{NodeTimeout: loadedNodeTimeout})
 	hC := gs[2].holdCalls(false, onScript("acquire_many"))
-	l, err := m.Lock(ctx, "res", redlock.Fenced(), redlock.TTL(400*time.Millisecond))
+	l, err := m.Lock(ctx, "res", redlock.Fenced(), redlock.TTL(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

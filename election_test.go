@@ -56,9 +56,15 @@ func next(t *testing.T, ch <-chan redlock.Leadership) redlock.Leadership {
 // answering it). Observe sees A, B, C in that order, each once, with
 // strictly increasing terms equal to the leaders' Fence; Leader agrees at
 // each step and reports ErrNoLeader before A and after C resigns.
+//
+// A, B (until it crashes) and C must keep their leases through their
+// steps: DefaultTTL 2s and NodeTimeout 2s (loadedNodeTimeout), so that an
+// extension may be 788ms late (0.4×TTL less the drift), uncut, before a
+// lease runs out (388ms with 1s). B's lease still runs out once its calls
+// stop reaching the instances.
 func TestElectionSequence(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	cfg := redlock.Config{DefaultTTL: time.Second, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 50 * time.Millisecond}
+	cfg := redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: loadedNodeTimeout, RetryDelayMin: 10 * time.Millisecond, RetryDelayMax: 50 * time.Millisecond}
 	ma := newManager(t, servers, cfg)
 	mb, cb := newCountingManager(t, servers, cfg)
 	mc := newManager(t, servers, cfg)

@@ -129,12 +129,16 @@ func TestLockManyNoDeadlock(t *testing.T) {
 
 // TestLockManyAutoExtendAndLost: an auto-extended LockMany lock outlives
 // several TTLs, and is lost once another token takes a member everywhere.
-// DefaultTTL 1s (it was 300ms: an extension every 180ms with 120ms to
-// spare, which a loaded machine's scheduling delays could exceed: "lost
-// while auto-extending").
+//
+// DefaultTTL 1.5s and NodeTimeout 2s (loadedNodeTimeout): an extension
+// (every 0.6×TTL, a round of its own) may be 583ms late (0.4×TTL less the
+// drift) before the lease runs out, and a slow call is not cut. With
+// 300ms it was 108ms ("lost while auto-extending" on a loaded machine),
+// with 1s 388ms.
 func TestLockManyAutoExtendAndLost(t *testing.T) {
 	servers := redistest.Start(t, 3)
-	m := newManagerAt(t, urls(servers), redlock.Config{DefaultTTL: time.Second})
+	const ttl = 1500 * time.Millisecond
+	m := newManagerAt(t, urls(servers), redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	ctx := context.Background()
 	l, err := m.LockMany(ctx, []string{"e1", "e2"}, redlock.Fenced())
 	if err != nil {
@@ -145,8 +149,8 @@ func TestLockManyAutoExtendAndLost(t *testing.T) {
 	}
 	// Outlive several TTLs through auto-extension: wait for the deadline to
 	// move past three TTLs from now.
-	target := time.Now().Add(3 * time.Second)
-	deadline := time.After(10 * time.Second)
+	target := time.Now().Add(3 * ttl)
+	deadline := time.After(15 * time.Second)
 	for l.Until().Before(target) {
 		select {
 		case <-l.Lost():

@@ -254,10 +254,16 @@ func TestRWMutexFenceMetadataInspect(t *testing.T) {
 // TTL and is never unlocked) stops holding at the end of its lease, by the
 // servers' clocks, while another reader keeps extending its own share: the
 // readers key's TTL, which that reader keeps moving, does not keep it.
+//
+// The live reader must keep its share throughout: DefaultTTL 2s, so that an
+// extension may be 788ms late (0.4×TTL less the drift) before its lease
+// runs out (388ms with 1s). The crashed reader's fixed 600ms lease still
+// expires.
 func TestRWMutexCrashedReaderExpires(t *testing.T) {
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: loadedNodeTimeout})
+	const ttl = 2 * time.Second
+	m := newManager(t, servers, redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	rw := m.RWMutex("files")
 
 	crashed := mustLock(t, "reader to crash", func() (*redlock.Lock, error) { return rw.RLock(ctx, redlock.TTL(600*time.Millisecond)) })
@@ -266,9 +272,10 @@ func TestRWMutexCrashedReaderExpires(t *testing.T) {
 
 	// Wait for the crashed reader's lease to end (its own expiry timer),
 	// then for the other reader to have extended past it: an extension
-	// prunes the expired share on each instance.
+	// prunes the expired share on each instance. A deadline past the
+	// crashed one by a TTL is set by an extension that started after it.
 	<-crashed.Lost()
-	deadline := crashed.Until().Add(time.Second)
+	deadline := crashed.Until().Add(ttl)
 	for !alive.Until().After(deadline) {
 		select {
 		case <-alive.Lost():
@@ -400,10 +407,17 @@ func TestRWMutexWriterPreference(t *testing.T) {
 // writer in the Manager's batches, as a mutex; a reader by a timer of its
 // own), and a reader whose share vanished from the instances is told it
 // lost the lock.
+//
+// DefaultTTL 1.5s: an extension may be 583ms late (0.4×TTL less the
+// drift) before the lease runs out (388ms with 1s).
 func TestRWMutexAutoExtensionAndLoss(t *testing.T) {
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m := newManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: loadedNodeTimeout})
+	const (
+		ttl = 1500 * time.Millisecond
+		two = 2 * ttl * 6 / 10 // two extensions (every 0.6×TTL)
+	)
+	m := newManager(t, servers, redlock.Config{DefaultTTL: ttl, NodeTimeout: loadedNodeTimeout})
 	rw := m.RWMutex("auto")
 
 	// waitPast waits until l's deadline has moved past u (extensions).
@@ -421,13 +435,13 @@ func TestRWMutexAutoExtensionAndLoss(t *testing.T) {
 	}
 	w := mustLock(t, "writer", func() (*redlock.Lock, error) { return rw.TryLock(ctx) })
 	first := w.Until()
-	waitPast("the writer", w, first.Add(1200*time.Millisecond)) // two extensions (every 0.6×TTL) past its first deadline
+	waitPast("the writer", w, first.Add(two)) // two extensions past its first deadline
 	l, err := rw.TryRLock(ctx)
 	wantNotAcquired(t, "reader behind the auto-extended writer", l, err)
 	mustUnlock(t, ctx, w)
 
 	r := mustLock(t, "reader", func() (*redlock.Lock, error) { return rw.TryRLock(ctx) })
-	waitPast("the reader", r, r.Until().Add(1200*time.Millisecond))
+	waitPast("the reader", r, r.Until().Add(two))
 	l, err = rw.TryLock(ctx)
 	wantNotAcquired(t, "writer behind the auto-extended reader", l, err)
 	// The share vanishes everywhere (an operator's DEL): the next

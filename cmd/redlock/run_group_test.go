@@ -245,12 +245,17 @@ echo $$ > "$d/pid.tmp"; mv "$d/pid.tmp" "$d/pid"`
 // Like flock(1), whose lock lasts while any process has the descriptor,
 // run holds the lock while a process the command left in the background
 // runs, copies its output, and releases the lock once it has ended.
+//
+// --ttl 3s and --node-timeout 2s: run extends halfway to its SIGTERM point
+// (Until − the kill margin − --kill-grace, a third of the TTL), so an
+// extension may be 859ms late, uncut, before run stops the group (277ms
+// with 1s). The test waits for two renewals while the child runs.
 func TestRunHoldsLockWhileBackgroundRuns(t *testing.T) {
 	t.Parallel()
 	servers := redistest.Start(t, 3)
 	dir := t.TempDir()
 	var stderr lockedBuffer
-	ch := cliWatched(testCtx(t), &stderr, args(a("run", "-n", "-v", "--ttl", "1s"), redisFlags(servers),
+	ch := cliWatched(testCtx(t), &stderr, args(a("run", "-n", "-v", "--ttl", "3s"), redisFlags(servers), a("--node-timeout", "2s"),
 		a("job", "--", "sh", "-c", bgScript, "sh", dir))...)
 	pid := readPid(t, filepath.Join(dir, "pid"))
 	waitFor(t, "the command to exit", func() bool { return processGone(pid) })
@@ -273,7 +278,20 @@ func TestRunHoldsLockWhileBackgroundRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two renewals later (1s TTL), the lock is still held.
+	// Two renewals while the background child runs (the key's PTTL on the
+	// first instance rises twice), and the lock is still held.
+	renewals, last := 0, int64(-1)
+	waitFor(t, "two renewals of the lock", func() bool {
+		p, err := strconv.ParseInt(servers[0].Do(t, "PTTL", "job"), 10, 64)
+		if err != nil || p < 0 {
+			t.Fatalf("PTTL job on %s: %d %v, want the held key's", servers[0], p, err)
+		}
+		if last >= 0 && p > last {
+			renewals++
+		}
+		last = p
+		return renewals >= 2
+	})
 	for _, s := range servers {
 		if got := s.Do(t, "GET", "job"); got != string(token) {
 			t.Errorf("%s holds %q while the background child runs, want the run's token %q", s, got, token)
