@@ -250,7 +250,7 @@ func waitEvalsha(t *testing.T, s *redistest.Server, n int) {
 }
 
 // TestAttackStaleShorterExtendAutoLock: the same with the watchdog. An
-// auto-extended lock (DefaultTTL 4s, NodeTimeout 300ms): right after the
+// auto-extended lock (DefaultTTL 4s, NodeTimeout 1s): right after the
 // acquisition the owner's Extend(3s) reaches A but is stuck on B and C; it
 // fails and lowers Until to its start+3s−drift. The watchdog's first batch
 // (PEXPIRE 4000, at 2.4s, made after the failed Extend) succeeds: Until =
@@ -260,7 +260,7 @@ func TestAttackStaleShorterExtendAutoLock(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, ls := newLateManager(t, servers, redlock.Config{DefaultTTL: 4 * time.Second, NodeTimeout: 300 * time.Millisecond})
+	m, ls := newLateManager(t, servers, redlock.Config{DefaultTTL: 4 * time.Second, NodeTimeout: time.Second})
 
 	l, err := m.Lock(ctx, "res")
 	if err != nil {
@@ -270,7 +270,7 @@ func TestAttackStaleShorterExtendAutoLock(t *testing.T) {
 	sC := ls[2].stallCalls(onScriptArg("extend", 1, "3000"))
 	err = l.Extend(ctx, 3*time.Second)
 	t.Logf("Extend(3s), stuck on B and C: %v (Until now+%v)", err, time.Until(l.Until()).Round(time.Millisecond))
-	waitFor(t, time.Second, "the stuck calls to B and C to give up", func() bool {
+	waitFor(t, 5*time.Second, "the stuck calls to B and C to give up", func() bool {
 		return sB.gaveUp.Load() == 1 && sC.gaveUp.Load() == 1
 	})
 	// The watchdog's first batch (extend_batch, 4000 ms): made after the
@@ -283,7 +283,7 @@ func TestAttackStaleShorterExtendAutoLock(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, time.Second, "the batch's outcome applied", func() bool { return time.Until(l.Until()) > 3500*time.Millisecond })
+	waitFor(t, 5*time.Second, "the batch's outcome applied", func() bool { return time.Until(l.Until()) > 3500*time.Millisecond })
 	t.Logf("watchdog batch done: Until now+%v", time.Until(l.Until()).Round(time.Millisecond))
 	sB.release()
 	sC.release()
