@@ -253,7 +253,7 @@ func TestRedsync(t *testing.T) {
 			t.Run("KeyPrefix mismatch is not exclusion", func(t *testing.T) {
 				ctx := testCtx(t)
 				const res = "interop:redsync:e"
-				pm, err := redlock.New(addrs(servers), redlock.Config{RetryCount: 1, KeyPrefix: "app:"})
+				pm, err := redlock.New(addrs(servers), redlock.Config{RetryCount: 1, KeyPrefix: "app:", NodeTimeout: ourNodeTimeout})
 				if err != nil {
 					t.Fatalf("redlock.New: %v", err)
 				}

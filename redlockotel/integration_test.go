@@ -24,6 +24,12 @@ import (
 // These tests run Managers against real redis-servers with the otel
 // Observer and check that every instrument records what happened.
 
+// loadedNodeTimeout is the NodeTimeout of tests that count an instance
+// down or a lock lost: on a loaded machine (a shared 2-core CI runner, a
+// -race build) a call to a live local redis-server can take a few hundred
+// milliseconds, and one that times out marks its instance down.
+const loadedNodeTimeout = 2 * time.Second
+
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -411,10 +417,16 @@ func TestLockTwoAttempts(t *testing.T) {
 // Two of three instances killed while a lock is held: the lock is lost
 // (redlock.lock.lost 1), the dead instances are down (redlock.instance.up
 // 0), the live one up, and nothing is held.
+//
+// Every instance must be up until the kill, and one call that times out
+// marks its instance down: NodeTimeout is loadedNodeTimeout, not a short
+// one, so that only a dead instance (whose calls fail at once, refused)
+// is down. The lease is 2s, extended every 1.2s: an extension may be
+// 780ms late before the lock runs out, and the test needs one to succeed.
 func TestLockLostWhenInstancesDie(t *testing.T) {
 	ctx := testCtx(t)
 	servers := redistest.Start(t, 3)
-	m, tm, p := otelManager(t, servers, redlock.Config{DefaultTTL: time.Second, NodeTimeout: 200 * time.Millisecond})
+	m, tm, p := otelManager(t, servers, redlock.Config{DefaultTTL: 2 * time.Second, NodeTimeout: loadedNodeTimeout})
 	l, err := m.Lock(ctx, "doomed") // auto-extended
 	if err != nil {
 		t.Fatal(err)
